@@ -1,0 +1,38 @@
+/*
+ * fsce_rows.h -- plain C row helpers used by the Cython kernels.
+ *
+ * A row is n contiguous elements.  Each helper is compiled for several
+ * instruction sets (see fsce_rows_impl.h); fsce_init() picks the best one the
+ * running CPU supports, once, and fsce_ops_f32()/fsce_ops_f64() return the
+ * chosen table.  The environment variable FASTSCE_SIMD=baseline forces the
+ * portable path (used by the tests to check both paths on one machine).
+ * No Python API here.
+ */
+#ifndef FSCE_ROWS_H
+#define FSCE_ROWS_H
+
+#include <stddef.h>
+
+#define FSCE_DECLARE_OPS(REAL, SUFFIX)                                                   \
+    typedef struct {                                                                     \
+        REAL (*row_max)(const REAL *x, ptrdiff_t n);                                     \
+        double (*row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out); \
+        void (*row_affine)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out); \
+        void (*row_axpby)(const REAL *y, const REAL *b, ptrdiff_t n, REAL a, REAL c, REAL *out); \
+        double (*row_sum)(const REAL *x, ptrdiff_t n);                                   \
+        double (*row_dot)(const REAL *x, const REAL *b, ptrdiff_t n, REAL shift);        \
+        void (*row_mul_shifted)(const REAL *s, const REAL *g, ptrdiff_t n, REAL d, REAL *out); \
+    } fsce_ops_##SUFFIX;
+
+FSCE_DECLARE_OPS(float, f32)
+FSCE_DECLARE_OPS(double, f64)
+
+/* Choose the instruction set; idempotent.  Call before any helper runs. */
+void fsce_init(void);
+/* The chosen tables. */
+const fsce_ops_f32 *fsce_get_ops_f32(void);
+const fsce_ops_f64 *fsce_get_ops_f64(void);
+/* Name of the chosen instruction set, e.g. "avx2+fma" or "baseline (sse2)". */
+const char *fsce_simd_path(void);
+
+#endif /* FSCE_ROWS_H */

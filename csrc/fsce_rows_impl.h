@@ -1,0 +1,222 @@
+/*
+ * fsce_rows_impl.h -- row helpers, written once, instantiated per dtype and ISA.
+ *
+ * Included by fsce_rows.c with
+ *   FSCE_DOUBLE  0 for float32, 1 for float64
+ *   FSCE_ISA     name suffix of the instruction set (baseline, avx2)
+ *   FSCE_TARGET  function attribute selecting that instruction set (may be empty)
+ * Each inclusion defines the helpers as static functions and one table
+ * `fsce_ops_<dtype>_<isa>` pointing at them; fsce_rows.c picks a table at run
+ * time.  A "row" is n contiguous elements; every helper handles any n >= 0.
+ */
+#if FSCE_DOUBLE
+#define REAL double
+#define VEC f64v
+#define IVEC i64v
+#define IREAL int64_t
+#define T_(name) fsce_##name##_f64
+#define LANES FSCE_F64_LANES
+/* exp: round-to-integer constant 1.5 * 2**52, exponent field, Cody-Waite ln 2 */
+#define EXP_MAGIC 6755399441055744.0
+#define EXP_MANT_BITS 52
+#define EXP_BIAS 1023
+#define EXP_LN2_HI 6.93147180369123816490e-01
+#define EXP_LN2_LO 1.90821492927058770002e-10
+#define EXP_LO -708.39641853226410622 /* log(DBL_MIN): smaller results flush to 0 */
+#define EXP_HI 709.78271289338399673  /* log(DBL_MAX) */
+#define EXP_DEGREE 13                 /* Taylor truncation < 1e-17 on |r| <= ln2/2 */
+#else
+#define REAL float
+#define VEC f32v
+#define IVEC i32v
+#define IREAL int32_t
+#define T_(name) fsce_##name##_f32
+#define LANES FSCE_F32_LANES
+#define EXP_MAGIC 12582912.0f
+#define EXP_MANT_BITS 23
+#define EXP_BIAS 127
+#define EXP_LN2_HI 0.693145751953125f
+#define EXP_LN2_LO 1.428606765330187045e-06f
+#define EXP_LO -87.3365447505f /* log(FLT_MIN) */
+#define EXP_HI 88.7228391117f  /* log(FLT_MAX) */
+#define EXP_DEGREE 7           /* Taylor truncation < 1e-8 on |r| <= ln2/2 */
+#endif
+
+#define CAT3_(a, b, c) a##_##b##_##c
+#define CAT3(a, b, c) CAT3_(a, b, c)
+#if FSCE_DOUBLE
+#define N_(name) CAT3(name, f64, FSCE_ISA)
+#else
+#define N_(name) CAT3(name, f32, FSCE_ISA)
+#endif
+
+/*
+ * exp(t) lane by lane, a few ULP accurate, NaN in -> NaN out.
+ *   t = n ln2 + r,  n = round(t / ln2),  |r| <= ln2 / 2
+ *   exp(t) = 2**n * sum_{k <= EXP_DEGREE} r**k / k!
+ * n is rounded by adding 1.5 * 2**mantissa_bits (its integer value then sits
+ * in the low mantissa bits) and 2**n is built directly in the exponent field.
+ * Results below the smallest normal number are flushed to 0 (exp(-inf) = 0).
+ */
+FSCE_INLINE VEC N_(vexp)(VEC t)
+{
+    const VEC lo = T_(splat)(EXP_LO);
+    const VEC magic = T_(splat)(EXP_MAGIC);
+    const IVEC underflow = FSCE_MASK(t < lo); /* false for NaN */
+    VEC tc = T_(select)(underflow, lo, t);
+    tc = T_(select)(FSCE_MASK(tc > EXP_HI), T_(splat)(EXP_HI), tc);
+    const VEC k = tc * (REAL)1.44269504088896340736 + magic; /* log2(e) */
+    const VEC n = k - magic;
+    const VEC r = (tc - n * EXP_LN2_HI) - n * EXP_LN2_LO;
+    REAL inv_factorial = (REAL)1;
+    REAL coef[EXP_DEGREE + 1];
+    for (int d = 0; d <= EXP_DEGREE; ++d) {
+        coef[d] = inv_factorial;               /* 1 / d! */
+        inv_factorial /= (REAL)(d + 1);
+    }
+    VEC p = T_(splat)(coef[EXP_DEGREE]);
+    for (int d = EXP_DEGREE - 1; d >= 0; --d) p = p * r + coef[d];
+    const IVEC biased = T_(bits)(k) - T_(bits)(magic) + (IREAL)EXP_BIAS;
+    const VEC two_n = T_(from_bits)(biased << EXP_MANT_BITS);
+    return T_(select)(underflow, T_(splat)(0), p * two_n);
+}
+
+/* max_j x_j; NaN if any x_j is NaN, -inf for an empty row. */
+FSCE_TARGET static REAL N_(row_max)(const REAL *x, ptrdiff_t n)
+{
+    VEC best = T_(splat)(-(REAL)INFINITY);
+    IVEC any_nan = FSCE_MASK(best != best);
+    ptrdiff_t j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        const VEC v = T_(load)(x + j);
+        best = T_(select)(FSCE_MASK(v > best), v, best);
+        any_nan |= FSCE_MASK(v != v);
+    }
+    if (j < n) {
+        const VEC v = T_(load_tail)(x + j, n - j, -(REAL)INFINITY);
+        best = T_(select)(FSCE_MASK(v > best), v, best);
+        any_nan |= FSCE_MASK(v != v);
+    }
+    REAL lanes[LANES];
+    IREAL nan_lanes[LANES];
+    T_(store)(lanes, best);
+    memcpy(nan_lanes, &any_nan, sizeof nan_lanes);
+    REAL result = -(REAL)INFINITY;
+    for (ptrdiff_t i = 0; i < LANES; ++i) {
+        if (nan_lanes[i]) return (REAL)NAN;
+        if (lanes[i] > result) result = lanes[i];
+    }
+    return result;
+}
+
+/*
+ * sum_j exp((x_j - shift) * scale), accumulated in float64.
+ * When out is not NULL, out_j = exp((x_j - shift) * scale) is stored too
+ * (out may be x itself: each element is read before it is written).
+ */
+FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out)
+{
+    const VEC vshift = T_(splat)(shift);
+    fsce_acc acc = fsce_acc_zero();
+    ptrdiff_t j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        const VEC e = N_(vexp)((T_(load)(x + j) - vshift) * scale);
+        if (out) T_(store)(out + j, e);
+        T_(acc_add)(&acc, e);
+    }
+    if (j < n) {
+        const VEC e = N_(vexp)((T_(load_tail)(x + j, n - j, -(REAL)INFINITY) - vshift) * scale);
+        if (out) T_(store_tail)(out + j, n - j, e);
+        T_(acc_add)(&acc, e);
+    }
+    return fsce_acc_total(acc);
+}
+
+FSCE_TARGET static double N_(row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out)
+{
+    /* two copies of the loop: with and without the store */
+    return out ? N_(exp_sum_body)(x, n, shift, scale, out) : N_(exp_sum_body)(x, n, shift, scale, NULL);
+}
+
+/* out_j = (y_j - shift) * a - c  (out may be y) */
+FSCE_TARGET static void N_(row_affine)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out)
+{
+    const VEC vshift = T_(splat)(shift), va = T_(splat)(a), vc = T_(splat)(c);
+    ptrdiff_t j = 0;
+    for (; j + LANES <= n; j += LANES) T_(store)(out + j, (T_(load)(y + j) - vshift) * va - vc);
+    if (j < n) T_(store_tail)(out + j, n - j, (T_(load_tail)(y + j, n - j, 0) - vshift) * va - vc);
+}
+
+/* out_j = y_j * a - c * b_j  (out may be y) */
+FSCE_TARGET static void N_(row_axpby)(const REAL *y, const REAL *b, ptrdiff_t n, REAL a, REAL c, REAL *out)
+{
+    const VEC va = T_(splat)(a), vc = T_(splat)(c);
+    ptrdiff_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        T_(store)(out + j, T_(load)(y + j) * va - vc * T_(load)(b + j));
+    if (j < n)
+        T_(store_tail)(out + j, n - j, T_(load_tail)(y + j, n - j, 0) * va - vc * T_(load_tail)(b + j, n - j, 0));
+}
+
+/* sum_j x_j, accumulated in float64. */
+FSCE_TARGET static double N_(row_sum)(const REAL *x, ptrdiff_t n)
+{
+    fsce_acc acc = fsce_acc_zero();
+    ptrdiff_t j = 0;
+    for (; j + LANES <= n; j += LANES) T_(acc_add)(&acc, T_(load)(x + j));
+    if (j < n) T_(acc_add)(&acc, T_(load_tail)(x + j, n - j, 0));
+    return fsce_acc_total(acc);
+}
+
+/*
+ * sum_j b_j (x_j - shift) over the j with b_j != 0, accumulated in float64
+ * (a zero weight on a masked class contributes 0, not 0 * -inf = NaN).
+ */
+FSCE_TARGET static double N_(row_dot)(const REAL *x, const REAL *b, ptrdiff_t n, REAL shift)
+{
+    const VEC zero = T_(splat)(0), vshift = T_(splat)(shift);
+    fsce_acc acc = fsce_acc_zero();
+    ptrdiff_t j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        const VEC vb = T_(load)(b + j);
+        const VEC term = vb * (T_(load)(x + j) - vshift);
+        T_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
+    }
+    if (j < n) {
+        const VEC vb = T_(load_tail)(b + j, n - j, 0);
+        const VEC term = vb * (T_(load_tail)(x + j, n - j, 0) - vshift);
+        T_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
+    }
+    return fsce_acc_total(acc);
+}
+
+/* out_j = s_j * (g_j - d): the softmax Jacobian-vector product once d = g . s */
+FSCE_TARGET static void N_(row_mul_shifted)(const REAL *s, const REAL *g, ptrdiff_t n, REAL d, REAL *out)
+{
+    const VEC vd = T_(splat)(d);
+    ptrdiff_t j = 0;
+    for (; j + LANES <= n; j += LANES) T_(store)(out + j, T_(load)(s + j) * (T_(load)(g + j) - vd));
+    if (j < n)
+        T_(store_tail)(out + j, n - j, T_(load_tail)(s + j, n - j, 0) * (T_(load_tail)(g + j, n - j, 0) - vd));
+}
+
+static const T_(ops) N_(fsce_ops) = {
+    N_(row_max), N_(row_exp_sum), N_(row_affine), N_(row_axpby),
+    N_(row_sum), N_(row_dot), N_(row_mul_shifted),
+};
+
+#undef REAL
+#undef VEC
+#undef IVEC
+#undef IREAL
+#undef T_
+#undef N_
+#undef LANES
+#undef EXP_MAGIC
+#undef EXP_MANT_BITS
+#undef EXP_BIAS
+#undef EXP_LN2_HI
+#undef EXP_LN2_LO
+#undef EXP_LO
+#undef EXP_HI
+#undef EXP_DEGREE

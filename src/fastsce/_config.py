@@ -1,0 +1,48 @@
+"""Thread settings shared by every kernel call.
+
+Kernels parallelise over rows with OpenMP only when an input is large enough
+for threads to pay off; below that one thread is used.  The number of threads
+defaults to the CPUs this process may run on and can be set with
+``set_num_threads``.  Results
+never depend on the thread count: each row is computed the same way on any
+thread and the batch loss is summed in row order.
+"""
+import os
+
+#: inputs with fewer elements than this run on one thread
+PARALLEL_MIN_ELEMENTS = 1 << 16
+
+_num_threads: int | None = None
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def get_num_threads() -> int:
+    """Number of threads large kernels use (default: the CPUs available)."""
+    return _num_threads if _num_threads is not None else _usable_cpus()
+
+
+def set_num_threads(n_threads: int | None) -> None:
+    """Set the number of threads for large inputs; None restores the default."""
+    global _num_threads
+    if n_threads is not None:
+        n_threads = _positive_int(n_threads, "n_threads")
+    _num_threads = n_threads
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"`{name}` must be a positive integer, got {value!r}")
+    value = value.__index__()
+    if value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+    return value
+
+
+def threads_for(n_elements: int) -> int:
+    """Threads a kernel over n_elements uses."""
+    return 1 if n_elements < PARALLEL_MIN_ELEMENTS else get_num_threads()

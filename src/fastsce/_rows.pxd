@@ -1,0 +1,95 @@
+# cython: language_level=3
+"""Declarations shared by the kernel modules.
+
+The C row helpers (csrc/fsce_rows.h) come in one table per dtype; the fused
+inline wrappers below pick the float32 or float64 table, so a kernel written
+once over ``floating`` calls the right vector code.  Every helper works on one
+row of ``n`` contiguous elements and never touches Python objects.
+"""
+from cython cimport floating
+
+
+cdef extern from "fsce_rows.h" nogil:
+    ctypedef struct fsce_ops_f32:
+        float (*row_max)(const float *x, Py_ssize_t n) noexcept nogil
+        double (*row_exp_sum)(const float *x, Py_ssize_t n, float shift, float scale, float *out) noexcept nogil
+        void (*row_affine)(const float *y, Py_ssize_t n, float shift, float a, float c, float *out) noexcept nogil
+        void (*row_axpby)(const float *y, const float *b, Py_ssize_t n, float a, float c, float *out) noexcept nogil
+        double (*row_sum)(const float *x, Py_ssize_t n) noexcept nogil
+        double (*row_dot)(const float *x, const float *b, Py_ssize_t n, float shift) noexcept nogil
+        void (*row_mul_shifted)(const float *s, const float *g, Py_ssize_t n, float d, float *out) noexcept nogil
+
+    ctypedef struct fsce_ops_f64:
+        double (*row_max)(const double *x, Py_ssize_t n) noexcept nogil
+        double (*row_exp_sum)(const double *x, Py_ssize_t n, double shift, double scale, double *out) noexcept nogil
+        void (*row_affine)(const double *y, Py_ssize_t n, double shift, double a, double c, double *out) noexcept nogil
+        void (*row_axpby)(const double *y, const double *b, Py_ssize_t n, double a, double c, double *out) noexcept nogil
+        double (*row_sum)(const double *x, Py_ssize_t n) noexcept nogil
+        double (*row_dot)(const double *x, const double *b, Py_ssize_t n, double shift) noexcept nogil
+        void (*row_mul_shifted)(const double *s, const double *g, Py_ssize_t n, double d, double *out) noexcept nogil
+
+    void fsce_init()
+    const fsce_ops_f32 *fsce_get_ops_f32()
+    const fsce_ops_f64 *fsce_get_ops_f64()
+    const char *fsce_simd_path()
+
+
+cdef inline floating row_max(const floating *x, Py_ssize_t n) noexcept nogil:
+    """max_j x_j (NaN if any NaN)."""
+    if floating is float:
+        return fsce_get_ops_f32().row_max(x, n)
+    else:
+        return fsce_get_ops_f64().row_max(x, n)
+
+
+cdef inline double row_exp_sum(const floating *x, Py_ssize_t n, floating shift,
+                               floating scale, floating *out) noexcept nogil:
+    """sum_j exp((x_j - shift) * scale); stores each exp into out unless NULL."""
+    if floating is float:
+        return fsce_get_ops_f32().row_exp_sum(x, n, shift, scale, out)
+    else:
+        return fsce_get_ops_f64().row_exp_sum(x, n, shift, scale, out)
+
+
+cdef inline void row_affine(const floating *y, Py_ssize_t n, floating shift, floating a,
+                            floating c, floating *out) noexcept nogil:
+    """out_j = (y_j - shift) * a - c."""
+    if floating is float:
+        fsce_get_ops_f32().row_affine(y, n, shift, a, c, out)
+    else:
+        fsce_get_ops_f64().row_affine(y, n, shift, a, c, out)
+
+
+cdef inline void row_axpby(const floating *y, const floating *b, Py_ssize_t n, floating a,
+                           floating c, floating *out) noexcept nogil:
+    """out_j = y_j * a - c * b_j."""
+    if floating is float:
+        fsce_get_ops_f32().row_axpby(y, b, n, a, c, out)
+    else:
+        fsce_get_ops_f64().row_axpby(y, b, n, a, c, out)
+
+
+cdef inline double row_sum(const floating *x, Py_ssize_t n) noexcept nogil:
+    """sum_j x_j in float64."""
+    if floating is float:
+        return fsce_get_ops_f32().row_sum(x, n)
+    else:
+        return fsce_get_ops_f64().row_sum(x, n)
+
+
+cdef inline double row_dot(const floating *x, const floating *b, Py_ssize_t n,
+                           floating shift) noexcept nogil:
+    """sum_j b_j (x_j - shift) over b_j != 0, in float64."""
+    if floating is float:
+        return fsce_get_ops_f32().row_dot(x, b, n, shift)
+    else:
+        return fsce_get_ops_f64().row_dot(x, b, n, shift)
+
+
+cdef inline void row_mul_shifted(const floating *s, const floating *g, Py_ssize_t n,
+                                 floating d, floating *out) noexcept nogil:
+    """out_j = s_j * (g_j - d)."""
+    if floating is float:
+        fsce_get_ops_f32().row_mul_shifted(s, g, n, d, out)
+    else:
+        fsce_get_ops_f64().row_mul_shifted(s, g, n, d, out)

@@ -1,0 +1,104 @@
+"""Public softmax-family functions: validate, allocate, call one kernel.
+
+The class axis is moved last (a view when possible), the array is seen as
+(n_rows, n_classes) rows, and one kernel call computes every row.  For the
+default axis=-1 no copy of the input is made unless its rows are not
+contiguous in memory.
+"""
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_index
+
+from . import _softmax_kernels as kernels
+from ._config import threads_for
+from ._validation import (as_contiguous_rows, as_float_array, as_rows, check_out,
+                          check_temperature)
+
+
+def _along_axis(kernel, x, axis, temperature, out):
+    """Apply a row kernel producing one value per input element along `axis`."""
+    array = as_float_array(x, "x")
+    inv_temperature = 1.0 / check_temperature(temperature)
+    if array.ndim == 0:
+        as_rows(array, "x")  # raises the 0-d error
+    axis = normalize_axis_index(axis, array.ndim)
+    if out is not None:
+        check_out(out, array.shape, array.dtype, {"x": x}, in_place_ok=x)
+    moved = np.moveaxis(array, axis, -1)
+    rows = as_rows(moved, "x")
+    n_threads = threads_for(rows.size)
+    if axis == array.ndim - 1:
+        result = out if out is not None else np.empty(array.shape, array.dtype)
+        kernel(rows, inv_temperature, result.reshape(rows.shape), n_threads)
+        return result
+    buffer = np.empty(moved.shape, array.dtype)
+    kernel(rows, inv_temperature, buffer.reshape(rows.shape), n_threads)
+    result = np.moveaxis(buffer, -1, axis)
+    if out is None:
+        return result
+    np.copyto(out, result)
+    return out
+
+
+def softmax(x, axis=-1, *, temperature=1.0, out=None):
+    """Softmax along `axis`: s_j = exp(x_j / T) / sum_k exp(x_k / T), max-shifted.
+
+    float32/float64 are computed in their own dtype, float16 in float32,
+    integers in float64.  `out` (C-contiguous, compute dtype, x's shape) may
+    be `x` itself.  A row containing NaN, or only -inf, gives NaN.
+    """
+    return _along_axis(kernels.softmax, x, axis, temperature, out)
+
+
+def log_softmax(x, axis=-1, *, temperature=1.0, out=None):
+    """log(softmax(x / T)) along `axis`, computed as (x - max) / T - log(sum exp)."""
+    return _along_axis(kernels.log_softmax, x, axis, temperature, out)
+
+
+def logsumexp(x, axis=-1, *, keepdims=False, temperature=1.0):
+    """log(sum(exp(x / T))) along `axis` (-inf for an all -inf row, +inf if any +inf)."""
+    array = as_float_array(x, "x")
+    inv_temperature = 1.0 / check_temperature(temperature)
+    if array.ndim == 0:
+        as_rows(array, "x")
+    axis = normalize_axis_index(axis, array.ndim)
+    rows = as_rows(np.moveaxis(array, axis, -1), "x")
+    reduced = np.empty(rows.shape[0], array.dtype)
+    kernels.logsumexp(rows, inv_temperature, reduced, threads_for(rows.size))
+    shape = list(array.shape)
+    if keepdims:
+        shape[axis] = 1
+    else:
+        del shape[axis]
+    return reduced.reshape(shape)
+
+
+def _probability_rows(s, name):
+    array = as_float_array(s, name)
+    return array, as_contiguous_rows(array, name)
+
+
+def softmax_backward(grad_s, s):
+    """Gradient with respect to x of a loss L(s), s = softmax(x) (class axis last).
+
+    grad_x = (diag(s) - s s^T) grad_s = s * (grad_s - grad_s . s), row by row,
+    without building the Jacobian.  Result dtype: the wider of the two inputs.
+    """
+    s_array, s_rows = _probability_rows(s, "s")
+    g_array, g_rows = _probability_rows(grad_s, "grad_s")
+    if g_array.shape != s_array.shape:
+        raise ValueError(f"`grad_s` must have the shape of `s` {s_array.shape}, got {g_array.shape}")
+    dtype = np.result_type(s_rows.dtype, g_rows.dtype)
+    s_rows, g_rows = s_rows.astype(dtype, copy=False), g_rows.astype(dtype, copy=False)
+    out = np.empty(s_array.shape, dtype)
+    kernels.softmax_backward(g_rows, s_rows, out.reshape(s_rows.shape), threads_for(s_rows.size))
+    return out
+
+
+def softmax_jacobian(s):
+    """Jacobian of softmax at output s: diag(s) - s s^T, shape s.shape + (C,)."""
+    array, rows = _probability_rows(s, "s")
+    n_classes = rows.shape[1]
+    out = np.empty(array.shape + (n_classes,), array.dtype)
+    kernels.softmax_jacobian(rows, out.reshape(rows.shape[0], n_classes, n_classes),
+                             threads_for(rows.size * n_classes))
+    return out

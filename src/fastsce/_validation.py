@@ -1,0 +1,107 @@
+"""Input checking and coercion shared by the public functions.
+
+Every public function calls these before any kernel runs, so a call that
+raises has written nothing.  Rules (DESIGN.md): float32/float64 are computed
+in their own dtype, float16 in float32, longdouble in float64, integers are
+promoted to float64; bool, complex, object, string and datetime inputs raise
+TypeError; shape problems raise ValueError.  Arrays are coerced without a copy
+whenever the kernels can read them as they are (rows contiguous, native byte
+order, aligned); otherwise one copy is made.
+"""
+import numpy as np
+
+FLOAT32 = np.dtype(np.float32)
+FLOAT64 = np.dtype(np.float64)
+
+
+def float_dtype_for(dtype, name):
+    """The dtype a kernel computes in for input `dtype`, or TypeError."""
+    if dtype.kind == "f":
+        return FLOAT32 if dtype.itemsize <= 4 else FLOAT64
+    if dtype.kind in "iu":
+        return FLOAT64
+    raise TypeError(f"`{name}` must hold real numbers (float or integer), got dtype {dtype}")
+
+
+def as_float_array(value, name, dtype=None):
+    """`value` as a float32/float64 ndarray (the compute dtype, or `dtype`)."""
+    array = value if type(value) is np.ndarray else np.asarray(value)
+    wanted = dtype if dtype is not None else float_dtype_for(array.dtype, name)
+    if dtype is not None:
+        float_dtype_for(array.dtype, name)  # still reject non-numeric input
+    if array.dtype is not wanted and array.dtype != wanted:
+        array = array.astype(wanted)
+    return array
+
+
+def as_rows(array, name):
+    """2-D view (n_rows, n_classes) of `array` (classes last) with contiguous rows."""
+    if array.ndim == 0:
+        raise ValueError(f"`{name}` must have a class axis, got a 0-d array")
+    n_classes = array.shape[-1]
+    if n_classes == 0:
+        raise ValueError(f"`{name}` has zero classes (shape {array.shape})")
+    rows = array.reshape(-1, n_classes)
+    itemsize = rows.itemsize
+    if ((n_classes > 1 and rows.strides[1] != itemsize)
+            or rows.strides[0] % itemsize or not rows.flags.aligned):
+        rows = np.ascontiguousarray(rows)
+    return rows
+
+
+def as_contiguous_rows(array, name):
+    """Like as_rows, but C-contiguous (for arrays read alongside the logits)."""
+    rows = as_rows(array, name)
+    return rows if rows.flags.c_contiguous else np.ascontiguousarray(rows)
+
+
+def check_reduction(reduction):
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"`reduction` must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def real_number(value, name):
+    """`value` as a Python float, TypeError if it is not a real number."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a real number, got {value!r}")
+    return float(value)
+
+
+def check_temperature(temperature):
+    value = real_number(temperature, "temperature")
+    if not (0.0 < value < np.inf):
+        raise ValueError(f"`temperature` must be positive and finite, got {temperature!r}")
+    return value
+
+
+def check_out(out, shape, dtype, inputs, in_place_ok=None):
+    """Validate a caller's output buffer.
+
+    `inputs` are the caller's original arguments: `out` may not share memory
+    with any of them (writing it would modify an input), except that it may be
+    exactly `in_place_ok` (same buffer, same layout) for an in-place result.
+    """
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"`out` must be a numpy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"`out` must have dtype {dtype}, got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(f"`out` must have shape {shape}, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError("`out` must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError("`out` is read-only")
+    for name, value in inputs.items():
+        if not isinstance(value, np.ndarray) or not np.may_share_memory(out, value):
+            continue
+        if value is in_place_ok and same_buffer(out, value):
+            continue
+        raise ValueError(f"`out` overlaps `{name}`; pass a separate buffer"
+                         + (" or exactly the logits array for an in-place result" if in_place_ok is value else ""))
+    return out
+
+
+def same_buffer(a, b):
+    """True when a and b view exactly the same memory with the same layout."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides)
