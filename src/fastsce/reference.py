@@ -1,0 +1,122 @@
+"""Plain NumPy versions of every public fastsce function: the test oracle and
+the "naive NumPy" baseline of the benchmarks.
+
+Written to be obviously right, not fast, following the seed texts:
+softmax with the max subtracted, the Jacobian diag(s) - s s^T, cross-entropy
+-sum_j y_j log s_j and its gradient s - y for one row, taken row by row as the
+seed does, and (S - Y) / m for a batch mean.  Options extend the target y
+exactly as PyTorch's F.cross_entropy does (see ``_target_distribution``).
+Each function computes in the float dtype of its input (pass float64 arrays
+to get a float64 oracle) and returns the same kinds of values as fastsce.
+"""
+import numpy as np
+
+from ._validation import as_float_array
+
+
+def softmax(x, axis=-1, *, temperature=1.0, out=None):
+    """s = exp(z - max z) / sum exp(z - max z), z = x / T, along axis."""
+    z = as_float_array(x, "x") / temperature
+    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    result = e / np.sum(e, axis=axis, keepdims=True)
+    return _into(result, out)
+
+
+def log_softmax(x, axis=-1, *, temperature=1.0, out=None):
+    """log s = (z - max z) - log sum exp(z - max z), z = x / T."""
+    z = as_float_array(x, "x") / temperature
+    shifted = z - np.max(z, axis=axis, keepdims=True)
+    result = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return _into(result, out)
+
+
+def logsumexp(x, axis=-1, *, keepdims=False, temperature=1.0):
+    """max z + log sum exp(z - max z), z = x / T; max z itself when it is +-inf."""
+    z = as_float_array(x, "x") / temperature
+    m = np.max(z, axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        lse = m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
+    lse = np.where(np.isinf(m), m, lse)
+    return lse if keepdims else np.squeeze(lse, axis=axis)
+
+
+def softmax_jacobian(s):
+    """diag(s) - s s^T for every row of s (class axis last)."""
+    s = as_float_array(s, "s")
+    rows = s.reshape(-1, s.shape[-1])
+    jac = np.stack([np.diag(row) - np.outer(row, row) for row in rows]) if len(rows) else \
+        np.empty((0, s.shape[-1], s.shape[-1]), s.dtype)
+    return jac.reshape(s.shape + (s.shape[-1],))
+
+
+def softmax_backward(grad_s, s):
+    """J^T grad_s row by row, J = diag(s) - s s^T (symmetric)."""
+    s = as_float_array(s, "s")
+    grad_s = as_float_array(grad_s, "grad_s")
+    jac = softmax_jacobian(s)
+    return np.einsum("...jk,...k->...j", jac, grad_s)
+
+
+def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0):
+    """Loss only; see cross_entropy_with_grad."""
+    loss, _ = cross_entropy_with_grad(logits, target, weight=weight, ignore_index=ignore_index,
+                                      reduction=reduction, label_smoothing=label_smoothing)
+    return loss
+
+
+def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
+                            label_smoothing=0.0, out=None):
+    """Row by row: y = target distribution, s = softmax(z),
+    loss = -sum_j y_j log s_j (terms with y_j = 0 skipped), grad = s sum_j y_j - y;
+    'mean' divides both by the summed target weights of the rows kept
+    (hard targets) or by the row count (soft targets)."""
+    z = as_float_array(logits, "logits")
+    target = np.asarray(target)
+    soft = target.dtype.kind == "f"
+    n_classes = z.shape[-1]
+    rows = z.reshape(-1, n_classes)
+    targets = target.reshape(-1, n_classes) if soft else target.reshape(-1)
+    losses = np.zeros(len(rows), np.float64)
+    grad = np.zeros(rows.shape, z.dtype)
+    denominator = 0.0
+    for i, (row, t) in enumerate(zip(rows, targets)):
+        if not soft and t == ignore_index:
+            continue
+        y = _target_distribution(t, n_classes, weight, label_smoothing, soft, z.dtype)
+        denominator += 1.0 if soft else (1.0 if weight is None else weight[t])
+        s = softmax(row)
+        log_s = log_softmax(row)
+        kept = y != 0
+        losses[i] = -np.sum(y[kept] * log_s[kept])
+        grad[i] = s * np.sum(y) - y
+    if reduction == "mean":
+        loss = np.sum(losses) / denominator if denominator else np.nan
+        grad = grad / denominator if denominator else grad
+    elif reduction == "sum":
+        loss = np.sum(losses)
+    else:
+        loss = losses.reshape(z.shape[:-1]).astype(z.dtype)
+    grad = grad.astype(z.dtype).reshape(z.shape)
+    return (float(loss) if reduction != "none" else loss), _into(grad, out)
+
+
+def _target_distribution(t, n_classes, weight, eps, soft, dtype):
+    """PyTorch's target for one row: y = w * ((1 - eps) onehot(t) + eps / C) with
+    onehot(t) replaced by the given probabilities for soft targets."""
+    if soft:
+        y = np.asarray(t, np.float64)
+    else:
+        y = np.zeros(n_classes)
+        y[t] = 1.0
+    y = (1.0 - eps) * y + eps / n_classes
+    if weight is not None:
+        y = y * np.asarray(weight, np.float64)
+    return y.astype(dtype)
+
+
+def _into(result, out):
+    if out is None:
+        return result
+    np.copyto(out, result)
+    return out
