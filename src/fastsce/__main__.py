@@ -1,0 +1,59 @@
+"""``python -m fastsce``: self-check against the NumPy oracle, then a short speed table.
+
+Exits with status 1 when the self-check fails.  The full comparison (more
+sizes, scikit-learn, thread counts, a plot) is bench/compare.py.
+"""
+import platform
+import sys
+
+import numpy as np
+
+from . import _config, _selfcheck, _softmax_kernels, _loss_kernels, _speed, __version__
+
+SIZES = [((64, 10), np.float32), ((4096, 1000), np.float32), ((512, 32000), np.float32),
+         ((4096, 1000), np.float64)]
+#: skip a system whose single call takes longer than this (the naive loop at big sizes)
+SLOW_CALL_SECONDS = 2.0
+
+
+def describe_machine():
+    return (f"fastsce {__version__} | {platform.machine()} {platform.processor() or ''} | "
+            f"SIMD path {_softmax_kernels.simd_path()} | OpenMP {_loss_kernels.openmp_enabled()} | "
+            f"{_config.get_num_threads()} threads | numpy {np.__version__}")
+
+
+def speed_table():
+    """Markdown table: time of each system and fastsce's speed-up over it."""
+    names = [name for name in _speed.SYSTEMS if name != "fastsce"]
+    lines = ["| size | dtype | fastsce | " + " | ".join(names) + " |",
+             "|---|---|---:|" + "---:|" * len(names)]
+    for shape, dtype in SIZES:
+        logits, target = _speed.problem(*shape, dtype)
+        fast = _speed.best_time(_speed.fastsce_system(logits, target))
+        cells = []
+        for name in names:
+            run = _speed.SYSTEMS[name](logits, target)
+            seconds = _speed.time_if_fast(run, SLOW_CALL_SECONDS) if run else None
+            cells.append("—" if seconds is None else f"{format_time(seconds)} ({seconds / fast:.1f}x)")
+        lines.append(f"| {shape[0]}x{shape[1]} | {np.dtype(dtype).name} | {format_time(fast)} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_time(seconds):
+    return f"{seconds * 1e6:.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+def main():
+    print(describe_machine())
+    print("\nSelf-check against fastsce.reference (float64 oracle):")
+    passed = _selfcheck.run()
+    print("self-check " + ("passed" if passed else "FAILED"))
+    print("\nMean loss + gradient, one call (in brackets: that time / fastsce's time;"
+          " the bandwidth floor is one read-and-write pass, np.multiply(x, 1.0, out=g)):\n")
+    print(speed_table())
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
