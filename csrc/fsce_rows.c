@@ -13,6 +13,7 @@
 /* ---- portable baseline: SSE2 on x86-64, NEON on arm64, scalar elsewhere ---- */
 #define FSCE_ISA baseline
 #define FSCE_TARGET
+#define FSCE_MASKED_TAILS 0
 #define FSCE_DOUBLE 0
 #include "fsce_rows_impl.h"
 #undef FSCE_DOUBLE
@@ -21,12 +22,15 @@
 #undef FSCE_DOUBLE
 #undef FSCE_TARGET
 #undef FSCE_ISA
+#undef FSCE_MASKED_TAILS
 
 /* ---- AVX2 + FMA, x86-64 with GCC or Clang ---- */
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
 #define FSCE_HAVE_AVX2_PATH 1
 #define FSCE_ISA avx2
 #define FSCE_TARGET __attribute__((target("avx2,fma")))
+#define FSCE_MASKED_TAILS 1
 #define FSCE_DOUBLE 0
 #include "fsce_rows_impl.h"
 #undef FSCE_DOUBLE
@@ -35,6 +39,7 @@
 #undef FSCE_DOUBLE
 #undef FSCE_TARGET
 #undef FSCE_ISA
+#undef FSCE_MASKED_TAILS
 #endif
 
 #if defined(__x86_64__) || defined(_M_X64)

@@ -5,6 +5,7 @@
  *   FSCE_DOUBLE  0 for float32, 1 for float64
  *   FSCE_ISA     name suffix of the instruction set (baseline, avx2)
  *   FSCE_TARGET  function attribute selecting that instruction set (may be empty)
+ *   FSCE_MASKED_TAILS  1 when AVX2 masked loads/stores may be used for row tails
  * Each inclusion defines the helpers as static functions and one table
  * `fsce_ops_<dtype>_<isa>` pointing at them; fsce_rows.c picks a table at run
  * time.  A "row" is n contiguous elements; every helper handles any n >= 0.
@@ -58,7 +59,7 @@
  * in the low mantissa bits) and 2**n is built directly in the exponent field.
  * Results below the smallest normal number are flushed to 0 (exp(-inf) = 0).
  */
-FSCE_INLINE VEC N_(vexp)(VEC t)
+FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
 {
     const VEC lo = T_(splat)(EXP_LO);
     const VEC magic = T_(splat)(EXP_MAGIC);
@@ -81,6 +82,39 @@ FSCE_INLINE VEC N_(vexp)(VEC t)
     return T_(select)(underflow, T_(splat)(0), p * two_n);
 }
 
+/*
+ * The last r < LANES elements of a row: masked loads and stores with AVX2
+ * (no trip through the stack), a small copy loop otherwise.  Lanes past the
+ * row read as `pad`.
+ */
+#if FSCE_MASKED_TAILS
+#if FSCE_DOUBLE
+#define MASKLOAD(p, m) ((VEC)_mm256_maskload_pd((p), (__m256i)(m)))
+#define MASKSTORE(p, m, v) _mm256_maskstore_pd((p), (__m256i)(m), (__m256d)(v))
+#else
+#define MASKLOAD(p, m) ((VEC)_mm256_maskload_ps((p), (__m256i)(m)))
+#define MASKSTORE(p, m, v) _mm256_maskstore_ps((p), (__m256i)(m), (__m256)(v))
+#endif
+FSCE_TARGET FSCE_INLINE IVEC N_(tail_mask)(ptrdiff_t r)
+{
+    static const IREAL lane_ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    IVEC ids;
+    memcpy(&ids, lane_ids, sizeof ids);
+    return FSCE_MASK(ids < (IREAL)r);
+}
+FSCE_TARGET FSCE_INLINE VEC N_(load_tail)(const REAL *p, ptrdiff_t r, REAL pad)
+{
+    const IVEC mask = N_(tail_mask)(r);
+    return T_(select)(mask, MASKLOAD(p, mask), T_(splat)(pad));
+}
+FSCE_TARGET FSCE_INLINE void N_(store_tail)(REAL *p, ptrdiff_t r, VEC v) { MASKSTORE(p, N_(tail_mask)(r), v); }
+#undef MASKLOAD
+#undef MASKSTORE
+#else
+FSCE_INLINE VEC N_(load_tail)(const REAL *p, ptrdiff_t r, REAL pad) { return T_(load_tail)(p, r, pad); }
+FSCE_INLINE void N_(store_tail)(REAL *p, ptrdiff_t r, VEC v) { T_(store_tail)(p, r, v); }
+#endif
+
 /* max_j x_j; NaN if any x_j is NaN, -inf for an empty row. */
 FSCE_TARGET static REAL N_(row_max)(const REAL *x, ptrdiff_t n)
 {
@@ -93,7 +127,7 @@ FSCE_TARGET static REAL N_(row_max)(const REAL *x, ptrdiff_t n)
         any_nan |= FSCE_MASK(v != v);
     }
     if (j < n) {
-        const VEC v = T_(load_tail)(x + j, n - j, -(REAL)INFINITY);
+        const VEC v = N_(load_tail)(x + j, n - j, -(REAL)INFINITY);
         best = T_(select)(FSCE_MASK(v > best), v, best);
         any_nan |= FSCE_MASK(v != v);
     }
@@ -114,7 +148,7 @@ FSCE_TARGET static REAL N_(row_max)(const REAL *x, ptrdiff_t n)
  * When out is not NULL, out_j = exp((x_j - shift) * scale) is stored too
  * (out may be x itself: each element is read before it is written).
  */
-FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out)
+FSCE_TARGET FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out)
 {
     const VEC vshift = T_(splat)(shift);
     fsce_acc acc = fsce_acc_zero();
@@ -125,8 +159,8 @@ FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL shift, REAL
         T_(acc_add)(&acc, e);
     }
     if (j < n) {
-        const VEC e = N_(vexp)((T_(load_tail)(x + j, n - j, -(REAL)INFINITY) - vshift) * scale);
-        if (out) T_(store_tail)(out + j, n - j, e);
+        const VEC e = N_(vexp)((N_(load_tail)(x + j, n - j, -(REAL)INFINITY) - vshift) * scale);
+        if (out) N_(store_tail)(out + j, n - j, e);
         T_(acc_add)(&acc, e);
     }
     return fsce_acc_total(acc);
@@ -144,7 +178,7 @@ FSCE_TARGET static void N_(row_affine)(const REAL *y, ptrdiff_t n, REAL shift, R
     const VEC vshift = T_(splat)(shift), va = T_(splat)(a), vc = T_(splat)(c);
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) T_(store)(out + j, (T_(load)(y + j) - vshift) * va - vc);
-    if (j < n) T_(store_tail)(out + j, n - j, (T_(load_tail)(y + j, n - j, 0) - vshift) * va - vc);
+    if (j < n) N_(store_tail)(out + j, n - j, (N_(load_tail)(y + j, n - j, 0) - vshift) * va - vc);
 }
 
 /* out_j = y_j * a - c * b_j  (out may be y) */
@@ -155,7 +189,7 @@ FSCE_TARGET static void N_(row_axpby)(const REAL *y, const REAL *b, ptrdiff_t n,
     for (; j + LANES <= n; j += LANES)
         T_(store)(out + j, T_(load)(y + j) * va - vc * T_(load)(b + j));
     if (j < n)
-        T_(store_tail)(out + j, n - j, T_(load_tail)(y + j, n - j, 0) * va - vc * T_(load_tail)(b + j, n - j, 0));
+        N_(store_tail)(out + j, n - j, N_(load_tail)(y + j, n - j, 0) * va - vc * N_(load_tail)(b + j, n - j, 0));
 }
 
 /* sum_j x_j, accumulated in float64. */
@@ -164,7 +198,7 @@ FSCE_TARGET static double N_(row_sum)(const REAL *x, ptrdiff_t n)
     fsce_acc acc = fsce_acc_zero();
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) T_(acc_add)(&acc, T_(load)(x + j));
-    if (j < n) T_(acc_add)(&acc, T_(load_tail)(x + j, n - j, 0));
+    if (j < n) T_(acc_add)(&acc, N_(load_tail)(x + j, n - j, 0));
     return fsce_acc_total(acc);
 }
 
@@ -183,8 +217,8 @@ FSCE_TARGET static double N_(row_dot)(const REAL *x, const REAL *b, ptrdiff_t n,
         T_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
     }
     if (j < n) {
-        const VEC vb = T_(load_tail)(b + j, n - j, 0);
-        const VEC term = vb * (T_(load_tail)(x + j, n - j, 0) - vshift);
+        const VEC vb = N_(load_tail)(b + j, n - j, 0);
+        const VEC term = vb * (N_(load_tail)(x + j, n - j, 0) - vshift);
         T_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
     }
     return fsce_acc_total(acc);
@@ -197,7 +231,7 @@ FSCE_TARGET static void N_(row_mul_shifted)(const REAL *s, const REAL *g, ptrdif
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) T_(store)(out + j, T_(load)(s + j) * (T_(load)(g + j) - vd));
     if (j < n)
-        T_(store_tail)(out + j, n - j, T_(load_tail)(s + j, n - j, 0) * (T_(load_tail)(g + j, n - j, 0) - vd));
+        N_(store_tail)(out + j, n - j, N_(load_tail)(s + j, n - j, 0) * (N_(load_tail)(g + j, n - j, 0) - vd));
 }
 
 static const T_(ops) N_(fsce_ops) = {

@@ -89,13 +89,13 @@ FSCE_INLINE void fsce_store_tail_f32(float *p, ptrdiff_t r, f32v v)
 {
     float tmp[FSCE_F32_LANES];
     fsce_store_f32(tmp, v);
-    memcpy(p, tmp, (size_t)r * sizeof(float));
+    for (ptrdiff_t i = 0; i < r; ++i) p[i] = tmp[i];
 }
 FSCE_INLINE void fsce_store_tail_f64(double *p, ptrdiff_t r, f64v v)
 {
     double tmp[FSCE_F64_LANES];
     fsce_store_f64(tmp, v);
-    memcpy(p, tmp, (size_t)r * sizeof(double));
+    for (ptrdiff_t i = 0; i < r; ++i) p[i] = tmp[i];
 }
 
 /*

@@ -105,7 +105,8 @@ cdef void hard_rows(const floating *x, HardTargets tg, RowLayout lay, floating *
     cdef floating *g
     cdef floating *b
     cdef double w_t
-    for i in prange(lay.n_rows, schedule='static', num_threads=lay.n_threads):
+    for i in prange(lay.n_rows, schedule='static', num_threads=lay.n_threads,
+                      use_threads_if=lay.n_threads > 1):
         t = tg.index[i]
         g = NULL
         if grad != NULL:
@@ -136,7 +137,8 @@ cdef void soft_rows(const floating *x, const floating *y, const double *weight, 
     cdef floating *g
     cdef floating *b
     cdef const floating *y_row
-    for i in prange(lay.n_rows, schedule='static', num_threads=lay.n_threads):
+    for i in prange(lay.n_rows, schedule='static', num_threads=lay.n_threads,
+                      use_threads_if=lay.n_threads > 1):
         g = NULL
         if grad != NULL:
             g = grad + i * n

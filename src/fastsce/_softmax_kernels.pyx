@@ -35,7 +35,8 @@ cdef void softmax_rows(const floating *x, Py_ssize_t x_stride, Py_ssize_t n_rows
     cdef floating m
     cdef double total
     cdef floating *out_row
-    for i in prange(n_rows, schedule='static', num_threads=n_threads):
+    for i in prange(n_rows, schedule='static', num_threads=n_threads,
+                      use_threads_if=n_threads > 1):
         out_row = out + i * n_classes
         m = row_max(x + i * x_stride, n_classes)
         # s_j = exp((x_j - m) / T) / sum_k exp((x_k - m) / T)
@@ -49,7 +50,8 @@ cdef void log_softmax_rows(const floating *x, Py_ssize_t x_stride, Py_ssize_t n_
     cdef Py_ssize_t i
     cdef floating m
     cdef double total
-    for i in prange(n_rows, schedule='static', num_threads=n_threads):
+    for i in prange(n_rows, schedule='static', num_threads=n_threads,
+                      use_threads_if=n_threads > 1):
         m = row_max(x + i * x_stride, n_classes)
         total = row_exp_sum(x + i * x_stride, n_classes, m, inv_temperature, NULL)
         # log s_j = (x_j - m) / T - log sum_k exp((x_k - m) / T)
@@ -62,7 +64,8 @@ cdef void logsumexp_rows(const floating *x, Py_ssize_t x_stride, Py_ssize_t n_ro
                          floating *out, int n_threads) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating m
-    for i in prange(n_rows, schedule='static', num_threads=n_threads):
+    for i in prange(n_rows, schedule='static', num_threads=n_threads,
+                      use_threads_if=n_threads > 1):
         m = row_max(x + i * x_stride, n_classes)
         if isinf(m):
             # lse is m itself when the largest logit is +-inf (and no NaN)
@@ -127,7 +130,8 @@ cdef void backward_rows(const floating *grad_s, const floating *s, Py_ssize_t n_
                         Py_ssize_t n_classes, floating *out, int n_threads) noexcept nogil:
     cdef Py_ssize_t i, offset
     cdef floating d
-    for i in prange(n_rows, schedule='static', num_threads=n_threads):
+    for i in prange(n_rows, schedule='static', num_threads=n_threads,
+                      use_threads_if=n_threads > 1):
         offset = i * n_classes
         # grad_x = J g = s * (g - g . s)      (J = diag(s) - s s^T)
         d = <floating>row_dot(grad_s + offset, s + offset, n_classes, 0)
@@ -139,7 +143,8 @@ cdef void jacobian_rows(const floating *s, Py_ssize_t n_rows, Py_ssize_t n_class
     cdef Py_ssize_t i, j, k
     cdef const floating *s_row
     cdef floating *jac
-    for i in prange(n_rows, schedule='static', num_threads=n_threads):
+    for i in prange(n_rows, schedule='static', num_threads=n_threads,
+                      use_threads_if=n_threads > 1):
         s_row = s + i * n_classes
         jac = out + i * n_classes * n_classes
         for j in range(n_classes):
