@@ -24,7 +24,6 @@
 #define EXP_LN2_HI 6.93147180369123816490e-01
 #define EXP_LN2_LO 1.90821492927058770002e-10
 #define EXP_LO -708.39641853226410622 /* log(DBL_MIN): smaller results flush to 0 */
-#define EXP_HI 709.78271289338399673  /* log(DBL_MAX) */
 #define EXP_DEGREE 13                 /* Taylor truncation < 1e-17 on |r| <= ln2/2 */
 #else
 #define REAL float
@@ -39,7 +38,6 @@
 #define EXP_LN2_HI 0.693145751953125f
 #define EXP_LN2_LO 1.428606765330187045e-06f
 #define EXP_LO -87.3365447505f /* log(FLT_MIN) */
-#define EXP_HI 88.7228391117f  /* log(FLT_MAX) */
 #define EXP_DEGREE 7           /* Taylor truncation < 1e-8 on |r| <= ln2/2 */
 #endif
 
@@ -52,7 +50,8 @@
 #endif
 
 /*
- * exp(t) lane by lane, a few ULP accurate, NaN in -> NaN out.
+ * exp(t) lane by lane for t <= 0 (the only arguments the row helpers pass:
+ * t = (x - max) * scale), a few ULP accurate, NaN in -> NaN out.
  *   t = n ln2 + r,  n = round(t / ln2),  |r| <= ln2 / 2
  *   exp(t) = 2**n * sum_{k <= EXP_DEGREE} r**k / k!
  * n is rounded by adding 1.5 * 2**mantissa_bits (its integer value then sits
@@ -64,8 +63,7 @@ FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
     const VEC lo = T_(splat)(EXP_LO);
     const VEC magic = T_(splat)(EXP_MAGIC);
     const IVEC underflow = FSCE_MASK(t < lo); /* false for NaN */
-    VEC tc = T_(select)(underflow, lo, t);
-    tc = T_(select)(FSCE_MASK(tc > EXP_HI), T_(splat)(EXP_HI), tc);
+    const VEC tc = T_(select)(underflow, lo, t);
     const VEC k = tc * (REAL)1.44269504088896340736 + magic; /* log2(e) */
     const VEC n = k - magic;
     const VEC r = (tc - n * EXP_LN2_HI) - n * EXP_LN2_LO;
@@ -79,7 +77,7 @@ FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
     for (int d = EXP_DEGREE - 1; d >= 0; --d) p = p * r + coef[d];
     const IVEC biased = T_(bits)(k) - T_(bits)(magic) + (IREAL)EXP_BIAS;
     const VEC two_n = T_(from_bits)(biased << EXP_MANT_BITS);
-    return T_(select)(underflow, T_(splat)(0), p * two_n);
+    return T_(from_bits)(~underflow & T_(bits)(p * two_n));
 }
 
 /*
@@ -252,5 +250,4 @@ static const T_(ops) N_(fsce_ops) = {
 #undef EXP_LN2_HI
 #undef EXP_LN2_LO
 #undef EXP_LO
-#undef EXP_HI
 #undef EXP_DEGREE

@@ -23,7 +23,7 @@ The Python layer (``_loss.py``) validates everything first: kernels cannot fail.
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.math cimport log
+from libc.math cimport isfinite, log
 from libc.string cimport memset
 
 from ._rows cimport (fsce_init, row_max, row_exp_sum, row_affine, row_axpby, row_sum,
@@ -152,7 +152,11 @@ cdef void soft_rows(const floating *x, const floating *y, const double *weight, 
 
 
 cdef double sum_in_order(const double *values, Py_ssize_t n) noexcept nogil:
-    """Compensated (Neumaier) sum, always in index order: thread-count independent."""
+    """Compensated (Neumaier) sum, always in index order: thread-count independent.
+
+    An infinite or NaN total is returned as it is (its compensation would be
+    inf - inf = NaN).
+    """
     cdef double total = 0.0, compensation = 0.0, t
     cdef Py_ssize_t i
     for i in range(n):
@@ -162,7 +166,7 @@ cdef double sum_in_order(const double *values, Py_ssize_t n) noexcept nogil:
         else:
             compensation += (values[i] - t) + total
         total = t
-    return total + compensation
+    return total + compensation if isfinite(total) else total
 
 
 # ---------------------------------------------------------------------------

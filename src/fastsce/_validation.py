@@ -102,6 +102,6 @@ def check_out(out, shape, dtype, inputs, in_place_ok=None):
 
 
 def same_buffer(a, b):
-    """True when a and b view exactly the same memory with the same layout."""
+    """True when a and b view exactly the same memory with the same layout and dtype."""
     return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.shape == b.shape and a.strides == b.strides)
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)

@@ -80,9 +80,11 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, r
     losses = np.zeros(len(rows), np.float64)
     grad = np.zeros(rows.shape, z.dtype)
     denominator = 0.0
+    kept_rows = np.zeros(len(rows), bool)
     for i, (row, t) in enumerate(zip(rows, targets)):
         if not soft and t == ignore_index:
             continue
+        kept_rows[i] = True
         y = _target_distribution(t, n_classes, weight, label_smoothing, soft, z.dtype)
         denominator += 1.0 if soft else (1.0 if weight is None else weight[t])
         s = softmax(row)
@@ -92,7 +94,10 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, r
         grad[i] = s * np.sum(y) - y
     if reduction == "mean":
         loss = np.sum(losses) / denominator if denominator else np.nan
-        grad = grad / denominator if denominator else grad
+        if denominator:
+            grad = grad / denominator
+        else:
+            grad[kept_rows] = np.nan  # kept rows of total weight 0: 0 / 0, as in PyTorch
     elif reduction == "sum":
         loss = np.sum(losses)
     else:

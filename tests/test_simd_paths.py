@@ -1,0 +1,122 @@
+"""Both vector code paths of the C row helpers.
+
+The helpers are compiled for a portable baseline and for AVX2+FMA and one is
+chosen when fastsce is imported; FASTSCE_SIMD=baseline forces the baseline.
+The path of this process is checked by the rest of the suite, so the baseline
+is checked here in a subprocess: softmax, log_softmax, logsumexp,
+softmax_backward and cross_entropy_with_grad against the float64 oracle, for
+class counts around every vector width (tails of 1..7 elements) in both dtypes.
+"""
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+from fastsce import _softmax_kernels
+
+TESTS_DIR = pathlib.Path(__file__).resolve().parent
+
+CHECK_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import fastsce
+    from fastsce import _softmax_kernels
+    from conftest import (LOG_SUM_ATOL, LOSS_RTOL, RTOL, assert_close, backward_magnitude,
+                          grad_magnitude, logsumexp_magnitude, loss_atol, make_hard_target,
+                          make_logits, make_soft_target, oracle)
+
+    print(_softmax_kernels.simd_path())
+    failures = []
+    for n_classes in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 4097]:
+        for dtype in [np.float32, np.float64]:
+            for shape in [(n_classes,), (5, n_classes), (2, 3, n_classes)]:
+                rng = np.random.default_rng(n_classes)
+                x = make_logits(shape, dtype, rng=rng)
+                if n_classes > 1:
+                    x[..., -1] = -np.inf  # a masked class in the tail
+                rtol, loss_rtol = RTOL[np.dtype(dtype)], LOSS_RTOL[np.dtype(dtype)]
+                weight = rng.uniform(0.5, 2.0, n_classes)
+                hard = make_hard_target(shape[:-1], max(n_classes - 1, 1), rng)
+                soft = make_soft_target(shape, dtype, rng)
+                if n_classes > 1:  # no target mass on the masked class
+                    soft[..., -1] = 0
+                try:
+                    assert_close(fastsce.softmax(x), oracle("softmax", x), rtol)
+                    expected = oracle("log_softmax", x)
+                    assert_close(fastsce.log_softmax(x), expected, rtol, atol=LOG_SUM_ATOL)
+                    assert_close(fastsce.logsumexp(x), oracle("logsumexp", x), rtol,
+                                 magnitude=logsumexp_magnitude(x), atol=LOG_SUM_ATOL)
+                    s = fastsce.softmax(x)
+                    g = rng.standard_normal(shape).astype(dtype)
+                    s64, g64 = s.astype(np.float64), g.astype(np.float64)
+                    # s (g - g.s) in float64: the reference's C x C Jacobians are too big at 4097
+                    expected = s64 * (g64 - np.sum(g64 * s64, axis=-1, keepdims=True))
+                    assert_close(fastsce.softmax_backward(g, s), expected, rtol,
+                                 magnitude=backward_magnitude(g, s))
+                    unmasked = make_logits(shape, dtype, rng=rng)
+                    cases = [(x, {}), (x, {"weight": weight}),
+                             # smoothing puts mass on every class: no masked class here
+                             (unmasked, {"weight": weight, "label_smoothing": 0.1}),
+                             (unmasked, {"label_smoothing": 0.2})]
+                    for target in [hard, soft]:
+                        for logits, options in cases:
+                            for reduction in ["mean", "none"]:
+                                loss, grad = fastsce.cross_entropy_with_grad(
+                                    logits, target, reduction=reduction, **options)
+                                e_loss, e_grad = oracle("cross_entropy_with_grad", logits,
+                                                        target, reduction=reduction, **options)
+                                assert_close(loss, e_loss, loss_rtol, atol=loss_atol(
+                                    logits, target, reduction, **options))
+                                assert_close(grad, e_grad, rtol, magnitude=grad_magnitude(
+                                    logits, target, reduction, **options))
+                except AssertionError as error:
+                    failures.append(f"C={n_classes} {np.dtype(dtype).name} {shape}: {error}")
+    print("\\n".join(failures))
+    sys.exit(1 if failures else 0)
+""")
+
+
+def run_with_simd(value, script):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(TESTS_DIR)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    if value is None:
+        env.pop("FASTSCE_SIMD", None)
+    else:
+        env["FASTSCE_SIMD"] = value
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_baseline_path_matches_reference():
+    result = run_with_simd("baseline", CHECK_SCRIPT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("baseline"), result.stdout
+
+
+PATH_SCRIPT = "from fastsce import _softmax_kernels; print(_softmax_kernels.simd_path())"
+
+
+def test_environment_variable_forces_the_baseline():
+    forced = run_with_simd("baseline", PATH_SCRIPT)
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip().startswith("baseline")
+    default = run_with_simd(None, PATH_SCRIPT)
+    assert default.returncode == 0, default.stderr
+    # without the variable the best path for this CPU is chosen: the same as in this
+    # process unless the suite itself runs with FASTSCE_SIMD set
+    if os.environ.get("FASTSCE_SIMD") is None:
+        assert default.stdout.strip() == _softmax_kernels.simd_path()
+
+
+def test_simd_path_names_a_known_instruction_set():
+    assert _softmax_kernels.simd_path() in ("avx2+fma", "baseline (sse2)", "baseline (neon)",
+                                            "baseline")
+
+
+def test_default_path_matches_reference_on_tails():
+    """The same checks in a subprocess without the variable (the path of this process)."""
+    result = run_with_simd(None, CHECK_SCRIPT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split("\n")[0] == _softmax_kernels.simd_path() or os.environ.get(
+        "FASTSCE_SIMD") is not None
