@@ -6,7 +6,6 @@ before the kernel runs.  The kernel computes per-row losses (float64) and,
 when asked, the gradient of the reduced loss straight into the output buffer.
 Semantics are PyTorch's F.cross_entropy with the class axis last.
 """
-import math
 import operator
 
 import numpy as np
@@ -53,25 +52,16 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, r
 def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, want_grad, out):
     array = as_float_array(logits, "logits")
     rows = as_rows(array, "logits")
-    n_rows, n_classes = rows.shape
     check_reduction(reduction)
     smoothing = _check_smoothing(label_smoothing)
     ignore_index = _check_ignore_index(ignore_index)
-    weights = None if weight is None else _class_weights(weight, n_classes)
-
+    weights = None if weight is None else _class_weights(weight, rows.shape[1])
     target_array = target if type(target) is np.ndarray else np.asarray(target)
     soft = _is_soft(target_array, array.shape)
     if soft:
-        target_rows = as_contiguous_rows(as_float_array(target_array, "target", array.dtype), "target")
-        denominator = float(n_rows)
+        targets = as_contiguous_rows(as_float_array(target_array, "target", array.dtype), "target")
     else:
-        index = _class_indices(target_array, array.shape)
-        first_bad, denominator = kernels.check_class_indices(index, n_classes, ignore_index, weights)
-        if first_bad >= 0:
-            position = np.unravel_index(first_bad, array.shape[:-1]) if array.ndim > 1 else ()
-            raise ValueError(f"`target` has class index {target_array[position]} at position "
-                             f"{position}, outside [0, {n_classes}) and not ignore_index "
-                             f"({ignore_index})")
+        targets = _class_indices(target_array, array.shape)
 
     grad = None
     if want_grad:
@@ -79,30 +69,30 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
             grad = np.empty(array.shape, array.dtype)
         else:
             grad = check_out(out, array.shape, array.dtype,
-                             {"logits": logits, "target": target, "weight": weight}, in_place_ok=logits)
-
-    if reduction != "mean":
-        denominator = 1.0
-    grad_scale = 1.0 / denominator if denominator != 0 else math.inf
+                             (("logits", logits), ("target", target), ("weight", weight)), in_place_ok=logits)
+        grad_rows = grad.reshape(rows.shape)
+    else:
+        grad_rows = None
+    row_loss = np.empty(rows.shape[0], FLOAT64) if reduction == "none" else None
+    mean = reduction == "mean"
     n_threads = threads_for(rows.size)
-    needs_scratch = soft or (weights is not None and smoothing != 0.0)
-    scratch = np.empty((n_threads, n_classes), array.dtype) if needs_scratch else None
-    row_loss = np.empty(n_rows, FLOAT64)
-    grad_rows = None if grad is None else grad.reshape(rows.shape)
     if soft:
-        total = kernels.soft_targets(rows, target_rows, weights, smoothing, grad_scale, row_loss,
-                                     grad_rows, scratch, n_threads)
+        loss = kernels.soft_targets(rows, targets, weights, smoothing, mean, row_loss, grad_rows,
+                                    n_threads)
     else:
-        total = kernels.hard_targets(rows, index, weights, ignore_index, smoothing, grad_scale,
-                                     row_loss, grad_rows, scratch, n_threads)
-
-    if reduction == "none":
+        first_bad, loss = kernels.hard_targets(rows, targets, weights, ignore_index, smoothing, mean,
+                                               row_loss, grad_rows, n_threads)
+        if first_bad >= 0:
+            _raise_bad_class_index(target_array, first_bad, rows.shape[1], ignore_index)
+    if row_loss is not None:
         loss = row_loss.reshape(array.shape[:-1]).astype(array.dtype, copy=False)
-    elif reduction == "sum":
-        loss = total
-    else:
-        loss = total / denominator if denominator != 0 else math.nan
     return loss, grad
+
+
+def _raise_bad_class_index(target, flat_position, n_classes, ignore_index):
+    position = np.unravel_index(flat_position, target.shape) if target.ndim else ()
+    raise ValueError(f"`target` has class index {target[position]} at position {position}, "
+                     f"outside [0, {n_classes}) and not ignore_index ({ignore_index})")
 
 
 def _check_smoothing(label_smoothing):
@@ -113,15 +103,13 @@ def _check_smoothing(label_smoothing):
 
 
 def _check_ignore_index(ignore_index):
-    if isinstance(ignore_index, (bool, np.bool_)):
-        raise TypeError(f"`ignore_index` must be an integer, got {ignore_index!r}")
-    try:
-        value = operator.index(ignore_index)
-    except TypeError:
-        raise TypeError(f"`ignore_index` must be an integer, got {ignore_index!r}") from None
-    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+    if type(ignore_index) is not int:
+        if isinstance(ignore_index, (bool, np.bool_)) or not hasattr(ignore_index, "__index__"):
+            raise TypeError(f"`ignore_index` must be an integer, got {ignore_index!r}")
+        ignore_index = operator.index(ignore_index)
+    if not -INT64_MAX - 1 <= ignore_index <= INT64_MAX:
         raise ValueError(f"`ignore_index` must fit in int64, got {ignore_index!r}")
-    return value
+    return ignore_index
 
 
 def _class_weights(weight, n_classes):
@@ -156,7 +144,7 @@ def _class_indices(target, logits_shape):
         position = np.unravel_index(int(np.argmax(target > INT64_MAX)), target.shape)
         raise ValueError(f"`target` has class index {target[position]} at position {position}, "
                          f"outside [0, {logits_shape[-1]})")
-    index = target.reshape(-1)
-    if index.dtype != INT64 or not index.flags.c_contiguous:
+    index = target if target.ndim == 1 else target.reshape(-1)
+    if index.dtype is not INT64 or not index.flags.c_contiguous:
         index = np.ascontiguousarray(index, dtype=INT64)
     return index

@@ -22,12 +22,12 @@ The Python layer (``_loss.py``) validates everything first: kernels cannot fail.
 """
 cimport numpy as cnp
 from cython cimport floating
-from cython.parallel cimport prange, threadid
-from libc.math cimport isfinite, log
+from libc.math cimport INFINITY, NAN, isfinite, log
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from ._rows cimport (fsce_init, row_max, row_exp_sum, row_affine, row_axpby, row_sum,
-                     row_dot)
+                     row_dot, run_rows)
 
 cnp.import_array()
 fsce_init()
@@ -48,7 +48,7 @@ ctypedef struct HardTargets:
     const cnp.int64_t *index      # class index per row (validated: in range or ignored)
     const double *weight          # class weights, or NULL
     cnp.int64_t ignore_index
-    double smoothing              # eps, only with weight == NULL
+    double smoothing              # label smoothing eps
 
 
 ctypedef struct RowLayout:
@@ -57,7 +57,6 @@ ctypedef struct RowLayout:
     Py_ssize_t x_stride           # elements between logits rows
     double grad_scale             # 1 / denominator for 'mean', else 1
     double *row_loss              # OUT (n_rows,)
-    int n_threads
 
 
 # ---------------------------------------------------------------------------
@@ -96,59 +95,82 @@ cdef inline double dense_row(const floating *x, Py_ssize_t n, const floating *b,
 
 
 # ---------------------------------------------------------------------------
-# all rows
+# a range of rows (run by for_row_ranges, one range per thread)
 
-cdef void hard_rows(const floating *x, HardTargets tg, RowLayout lay, floating *scratch,
-                    floating *grad) noexcept nogil:
-    """Hard targets; scratch (n_threads, C) is used only for weighted smoothing."""
-    cdef Py_ssize_t i, j, t, n = lay.n_classes
-    cdef floating *g
-    cdef floating *b
+ctypedef struct LossCall:
+    bint single                   # float32 (else float64)
+    const void *logits            # IN (n_rows, C), rows x_stride apart
+    const void *soft_target       # IN (n_rows, C) C-contiguous, or NULL for class indices
+    HardTargets hard
+    RowLayout lay
+    void *scratch                 # (n_threads, C) rows for dense targets, or NULL
+    void *grad                    # OUT (n_rows, C) C-contiguous, or NULL
+
+
+cdef void hard_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_ssize_t stop,
+                    floating *b, floating *grad) noexcept nogil:
+    """Class-index targets; b (C,) is scratch, used only for weights with smoothing."""
+    cdef Py_ssize_t i, j, t, n = c.lay.n_classes
+    cdef const HardTargets *tg = &c.hard
+    cdef floating *g = NULL
     cdef double w_t
-    for i in prange(lay.n_rows, schedule='static', num_threads=lay.n_threads,
-                      use_threads_if=lay.n_threads > 1):
+    for i in range(start, stop):
         t = tg.index[i]
-        g = NULL
         if grad != NULL:
             g = grad + i * n
         if t == tg.ignore_index:
-            lay.row_loss[i] = 0.0
+            c.lay.row_loss[i] = 0.0
             if g != NULL:
                 memset(g, 0, n * sizeof(floating))
         elif tg.weight == NULL or tg.smoothing == 0.0:
-            w_t = 1.0
-            if tg.weight != NULL:
-                w_t = tg.weight[t]
-            lay.row_loss[i] = hard_row(x + i * lay.x_stride, n, t, w_t, tg.smoothing,
-                                       lay.grad_scale, g)
+            w_t = tg.weight[t] if tg.weight != NULL else 1.0
+            c.lay.row_loss[i] = hard_row(x + i * c.lay.x_stride, n, t, w_t, tg.smoothing,
+                                         c.lay.grad_scale, g)
         else:
             # b_j = eps w_j / C + (1 - eps) w_t [j = t]
-            b = scratch + threadid() * n
             for j in range(n):
                 b[j] = <floating>(tg.smoothing * tg.weight[j] / n)
             b[t] = <floating>(b[t] + (1.0 - tg.smoothing) * tg.weight[t])
-            lay.row_loss[i] = dense_row(x + i * lay.x_stride, n, b, lay.grad_scale, g)
+            c.lay.row_loss[i] = dense_row(x + i * c.lay.x_stride, n, b, c.lay.grad_scale, g)
 
 
-cdef void soft_rows(const floating *x, const floating *y, const double *weight, double eps,
-                    RowLayout lay, floating *scratch, floating *grad) noexcept nogil:
-    """Soft targets y (C-contiguous rows): b_j = w_j ((1 - eps) y_j + eps / C)."""
-    cdef Py_ssize_t i, j, n = lay.n_classes
-    cdef floating *g
-    cdef floating *b
-    cdef const floating *y_row
-    for i in prange(lay.n_rows, schedule='static', num_threads=lay.n_threads,
-                      use_threads_if=lay.n_threads > 1):
-        g = NULL
+cdef void soft_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_ssize_t stop,
+                    floating *b, floating *grad) noexcept nogil:
+    """Probability targets y: b_j = w_j ((1 - eps) y_j + eps / C) in the scratch row b."""
+    cdef Py_ssize_t i, j, n = c.lay.n_classes
+    cdef const floating *y
+    cdef floating *g = NULL
+    cdef double eps = c.hard.smoothing
+    cdef const double *weight = c.hard.weight
+    for i in range(start, stop):
+        y = <const floating *>c.soft_target + i * n
         if grad != NULL:
             g = grad + i * n
-        y_row = y + i * n
-        b = scratch + threadid() * n
         for j in range(n):
-            b[j] = <floating>((1.0 - eps) * y_row[j] + eps / n)
+            b[j] = <floating>((1.0 - eps) * y[j] + eps / n)
             if weight != NULL:
                 b[j] = <floating>(b[j] * weight[j])
-        lay.row_loss[i] = dense_row(x + i * lay.x_stride, n, b, lay.grad_scale, g)
+        c.lay.row_loss[i] = dense_row(x + i * c.lay.x_stride, n, b, c.lay.grad_scale, g)
+
+
+cdef void loss_range(void *call, Py_ssize_t start, Py_ssize_t stop, int worker) noexcept nogil:
+    """Rows [start, stop) of a LossCall, with the scratch row of `worker`."""
+    cdef const LossCall *c = <const LossCall *>call
+    cdef Py_ssize_t scratch_offset = worker * c.lay.n_classes
+    if c.single:
+        if c.soft_target != NULL:
+            soft_rows(<const float *>c.logits, c, start, stop, <float *>c.scratch + scratch_offset,
+                      <float *>c.grad)
+        else:
+            hard_rows(<const float *>c.logits, c, start, stop, <float *>c.scratch + scratch_offset,
+                      <float *>c.grad)
+    else:
+        if c.soft_target != NULL:
+            soft_rows(<const double *>c.logits, c, start, stop, <double *>c.scratch + scratch_offset,
+                      <double *>c.grad)
+        else:
+            hard_rows(<const double *>c.logits, c, start, stop, <double *>c.scratch + scratch_offset,
+                      <double *>c.grad)
 
 
 cdef double sum_in_order(const double *values, Py_ssize_t n) noexcept nogil:
@@ -172,97 +194,126 @@ cdef double sum_in_order(const double *values, Py_ssize_t n) noexcept nogil:
 # ---------------------------------------------------------------------------
 # entry points (arrays already validated by _loss.py)
 
-cdef RowLayout layout(cnp.ndarray logits, double grad_scale, cnp.ndarray row_loss,
-                      int n_threads):
-    cdef RowLayout lay
-    lay.n_rows = logits.shape[0]
-    lay.n_classes = logits.shape[1]
-    lay.x_stride = logits.strides[0] // logits.itemsize if lay.n_rows > 1 else lay.n_classes
-    lay.grad_scale = grad_scale
-    lay.row_loss = <double *>cnp.PyArray_DATA(row_loss)
-    lay.n_threads = n_threads
-    return lay
+cdef class Workspace:
+    """Per-call C buffers: per-row losses (unless the caller's) and scratch rows."""
+    cdef double *row_loss
+    cdef void *scratch
+    cdef bint owns_row_loss
+
+    def __cinit__(self, object row_loss, Py_ssize_t n_rows, Py_ssize_t scratch_bytes):
+        self.owns_row_loss = row_loss is None
+        if self.owns_row_loss:
+            self.row_loss = <double *>malloc(max(n_rows, 1) * sizeof(double))
+        else:
+            self.row_loss = <double *>cnp.PyArray_DATA(<cnp.ndarray>row_loss)
+        self.scratch = malloc(scratch_bytes) if scratch_bytes else NULL
+        if self.row_loss == NULL or (scratch_bytes and self.scratch == NULL):
+            raise MemoryError("fastsce: cannot allocate the per-call workspace")
+
+    def __dealloc__(self):
+        if self.owns_row_loss:
+            free(self.row_loss)
+        free(self.scratch)
+
+
+cdef LossCall prepare(cnp.ndarray logits, object weight, double smoothing, object grad,
+                      Workspace work, double grad_scale):
+    cdef LossCall c
+    c.single = cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32
+    c.logits = cnp.PyArray_DATA(logits)
+    c.soft_target = NULL
+    c.hard.weight = <const double *>data_or_null(weight)
+    c.hard.smoothing = smoothing
+    c.lay.n_rows = logits.shape[0]
+    c.lay.n_classes = logits.shape[1]
+    c.lay.x_stride = logits.strides[0] // logits.itemsize if c.lay.n_rows > 1 else c.lay.n_classes
+    c.lay.grad_scale = grad_scale
+    c.lay.row_loss = work.row_loss
+    c.scratch = work.scratch
+    c.grad = data_or_null(grad)
+    return c
 
 
 cdef void *data_or_null(object array):
     return NULL if array is None else cnp.PyArray_DATA(<cnp.ndarray>array)
 
 
-def hard_targets(cnp.ndarray logits, cnp.ndarray index, object weight, cnp.int64_t ignore_index,
-                 double smoothing, double grad_scale, cnp.ndarray row_loss, object grad,
-                 object scratch, int n_threads):
-    """Row losses (and gradient when grad is not None) for class-index targets.
+cdef Py_ssize_t check_class_indices(const cnp.int64_t *index, Py_ssize_t n_rows,
+                                    Py_ssize_t n_classes, cnp.int64_t ignore_index,
+                                    const double *weight, double *kept_weight) noexcept nogil:
+    """Index of the first row whose class index is neither in [0, C) nor ignored
+    (-1 if none); kept_weight = sum of weight[t] (1 without weights) over the kept rows."""
+    cdef Py_ssize_t i
+    cdef cnp.int64_t t
+    kept_weight[0] = 0.0
+    for i in range(n_rows):
+        t = index[i]
+        if t == ignore_index:
+            continue
+        if t < 0 or t >= n_classes:
+            return i
+        kept_weight[0] += weight[t] if weight != NULL else 1.0
+    return -1
 
-    logits (n_rows, C) float32/float64 with contiguous rows; index int64 (n_rows,);
-    weight float64 (C,) or None; row_loss float64 (n_rows,) OUT; grad like logits,
-    C-contiguous, OUT (may be logits); scratch (n_threads, C) of logits' dtype when
-    weight is given with smoothing.  Returns the row losses summed in row order.
+
+cdef double reduce_rows(const double *row_loss, Py_ssize_t n_rows, bint mean,
+                        double denominator) noexcept nogil:
+    """The 'mean' (NaN when nothing is kept) or 'sum' of the row losses."""
+    cdef double total = sum_in_order(row_loss, n_rows)
+    if not mean:
+        return total
+    return total / denominator if denominator != 0.0 else NAN
+
+
+cdef inline double mean_scale(bint mean, double denominator) noexcept nogil:
+    """Gradient factor: 1 / denominator for 'mean' (0 / 0 -> NaN rows, like PyTorch)."""
+    if not mean:
+        return 1.0
+    return 1.0 / denominator if denominator != 0.0 else INFINITY
+
+
+def hard_targets(cnp.ndarray logits, cnp.ndarray index, object weight, cnp.int64_t ignore_index,
+                 double smoothing, bint mean, object row_loss, object grad, int n_threads):
+    """Loss (and gradient when grad is not None) for class-index targets.
+
+    logits (n_rows, C) float32/float64 with contiguous rows; index int64 (n_rows,),
+    C-contiguous; weight float64 (C,) or None; row_loss float64 (n_rows,) OUT or
+    None; grad like logits, C-contiguous, OUT (may be logits).  The class indices
+    are checked first: returns (first_bad_row, nan) without writing anything when
+    one is invalid, else (-1, loss) with loss the 'mean' (mean=True) or the sum.
     """
-    cdef RowLayout lay = layout(logits, grad_scale, row_loss, n_threads)
-    cdef HardTargets tg
-    cdef void *x = cnp.PyArray_DATA(logits)
-    cdef void *work = data_or_null(scratch)
-    cdef void *g = data_or_null(grad)
-    cdef double total
-    tg.index = <const cnp.int64_t *>cnp.PyArray_DATA(index)
-    tg.weight = <const double *>data_or_null(weight)
-    tg.ignore_index = ignore_index
-    tg.smoothing = smoothing
-    with nogil:
-        if cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32:
-            hard_rows(<const float *>x, tg, lay, <float *>work, <float *>g)
-        else:
-            hard_rows(<const double *>x, tg, lay, <double *>work, <double *>g)
-        total = sum_in_order(lay.row_loss, lay.n_rows)
-    return total
+    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
+    cdef const cnp.int64_t *t = <const cnp.int64_t *>cnp.PyArray_DATA(index)
+    cdef double kept_weight
+    cdef Py_ssize_t first_bad = check_class_indices(t, n_rows, n_classes, ignore_index,
+                                                    <const double *>data_or_null(weight),
+                                                    &kept_weight)
+    if first_bad >= 0:
+        return first_bad, NAN
+    cdef bint dense = weight is not None and smoothing != 0.0
+    cdef Workspace work = Workspace(row_loss, n_rows,
+                                    n_threads * n_classes * logits.itemsize if dense else 0)
+    cdef LossCall call = prepare(logits, weight, smoothing, grad, work,
+                                 mean_scale(mean, kept_weight))
+    call.hard.index = t
+    call.hard.ignore_index = ignore_index
+    run_rows(loss_range, &call, n_rows, n_rows * n_classes, n_threads)
+    return -1, reduce_rows(work.row_loss, n_rows, mean, kept_weight)
 
 
 def soft_targets(cnp.ndarray logits, cnp.ndarray target, object weight, double smoothing,
-                 double grad_scale, cnp.ndarray row_loss, object grad, cnp.ndarray scratch,
-                 int n_threads):
-    """Row losses (and gradient) for probability targets of logits' shape and dtype.
+                 bint mean, object row_loss, object grad, int n_threads):
+    """Loss (and gradient) for probability targets of logits' shape and dtype.
 
-    target C-contiguous (n_rows, C); scratch (n_threads, C); other arguments as in
-    hard_targets.  Returns the row losses summed in row order.
+    target C-contiguous (n_rows, C); other arguments as in hard_targets; 'mean'
+    divides by the row count.  Returns the loss.
     """
-    cdef RowLayout lay = layout(logits, grad_scale, row_loss, n_threads)
-    cdef const double *w = <const double *>data_or_null(weight)
-    cdef void *x = cnp.PyArray_DATA(logits)
-    cdef void *y = cnp.PyArray_DATA(target)
-    cdef void *work = cnp.PyArray_DATA(scratch)
-    cdef void *g = data_or_null(grad)
-    cdef double total
-    with nogil:
-        if cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32:
-            soft_rows(<const float *>x, <const float *>y, w, smoothing, lay, <float *>work, <float *>g)
-        else:
-            soft_rows(<const double *>x, <const double *>y, w, smoothing, lay, <double *>work,
-                      <double *>g)
-        total = sum_in_order(lay.row_loss, lay.n_rows)
-    return total
-
-
-def check_class_indices(cnp.ndarray index, Py_ssize_t n_classes, cnp.int64_t ignore_index,
-                        object weight):
-    """Validate int64 class indices before anything is written.
-
-    Returns (first_bad_row, weight_total): first_bad_row is -1 when every index
-    is in [0, n_classes) or equals ignore_index; weight_total is the sum of
-    weight[t] (1 without weights) over the rows not ignored, the 'mean' divisor.
-    """
-    cdef const cnp.int64_t *t = <const cnp.int64_t *>cnp.PyArray_DATA(index)
-    cdef const double *w = <const double *>data_or_null(weight)
-    cdef Py_ssize_t i, first_bad = -1, n = index.shape[0]
-    cdef double total = 0.0
-    with nogil:
-        for i in range(n):
-            if t[i] == ignore_index:
-                continue
-            if t[i] < 0 or t[i] >= n_classes:
-                first_bad = i
-                break
-            total += w[t[i]] if w != NULL else 1.0
-    return first_bad, total
+    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
+    cdef Workspace work = Workspace(row_loss, n_rows, n_threads * n_classes * logits.itemsize)
+    cdef LossCall call = prepare(logits, weight, smoothing, grad, work, mean_scale(mean, n_rows))
+    call.soft_target = cnp.PyArray_DATA(target)
+    run_rows(loss_range, &call, n_rows, n_rows * n_classes, n_threads)
+    return reduce_rows(work.row_loss, n_rows, mean, n_rows)
 
 
 def openmp_enabled():

@@ -93,3 +93,41 @@ cdef inline void row_mul_shifted(const floating *s, const floating *g, Py_ssize_
         fsce_get_ops_f32().row_mul_shifted(s, g, n, d, out)
     else:
         fsce_get_ops_f64().row_mul_shifted(s, g, n, d, out)
+
+
+# ---------------------------------------------------------------------------
+# running a kernel over rows
+
+from cython.parallel cimport prange
+
+#: kernels on fewer elements keep the GIL: releasing it costs more than they take
+cdef enum:
+    GIL_RELEASE_MIN_ELEMENTS = 1 << 14
+
+ctypedef void (*RowRange)(void *call, Py_ssize_t start, Py_ssize_t stop, int worker) noexcept nogil
+
+
+cdef inline void for_row_ranges(RowRange body, void *call, Py_ssize_t n_rows,
+                                int n_threads) noexcept nogil:
+    """body(call, start, stop, worker) on n_threads equal, contiguous row ranges.
+
+    The ranges depend only on n_rows and n_threads; with one thread the body
+    runs directly, without starting an OpenMP team.
+    """
+    cdef int worker
+    if n_threads <= 1:
+        body(call, 0, n_rows, 0)
+        return
+    for worker in prange(n_threads, schedule='static', chunksize=1, num_threads=n_threads):
+        body(call, <Py_ssize_t>worker * n_rows // n_threads,
+             (<Py_ssize_t>worker + 1) * n_rows // n_threads, worker)
+
+
+cdef inline void run_rows(RowRange body, void *call, Py_ssize_t n_rows, Py_ssize_t n_elements,
+                          int n_threads) noexcept:
+    """for_row_ranges, with the GIL released when the input is large enough."""
+    if n_elements >= GIL_RELEASE_MIN_ELEMENTS:
+        with nogil:
+            for_row_ranges(body, call, n_rows, n_threads)
+    else:
+        for_row_ranges(body, call, n_rows, n_threads)

@@ -22,7 +22,7 @@ def _along_axis(kernel, x, axis, temperature, out):
         as_rows(array, "x")  # raises the 0-d error
     axis = normalize_axis_index(axis, array.ndim)
     if out is not None:
-        check_out(out, array.shape, array.dtype, {"x": x}, in_place_ok=x)
+        check_out(out, array.shape, array.dtype, (("x", x),), in_place_ok=x)
     moved = np.moveaxis(array, axis, -1)
     rows = as_rows(moved, "x")
     n_threads = threads_for(rows.size)

@@ -4,179 +4,148 @@
 Design: the Python layer (``_softmax.py``) hands every kernel clean 2-D
 arrays of shape (n_rows, n_classes) whose rows are contiguous (any row
 stride), float32 or float64, and C-contiguous outputs it allocated or checked.
-Each kernel runs one ``prange`` over rows with the GIL released; the work on a
-row is a few passes of the vectorised C helpers over data that stays in cache,
-so the logits are read from memory once and the output written once.
+A kernel fills a ``RowOpCall`` and runs it over row ranges (``run_rows``: one
+range per thread, GIL released for large inputs); the work on a row is a few
+passes of the vectorised C helpers over data that stays in cache, so the input
+is read from memory once and the output written once.
 """
 cimport numpy as cnp
 from cython cimport floating
-from cython.parallel cimport prange
-from libc.math cimport log, isinf
+from libc.math cimport isinf, log
 
 from ._rows cimport (fsce_init, fsce_simd_path, row_max, row_exp_sum, row_affine, row_dot,
-                     row_mul_shifted)
+                     row_mul_shifted, run_rows)
 
 cnp.import_array()
 fsce_init()
 
 
-cdef inline Py_ssize_t row_stride(cnp.ndarray a) noexcept:
-    """Distance between rows in elements (rows are contiguous)."""
-    return a.strides[0] // a.itemsize if a.shape[0] > 1 else a.shape[1]
+ctypedef enum RowOp:
+    SOFTMAX, LOG_SOFTMAX, LOGSUMEXP, BACKWARD, JACOBIAN
+
+
+ctypedef struct RowOpCall:
+    RowOp op
+    bint single                   # float32 (else float64)
+    const void *x                 # IN (n_rows, n_classes), rows x_stride apart
+    const void *other             # IN grad_s for BACKWARD (C-contiguous), else NULL
+    Py_ssize_t x_stride
+    Py_ssize_t n_classes
+    double inv_temperature
+    void *out                     # OUT (n_rows, n_classes), (n_rows,) or (n_rows, C, C)
 
 
 # ---------------------------------------------------------------------------
-# softmax / log_softmax / logsumexp
+# one row
 
-cdef void softmax_rows(const floating *x, Py_ssize_t x_stride, Py_ssize_t n_rows,
-                       Py_ssize_t n_classes, floating inv_temperature,
-                       floating *out, int n_threads) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating m
-    cdef double total
-    cdef floating *out_row
-    for i in prange(n_rows, schedule='static', num_threads=n_threads,
-                      use_threads_if=n_threads > 1):
-        out_row = out + i * n_classes
-        m = row_max(x + i * x_stride, n_classes)
-        # s_j = exp((x_j - m) / T) / sum_k exp((x_k - m) / T)
-        total = row_exp_sum(x + i * x_stride, n_classes, m, inv_temperature, out_row)
-        row_affine(out_row, n_classes, 0, <floating>(1.0 / total), 0, out_row)
+cdef inline void softmax_row(const floating *x, Py_ssize_t n, floating inv_t,
+                             floating *out) noexcept nogil:
+    cdef floating m = row_max(x, n)
+    # s_j = exp((x_j - m) / T) / sum_k exp((x_k - m) / T)
+    cdef double total = row_exp_sum(x, n, m, inv_t, out)
+    row_affine(out, n, 0, <floating>(1.0 / total), 0, out)
 
 
-cdef void log_softmax_rows(const floating *x, Py_ssize_t x_stride, Py_ssize_t n_rows,
-                           Py_ssize_t n_classes, floating inv_temperature,
-                           floating *out, int n_threads) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating m
-    cdef double total
-    for i in prange(n_rows, schedule='static', num_threads=n_threads,
-                      use_threads_if=n_threads > 1):
-        m = row_max(x + i * x_stride, n_classes)
-        total = row_exp_sum(x + i * x_stride, n_classes, m, inv_temperature, NULL)
-        # log s_j = (x_j - m) / T - log sum_k exp((x_k - m) / T)
-        row_affine(x + i * x_stride, n_classes, m, inv_temperature, <floating>log(total),
-                   out + i * n_classes)
+cdef inline void log_softmax_row(const floating *x, Py_ssize_t n, floating inv_t,
+                                 floating *out) noexcept nogil:
+    cdef floating m = row_max(x, n)
+    cdef double total = row_exp_sum(x, n, m, inv_t, NULL)
+    # log s_j = (x_j - m) / T - log sum_k exp((x_k - m) / T)
+    row_affine(x, n, m, inv_t, <floating>log(total), out)
 
 
-cdef void logsumexp_rows(const floating *x, Py_ssize_t x_stride, Py_ssize_t n_rows,
-                         Py_ssize_t n_classes, floating inv_temperature,
-                         floating *out, int n_threads) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating m
-    for i in prange(n_rows, schedule='static', num_threads=n_threads,
-                      use_threads_if=n_threads > 1):
-        m = row_max(x + i * x_stride, n_classes)
-        if isinf(m):
-            # lse is m itself when the largest logit is +-inf (and no NaN)
-            out[i] = m * inv_temperature
+cdef inline floating logsumexp_row(const floating *x, Py_ssize_t n, floating inv_t) noexcept nogil:
+    cdef floating m = row_max(x, n)
+    if isinf(m):
+        return m * inv_t          # lse is m itself when the largest logit is +-inf (no NaN)
+    # lse = m / T + log sum_j exp((x_j - m) / T)
+    return <floating>(m * inv_t + log(row_exp_sum(x, n, m, inv_t, NULL)))
+
+
+cdef inline void backward_row(const floating *s, const floating *grad_s, Py_ssize_t n,
+                              floating *out) noexcept nogil:
+    # grad_x = J g = s * (g - g . s)      (J = diag(s) - s s^T)
+    cdef floating d = <floating>row_dot(grad_s, s, n, 0)
+    row_mul_shifted(s, grad_s, n, d, out)
+
+
+cdef inline void jacobian_row(const floating *s, Py_ssize_t n, floating *jac) noexcept nogil:
+    cdef Py_ssize_t j, k
+    for j in range(n):
+        for k in range(n):
+            jac[j * n + k] = -s[j] * s[k]    # J_jk = -s_j s_k
+        jac[j * n + j] += s[j]               # J_jj = s_j - s_j^2
+
+
+# ---------------------------------------------------------------------------
+# a range of rows
+
+cdef void rows_of(const floating *x, const RowOpCall *c, Py_ssize_t start, Py_ssize_t stop,
+                  floating *out) noexcept nogil:
+    cdef Py_ssize_t i, n = c.n_classes
+    cdef floating inv_t = <floating>c.inv_temperature
+    for i in range(start, stop):
+        if c.op == SOFTMAX:
+            softmax_row(x + i * c.x_stride, n, inv_t, out + i * n)
+        elif c.op == LOG_SOFTMAX:
+            log_softmax_row(x + i * c.x_stride, n, inv_t, out + i * n)
+        elif c.op == LOGSUMEXP:
+            out[i] = logsumexp_row(x + i * c.x_stride, n, inv_t)
+        elif c.op == BACKWARD:
+            backward_row(x + i * c.x_stride, <const floating *>c.other + i * n, n, out + i * n)
         else:
-            # lse = m / T + log sum_j exp((x_j - m) / T)
-            out[i] = <floating>(m * inv_temperature
-                                + log(row_exp_sum(x + i * x_stride, n_classes, m,
-                                                  inv_temperature, NULL)))
+            jacobian_row(x + i * c.x_stride, n, out + i * n * n)
 
 
-ctypedef enum RowOp:
-    SOFTMAX, LOG_SOFTMAX, LOGSUMEXP
+cdef void row_op_range(void *call, Py_ssize_t start, Py_ssize_t stop, int worker) noexcept nogil:
+    cdef const RowOpCall *c = <const RowOpCall *>call
+    if c.single:
+        rows_of(<const float *>c.x, c, start, stop, <float *>c.out)
+    else:
+        rows_of(<const double *>c.x, c, start, stop, <double *>c.out)
 
 
-cdef dispatch_rows(RowOp op, cnp.ndarray x, double inv_temperature, cnp.ndarray out,
-                   int n_threads):
-    cdef Py_ssize_t n_rows = x.shape[0], n_classes = x.shape[1]
-    cdef Py_ssize_t stride = row_stride(x)
-    cdef const float *x32 = <const float *>cnp.PyArray_DATA(x)
-    cdef const double *x64 = <const double *>cnp.PyArray_DATA(x)
-    cdef float *out32 = <float *>cnp.PyArray_DATA(out)
-    cdef double *out64 = <double *>cnp.PyArray_DATA(out)
-    cdef bint single = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
-    with nogil:
-        if op == SOFTMAX:
-            if single:
-                softmax_rows(x32, stride, n_rows, n_classes, <float>inv_temperature, out32, n_threads)
-            else:
-                softmax_rows(x64, stride, n_rows, n_classes, inv_temperature, out64, n_threads)
-        elif op == LOG_SOFTMAX:
-            if single:
-                log_softmax_rows(x32, stride, n_rows, n_classes, <float>inv_temperature, out32, n_threads)
-            else:
-                log_softmax_rows(x64, stride, n_rows, n_classes, inv_temperature, out64, n_threads)
-        else:
-            if single:
-                logsumexp_rows(x32, stride, n_rows, n_classes, <float>inv_temperature, out32, n_threads)
-            else:
-                logsumexp_rows(x64, stride, n_rows, n_classes, inv_temperature, out64, n_threads)
+cdef run(RowOp op, cnp.ndarray x, object other, double inv_temperature, cnp.ndarray out,
+         int n_threads):
+    cdef RowOpCall call
+    cdef Py_ssize_t n_rows = x.shape[0]
+    call.op = op
+    call.single = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
+    call.x = cnp.PyArray_DATA(x)
+    call.other = NULL if other is None else cnp.PyArray_DATA(<cnp.ndarray>other)
+    call.n_classes = x.shape[1]
+    call.x_stride = x.strides[0] // x.itemsize if n_rows > 1 else call.n_classes
+    call.inv_temperature = inv_temperature
+    call.out = cnp.PyArray_DATA(out)
+    run_rows(row_op_range, &call, n_rows, cnp.PyArray_SIZE(out), n_threads)
 
+
+# ---------------------------------------------------------------------------
+# entry points (arrays already validated by _softmax.py)
 
 def softmax(cnp.ndarray x, double inv_temperature, cnp.ndarray out, int n_threads):
-    """out[i] = softmax(x[i] / T); x (n_rows, n_classes) with contiguous rows."""
-    dispatch_rows(SOFTMAX, x, inv_temperature, out, n_threads)
+    """out[i] = softmax(x[i] / T); x (n_rows, n_classes) with contiguous rows, out C-contiguous."""
+    run(SOFTMAX, x, None, inv_temperature, out, n_threads)
 
 
 def log_softmax(cnp.ndarray x, double inv_temperature, cnp.ndarray out, int n_threads):
     """out[i] = log_softmax(x[i] / T)."""
-    dispatch_rows(LOG_SOFTMAX, x, inv_temperature, out, n_threads)
+    run(LOG_SOFTMAX, x, None, inv_temperature, out, n_threads)
 
 
 def logsumexp(cnp.ndarray x, double inv_temperature, cnp.ndarray out, int n_threads):
     """out[i] = log sum_j exp(x[i, j] / T); out has shape (n_rows,)."""
-    dispatch_rows(LOGSUMEXP, x, inv_temperature, out, n_threads)
-
-
-# ---------------------------------------------------------------------------
-# backward and Jacobian: s is a softmax output, rows C-contiguous
-
-cdef void backward_rows(const floating *grad_s, const floating *s, Py_ssize_t n_rows,
-                        Py_ssize_t n_classes, floating *out, int n_threads) noexcept nogil:
-    cdef Py_ssize_t i, offset
-    cdef floating d
-    for i in prange(n_rows, schedule='static', num_threads=n_threads,
-                      use_threads_if=n_threads > 1):
-        offset = i * n_classes
-        # grad_x = J g = s * (g - g . s)      (J = diag(s) - s s^T)
-        d = <floating>row_dot(grad_s + offset, s + offset, n_classes, 0)
-        row_mul_shifted(s + offset, grad_s + offset, n_classes, d, out + offset)
-
-
-cdef void jacobian_rows(const floating *s, Py_ssize_t n_rows, Py_ssize_t n_classes,
-                        floating *out, int n_threads) noexcept nogil:
-    cdef Py_ssize_t i, j, k
-    cdef const floating *s_row
-    cdef floating *jac
-    for i in prange(n_rows, schedule='static', num_threads=n_threads,
-                      use_threads_if=n_threads > 1):
-        s_row = s + i * n_classes
-        jac = out + i * n_classes * n_classes
-        for j in range(n_classes):
-            for k in range(n_classes):
-                jac[j * n_classes + k] = -s_row[j] * s_row[k]   # J_jk = -s_j s_k
-            jac[j * n_classes + j] += s_row[j]                  # J_jj = s_j - s_j^2
+    run(LOGSUMEXP, x, None, inv_temperature, out, n_threads)
 
 
 def softmax_backward(cnp.ndarray grad_s, cnp.ndarray s, cnp.ndarray out, int n_threads):
     """out[i] = (diag(s[i]) - s[i] s[i]^T) grad_s[i]; all C-contiguous, same dtype."""
-    cdef Py_ssize_t n_rows = s.shape[0], n_classes = s.shape[1]
-    if cnp.PyArray_TYPE(s) == cnp.NPY_FLOAT32:
-        with nogil:
-            backward_rows(<const float *>cnp.PyArray_DATA(grad_s), <const float *>cnp.PyArray_DATA(s),
-                          n_rows, n_classes, <float *>cnp.PyArray_DATA(out), n_threads)
-    else:
-        with nogil:
-            backward_rows(<const double *>cnp.PyArray_DATA(grad_s), <const double *>cnp.PyArray_DATA(s),
-                          n_rows, n_classes, <double *>cnp.PyArray_DATA(out), n_threads)
+    run(BACKWARD, s, grad_s, 1.0, out, n_threads)
 
 
 def softmax_jacobian(cnp.ndarray s, cnp.ndarray out, int n_threads):
     """out[i] = diag(s[i]) - s[i] s[i]^T; s (n_rows, C) and out (n_rows, C, C) C-contiguous."""
-    cdef Py_ssize_t n_rows = s.shape[0], n_classes = s.shape[1]
-    if cnp.PyArray_TYPE(s) == cnp.NPY_FLOAT32:
-        with nogil:
-            jacobian_rows(<const float *>cnp.PyArray_DATA(s), n_rows, n_classes,
-                          <float *>cnp.PyArray_DATA(out), n_threads)
-    else:
-        with nogil:
-            jacobian_rows(<const double *>cnp.PyArray_DATA(s), n_rows, n_classes,
-                          <double *>cnp.PyArray_DATA(out), n_threads)
+    run(JACOBIAN, s, None, 1.0, out, n_threads)
 
 
 def simd_path():

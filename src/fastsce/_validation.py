@@ -26,25 +26,30 @@ def float_dtype_for(dtype, name):
 def as_float_array(value, name, dtype=None):
     """`value` as a float32/float64 ndarray (the compute dtype, or `dtype`)."""
     array = value if type(value) is np.ndarray else np.asarray(value)
-    wanted = dtype if dtype is not None else float_dtype_for(array.dtype, name)
+    current = array.dtype
+    if dtype is None and (current is FLOAT32 or current is FLOAT64):
+        return array  # the common case, kept cheap for small calls
+    wanted = float_dtype_for(current, name)
     if dtype is not None:
-        float_dtype_for(array.dtype, name)  # still reject non-numeric input
-    if array.dtype is not wanted and array.dtype != wanted:
+        wanted = dtype
+    if current is not wanted and current != wanted:
         array = array.astype(wanted)
     return array
 
 
 def as_rows(array, name):
     """2-D view (n_rows, n_classes) of `array` (classes last) with contiguous rows."""
-    if array.ndim == 0:
+    shape = array.shape
+    if not shape:
         raise ValueError(f"`{name}` must have a class axis, got a 0-d array")
-    n_classes = array.shape[-1]
+    n_classes = shape[-1]
     if n_classes == 0:
-        raise ValueError(f"`{name}` has zero classes (shape {array.shape})")
-    rows = array.reshape(-1, n_classes)
+        raise ValueError(f"`{name}` has zero classes (shape {shape})")
+    rows = array if len(shape) == 2 else array.reshape(-1, n_classes)
     itemsize = rows.itemsize
-    if ((n_classes > 1 and rows.strides[1] != itemsize)
-            or rows.strides[0] % itemsize or not rows.flags.aligned):
+    strides = rows.strides
+    if ((n_classes > 1 and strides[1] != itemsize)
+            or strides[0] % itemsize or not rows.flags.aligned):
         rows = np.ascontiguousarray(rows)
     return rows
 
@@ -62,6 +67,8 @@ def check_reduction(reduction):
 
 def real_number(value, name):
     """`value` as a Python float, TypeError if it is not a real number."""
+    if type(value) is float:
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"`{name}` must be a real number, got {value!r}")
     return float(value)
@@ -77,22 +84,26 @@ def check_temperature(temperature):
 def check_out(out, shape, dtype, inputs, in_place_ok=None):
     """Validate a caller's output buffer.
 
-    `inputs` are the caller's original arguments: `out` may not share memory
-    with any of them (writing it would modify an input), except that it may be
-    exactly `in_place_ok` (same buffer, same layout) for an in-place result.
+    `inputs` are (name, value) pairs of the caller's original arguments: `out`
+    may not share memory with any of them (writing it would modify an input),
+    except that it may be exactly `in_place_ok` (same buffer, same layout) for
+    an in-place result.
     """
-    if not isinstance(out, np.ndarray):
+    if type(out) is not np.ndarray and not isinstance(out, np.ndarray):
         raise TypeError(f"`out` must be a numpy array, got {type(out).__name__}")
-    if out.dtype != dtype:
+    if out.dtype is not dtype and out.dtype != dtype:
         raise TypeError(f"`out` must have dtype {dtype}, got {out.dtype}")
     if out.shape != shape:
         raise ValueError(f"`out` must have shape {shape}, got {out.shape}")
-    if not out.flags.c_contiguous:
+    flags = out.flags
+    if not flags.c_contiguous:
         raise ValueError("`out` must be C-contiguous")
-    if not out.flags.writeable:
+    if not flags.writeable:
         raise ValueError("`out` is read-only")
-    for name, value in inputs.items():
-        if not isinstance(value, np.ndarray) or not np.may_share_memory(out, value):
+    for name, value in inputs:
+        if type(value) is not np.ndarray and not isinstance(value, np.ndarray):
+            continue
+        if not np.may_share_memory(out, value):
             continue
         if value is in_place_ok and same_buffer(out, value):
             continue
