@@ -6,6 +6,7 @@ before the kernel runs.  The kernel computes per-row losses (float64) and,
 when asked, the gradient of the reduced loss straight into the output buffer.
 Semantics are PyTorch's F.cross_entropy with the class axis last.
 """
+import math
 import operator
 
 import numpy as np
@@ -13,78 +14,122 @@ import numpy as np
 from . import _loss_kernels as kernels
 from ._config import threads_for
 from ._validation import (FLOAT64, as_contiguous_rows, as_float_array, as_rows, check_out,
-                          check_reduction, real_number)
+                          check_reduction, check_temperature, real_number)
 
 INT64 = np.dtype(np.int64)
 INT64_MAX = np.iinfo(np.int64).max
 
 
-def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0):
-    """Softmax cross-entropy of `logits` (..., C) against `target`.
-
+OPTIONS_DOC = """
     target: integer class indices of shape logits.shape[:-1], or probabilities
     of logits' shape (soft targets).  weight: per-class weights (C,).
     ignore_index: class index whose rows count for nothing (hard targets only).
     reduction: 'mean' (divided by the summed weights of the rows not ignored,
     or by the row count for soft targets), 'sum', or 'none' (per-row losses).
     label_smoothing: eps in [0, 1], mixing the target with the uniform
-    distribution.  Returns a float, or an array of shape logits.shape[:-1].
-    """
-    loss, _ = _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing,
-                             want_grad=False, out=None)
+    distribution.  temperature: T > 0, the softmax sees z = x / T.  softcap: c > 0
+    or None, z = c tanh(x / c) / T (Gemma 2; -inf stays masked).  z_loss: lambda
+    >= 0, adds lambda lse(z)^2 per kept row (PaLM).  lse_out / argmax_out:
+    optional float64 / int64 arrays of shape logits.shape[:-1] that receive each
+    row's log-sum-exp of z and the index of its largest logit, from the same pass.
+"""
+
+
+def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0, lse_out=None,
+                  argmax_out=None):
+    loss, _ = run(logits, target, LossOptions(weight, ignore_index, reduction, label_smoothing,
+                                              temperature, softcap, z_loss),
+                  want_grad=False, out=None, lse_out=lse_out, argmax_out=argmax_out)
     return loss
 
 
-def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                            label_smoothing=0.0, out=None):
-    """(loss, grad): cross_entropy and its gradient with respect to logits, in one pass.
+cross_entropy.__doc__ = """Softmax cross-entropy of `logits` (..., C) against `target`.
+""" + OPTIONS_DOC + """
+    Returns a float ('mean', 'sum') or an array of shape logits.shape[:-1] ('none').
+"""
 
+
+def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
+                            label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0,
+                            out=None, lse_out=None, argmax_out=None):
+    return run(logits, target, LossOptions(weight, ignore_index, reduction, label_smoothing,
+                                           temperature, softcap, z_loss),
+               want_grad=True, out=out, lse_out=lse_out, argmax_out=argmax_out)
+
+
+cross_entropy_with_grad.__doc__ = """(loss, grad): cross_entropy and its gradient with respect to logits, in one pass.
+""" + OPTIONS_DOC + """
     grad has logits' shape and compute dtype; for reduction='none' it is the
     gradient of the sum of the per-row losses.  out= (C-contiguous, that
     dtype and shape) receives the gradient and may be `logits` itself.
     Ignored rows get loss 0 and gradient exactly 0.
+"""
+
+
+class LossOptions:
+    """Validated loss options (everything but what depends on the logits' shape)."""
+
+    __slots__ = ("weight", "weight_input", "ignore_index", "reduction", "smoothing",
+                 "inv_temperature", "softcap", "z_loss")
+
+    def __init__(self, weight, ignore_index, reduction, label_smoothing, temperature, softcap,
+                 z_loss):
+        check_reduction(reduction)
+        self.reduction = reduction
+        self.smoothing = _check_smoothing(label_smoothing)
+        self.ignore_index = _check_ignore_index(ignore_index)
+        self.weight_input = weight
+        self.weight = None if weight is None else _class_weights(weight)
+        self.inv_temperature = 1.0 / check_temperature(temperature)
+        self.softcap = 0.0 if softcap is None else _positive_finite(softcap, "softcap")
+        self.z_loss = _non_negative_finite(z_loss, "z_loss")
+
+
+def run(logits, target, options, *, want_grad, out, lse_out, argmax_out, buffers=None):
+    """Validate the arrays, then one kernel call; returns (loss, grad or None).
+
+    buffers: optional (row_loss float64 (n_rows,), scratch) arrays to reuse
+    (see CrossEntropyLoss); new ones are used otherwise.
     """
-    return _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing,
-                          want_grad=True, out=out)
-
-
-def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, want_grad, out):
     array = as_float_array(logits, "logits")
     rows = as_rows(array, "logits")
-    check_reduction(reduction)
-    smoothing = _check_smoothing(label_smoothing)
-    ignore_index = _check_ignore_index(ignore_index)
-    weights = None if weight is None else _class_weights(weight, rows.shape[1])
+    n_rows, n_classes = rows.shape
+    weights = options.weight
+    if weights is not None and weights.shape != (n_classes,):
+        raise ValueError(f"`weight` must have shape ({n_classes},), got {weights.shape}")
     target_array = target if type(target) is np.ndarray else np.asarray(target)
-    soft = _is_soft(target_array, array.shape)
-    if soft:
-        targets = as_contiguous_rows(as_float_array(target_array, "target", array.dtype), "target")
+    soft_target = index = None
+    if _is_soft(target_array, array.shape):
+        soft_target = as_contiguous_rows(as_float_array(target_array, "target", array.dtype), "target")
     else:
-        targets = _class_indices(target_array, array.shape)
+        index = _class_indices(target_array, array.shape)
 
-    grad = None
+    inputs = (("logits", logits), ("target", target), ("weight", options.weight_input))
+    grad = grad_rows = None
     if want_grad:
         if out is None:
             grad = np.empty(array.shape, array.dtype)
         else:
-            grad = check_out(out, array.shape, array.dtype,
-                             (("logits", logits), ("target", target), ("weight", weight)), in_place_ok=logits)
+            grad = check_out(out, array.shape, array.dtype, inputs, in_place_ok=logits)
         grad_rows = grad.reshape(rows.shape)
-    else:
-        grad_rows = None
-    row_loss = np.empty(rows.shape[0], FLOAT64) if reduction == "none" else None
-    mean = reduction == "mean"
-    n_threads = threads_for(rows.size)
-    if soft:
-        loss = kernels.soft_targets(rows, targets, weights, smoothing, mean, row_loss, grad_rows,
-                                    n_threads)
-    else:
-        first_bad, loss = kernels.hard_targets(rows, targets, weights, ignore_index, smoothing, mean,
-                                               row_loss, grad_rows, n_threads)
-        if first_bad >= 0:
-            _raise_bad_class_index(target_array, first_bad, rows.shape[1], ignore_index)
-    if row_loss is not None:
+    row_lse = row_argmax = None
+    if lse_out is not None:
+        row_lse = check_out(lse_out, array.shape[:-1], FLOAT64, inputs, name="lse_out").reshape(-1)
+    if argmax_out is not None:
+        row_argmax = check_out(argmax_out, array.shape[:-1], INT64, inputs,
+                               name="argmax_out").reshape(-1)
+
+    row_loss, scratch = buffers if buffers is not None else (None, None)
+    if options.reduction == "none":
+        row_loss = np.empty(n_rows, FLOAT64)
+    first_bad, loss = kernels.cross_entropy(
+        rows, index, soft_target, weights, options.ignore_index, options.smoothing, options.z_loss,
+        options.softcap, options.inv_temperature, options.reduction == "mean", row_loss, grad_rows,
+        row_lse, row_argmax, scratch, threads_for(rows.size))
+    if first_bad >= 0:
+        _raise_bad_class_index(target_array, first_bad, n_classes, options.ignore_index)
+    if options.reduction == "none":
         loss = row_loss.reshape(array.shape[:-1]).astype(array.dtype, copy=False)
     return loss, grad
 
@@ -93,6 +138,20 @@ def _raise_bad_class_index(target, flat_position, n_classes, ignore_index):
     position = np.unravel_index(flat_position, target.shape) if target.ndim else ()
     raise ValueError(f"`target` has class index {target[position]} at position {position}, "
                      f"outside [0, {n_classes}) and not ignore_index ({ignore_index})")
+
+
+def _positive_finite(value, name):
+    number = real_number(value, name)
+    if not 0.0 < number < math.inf:
+        raise ValueError(f"`{name}` must be positive and finite, got {value!r}")
+    return number
+
+
+def _non_negative_finite(value, name):
+    number = real_number(value, name)
+    if not 0.0 <= number < math.inf:
+        raise ValueError(f"`{name}` must be non-negative and finite, got {value!r}")
+    return number
 
 
 def _check_smoothing(label_smoothing):
@@ -112,10 +171,10 @@ def _check_ignore_index(ignore_index):
     return ignore_index
 
 
-def _class_weights(weight, n_classes):
+def _class_weights(weight):
     weights = as_float_array(weight, "weight", FLOAT64)
-    if weights.shape != (n_classes,):
-        raise ValueError(f"`weight` must have shape ({n_classes},), got {weights.shape}")
+    if weights.ndim != 1:
+        raise ValueError(f"`weight` must have shape (C,), got {weights.shape}")
     if not np.isfinite(weights).all():
         raise ValueError(f"`weight` must be finite, got {weights}")
     return np.ascontiguousarray(weights)

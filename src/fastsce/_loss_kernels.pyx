@@ -1,19 +1,24 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Cross-entropy kernels: loss and gradient of softmax cross-entropy in one pass per row.
 
-Design: every target is a distribution b over classes, and for one row
+Design: every target is a distribution b over classes, and for one row of
+(transformed) logits z
 
-    lse    = m + log sum_j exp(x_j - m),         m = max_j x_j
-    loss   = sum_j b_j (lse - x_j) = A log sum_j exp(x_j - m) - sum_j b_j (x_j - m)
-    grad_j = scale * (A s_j - b_j),               A = sum_j b_j,  s = softmax(x)
+    lse    = m + log sum_j exp(z_j - m),          m = max_j z_j
+    loss   = sum_j b_j (lse - z_j) + lambda lse^2 = A log sum_j exp(z_j - m) - sum_j b_j (z_j - m) + lambda lse^2
+    grad_j = scale * ((A + 2 lambda lse) s_j - b_j),  A = sum_j b_j,  s = softmax(z)
 
 * hard targets (class index t, class weight w_t, label smoothing eps without
   class weights): b = w_t (1 - eps) onehot(t) + eps / C, handled in closed form;
 * everything else (soft targets, class weights with smoothing): b is built
   in a per-thread scratch row and used densely.
+* z = x / T (temperature) folds into the gradient scale; with a softcap c,
+  z = c tanh(x / c) / T is built in a scratch row and the gradient is
+  multiplied by dz/dx = (1 - tanh^2(x / c)) / T.  -inf stays -inf (masked).
+* lambda lse^2 is the z-loss (PaLM; Liger's lse_square_scale).
 
 A row is read from memory once: the max pass pulls it into cache, the exp pass
-writes exp(x_j - m) straight into the gradient row, and a last in-cache pass
+writes exp(z_j - m) straight into the gradient row, and a last in-cache pass
 turns it into the gradient.  ``grad`` may be the logits buffer itself (in
 place): every value of x a row needs is read before that row is overwritten.
 Per-row losses go to a float64 array; the batch loss is summed from it
@@ -22,12 +27,12 @@ The Python layer (``_loss.py``) validates everything first: kernels cannot fail.
 """
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport INFINITY, NAN, isfinite, log
+from libc.math cimport INFINITY, NAN, isfinite, isnan, log, tanh
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from ._rows cimport (fsce_init, row_max, row_exp_sum, row_affine, row_axpby, row_sum,
-                     row_dot, run_rows)
+                     row_dot, row_mul_shifted, run_rows)
 
 cnp.import_array()
 fsce_init()
@@ -44,133 +49,192 @@ cdef extern from *:
     bint FSCE_OPENMP
 
 
-ctypedef struct HardTargets:
-    const cnp.int64_t *index      # class index per row (validated: in range or ignored)
-    const double *weight          # class weights, or NULL
-    cnp.int64_t ignore_index
-    double smoothing              # label smoothing eps
-
-
-ctypedef struct RowLayout:
+ctypedef struct LossCall:
+    bint single                   # float32 (else float64)
+    const void *logits            # IN (n_rows, C), rows x_stride apart
     Py_ssize_t n_rows
     Py_ssize_t n_classes
-    Py_ssize_t x_stride           # elements between logits rows
+    Py_ssize_t x_stride
+    const cnp.int64_t *index      # IN class index per row (validated), or NULL
+    const void *soft_target       # IN (n_rows, C) C-contiguous probabilities, or NULL
+    const double *weight          # IN class weights (C,), or NULL
+    cnp.int64_t ignore_index
+    double smoothing              # label smoothing eps
+    double z_loss                 # lambda
+    double softcap                # c, 0 when off
+    double inv_temperature        # 1 / T
     double grad_scale             # 1 / denominator for 'mean', else 1
     double *row_loss              # OUT (n_rows,)
+    double *row_lse               # OUT (n_rows,) or NULL
+    cnp.int64_t *row_argmax       # OUT (n_rows,) or NULL
+    void *scratch                 # SCRATCH_ROWS rows of C per worker
+    void *grad                    # OUT (n_rows, C) C-contiguous, or NULL
+
+
+cdef enum:
+    SCRATCH_ROWS = 3              # target distribution b, softcapped z, dz/dx
 
 
 # ---------------------------------------------------------------------------
 # one row
 
-cdef inline double hard_row(const floating *x, Py_ssize_t n, Py_ssize_t t, double w_t,
-                            double eps, double scale, floating *grad) noexcept nogil:
+cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, double w_t,
+                            double eps, double z_loss, double scale, floating *grad,
+                            double *lse) noexcept nogil:
     """Loss of one row with b = w_t (1 - eps) onehot(t) + eps / n; gradient into grad."""
-    cdef floating m = row_max(x, n)
-    cdef double x_t = x[t]                       # read before grad may overwrite x
-    cdef double mean_gap = 0.0                   # m - mean_j x_j, for smoothing
+    cdef floating m = row_max(z, n)
+    cdef double z_t = z[t]                       # read before grad may overwrite z
+    cdef double mean_gap = 0.0                   # m - mean_j z_j, for smoothing
     if eps != 0.0:
-        mean_gap = m - row_sum(x, n) / n
-    cdef double total = row_exp_sum(x, n, m, 1, grad)
+        mean_gap = m - row_sum(z, n) / n
+    cdef double total = row_exp_sum(z, n, m, 1, grad)
+    cdef double log_total = log(total)
+    lse[0] = m + log_total
     if grad != NULL:
-        # grad_j = scale ((w_t (1 - eps) + eps) s_j - eps / n) - scale w_t (1 - eps) [j = t]
-        row_affine(grad, n, 0, <floating>(scale * (w_t * (1.0 - eps) + eps) / total),
+        # grad_j = scale ((w_t (1 - eps) + eps + 2 lambda lse) s_j - eps / n) - scale w_t (1 - eps) [j = t]
+        row_affine(grad, n, 0, <floating>(scale * (w_t * (1.0 - eps) + eps + 2.0 * z_loss * lse[0]) / total),
                    <floating>(scale * eps / n), grad)
         grad[t] -= <floating>(scale * w_t * (1.0 - eps))
-    # loss = w_t (1 - eps) (lse - x_t) + eps (lse - mean_j x_j),  lse = m + log(total)
-    return w_t * (1.0 - eps) * ((m - x_t) + log(total)) + eps * (mean_gap + log(total))
+    # loss = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
+    return (w_t * (1.0 - eps) * ((m - z_t) + log_total) + eps * (mean_gap + log_total)
+            + z_loss_term(z_loss, lse[0]))
 
 
-cdef inline double dense_row(const floating *x, Py_ssize_t n, const floating *b,
-                             double scale, floating *grad) noexcept nogil:
+cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b, double z_loss,
+                             double scale, floating *grad, double *lse) noexcept nogil:
     """Loss of one row with an explicit target distribution b; gradient into grad."""
-    cdef floating m = row_max(x, n)
+    cdef floating m = row_max(z, n)
     cdef double mass = row_sum(b, n)             # A = sum_j b_j
-    cdef double gap = row_dot(x, b, n, m)        # sum_j b_j (x_j - m), read before grad
-    cdef double total = row_exp_sum(x, n, m, 1, grad)
+    cdef double gap = row_dot(z, b, n, m)        # sum_j b_j (z_j - m), read before grad
+    cdef double total = row_exp_sum(z, n, m, 1, grad)
+    cdef double log_total = log(total)
+    lse[0] = m + log_total
     if grad != NULL:
-        # grad_j = scale (A s_j - b_j)
-        row_axpby(grad, b, n, <floating>(scale * mass / total), <floating>scale, grad)
-    # loss = sum_j b_j (lse - x_j) = A log(total) - sum_j b_j (x_j - m)
-    return mass * log(total) - gap
+        # grad_j = scale ((A + 2 lambda lse) s_j - b_j)
+        row_axpby(grad, b, n, <floating>(scale * (mass + 2.0 * z_loss * lse[0]) / total),
+                  <floating>scale, grad)
+    # loss = sum_j b_j (lse - z_j) + lambda lse^2 = A log(total) - sum_j b_j (z_j - m) + lambda lse^2
+    return mass * log_total - gap + z_loss_term(z_loss, lse[0])
+
+
+cdef inline double z_loss_term(double z_loss, double lse) noexcept nogil:
+    """lambda lse^2, and exactly 0 when lambda = 0 (even for an infinite lse)."""
+    return z_loss * lse * lse if z_loss != 0.0 else 0.0
+
+
+cdef inline double lse_only(const floating *z, Py_ssize_t n) noexcept nogil:
+    """log sum_j exp(z_j) (for the lse of rows whose loss is not computed)."""
+    cdef floating m = row_max(z, n)
+    if not isfinite(m):
+        return m
+    return m + log(row_exp_sum(z, n, m, 1, NULL))
+
+
+cdef inline cnp.int64_t argmax(const floating *z, Py_ssize_t n) noexcept nogil:
+    """First index of the largest value (of the first NaN, as numpy.argmax)."""
+    cdef floating m = row_max(z, n)
+    cdef Py_ssize_t j
+    for j in range(n):
+        if z[j] == m or (isnan(m) and isnan(z[j])):
+            return j
+    return 0
+
+
+cdef inline void softcap_row(const floating *x, Py_ssize_t n, double cap, double inv_t,
+                             floating *z, floating *dz_dx) noexcept nogil:
+    """z_j = cap tanh(x_j / cap) / T and dz_j/dx_j = (1 - tanh^2) / T; -inf stays masked."""
+    cdef Py_ssize_t j
+    cdef double th
+    for j in range(n):
+        if x[j] == -INFINITY:
+            z[j] = x[j]
+            dz_dx[j] = 0
+        else:
+            th = tanh(x[j] / cap)
+            z[j] = <floating>(cap * th * inv_t)
+            dz_dx[j] = <floating>((1.0 - th * th) * inv_t)
+
+
+cdef inline const floating *scaled_row(const floating *x, Py_ssize_t n, double inv_t,
+                                       floating *z) noexcept nogil:
+    """x / T in z (x itself when T = 1)."""
+    if inv_t == 1.0:
+        return x
+    row_affine(x, n, 0, <floating>inv_t, 0, z)
+    return z
 
 
 # ---------------------------------------------------------------------------
 # a range of rows (run by for_row_ranges, one range per thread)
 
-ctypedef struct LossCall:
-    bint single                   # float32 (else float64)
-    const void *logits            # IN (n_rows, C), rows x_stride apart
-    const void *soft_target       # IN (n_rows, C) C-contiguous, or NULL for class indices
-    HardTargets hard
-    RowLayout lay
-    void *scratch                 # (n_threads, C) rows for dense targets, or NULL
-    void *grad                    # OUT (n_rows, C) C-contiguous, or NULL
-
-
-cdef void hard_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_ssize_t stop,
-                    floating *b, floating *grad) noexcept nogil:
-    """Class-index targets; b (C,) is scratch, used only for weights with smoothing."""
-    cdef Py_ssize_t i, j, t, n = c.lay.n_classes
-    cdef const HardTargets *tg = &c.hard
-    cdef floating *g = NULL
-    cdef double w_t
-    for i in range(start, stop):
-        t = tg.index[i]
-        if grad != NULL:
-            g = grad + i * n
-        if t == tg.ignore_index:
-            c.lay.row_loss[i] = 0.0
-            if g != NULL:
-                memset(g, 0, n * sizeof(floating))
-        elif tg.weight == NULL or tg.smoothing == 0.0:
-            w_t = tg.weight[t] if tg.weight != NULL else 1.0
-            c.lay.row_loss[i] = hard_row(x + i * c.lay.x_stride, n, t, w_t, tg.smoothing,
-                                         c.lay.grad_scale, g)
-        else:
-            # b_j = eps w_j / C + (1 - eps) w_t [j = t]
-            for j in range(n):
-                b[j] = <floating>(tg.smoothing * tg.weight[j] / n)
-            b[t] = <floating>(b[t] + (1.0 - tg.smoothing) * tg.weight[t])
-            c.lay.row_loss[i] = dense_row(x + i * c.lay.x_stride, n, b, c.lay.grad_scale, g)
-
-
-cdef void soft_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_ssize_t stop,
-                    floating *b, floating *grad) noexcept nogil:
-    """Probability targets y: b_j = w_j ((1 - eps) y_j + eps / C) in the scratch row b."""
-    cdef Py_ssize_t i, j, n = c.lay.n_classes
+cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_ssize_t stop,
+                    floating *scratch, floating *grad) noexcept nogil:
+    """Rows [start, stop): row_loss (and lse, argmax, gradient when asked)."""
+    cdef Py_ssize_t i, j, t, n = c.n_classes
+    cdef floating *b = scratch
+    cdef floating *z_buffer = scratch + n
+    cdef floating *dz_dx = scratch + 2 * n
+    cdef const floating *x_row
+    cdef const floating *z
     cdef const floating *y
     cdef floating *g = NULL
-    cdef double eps = c.hard.smoothing
-    cdef const double *weight = c.hard.weight
+    cdef double eps = c.smoothing, w_t, lse = NAN, loss
+    # the temperature folds into the gradient scale unless softcap multiplies by dz/dx
+    cdef double scale = c.grad_scale * (c.inv_temperature if c.softcap == 0.0 else 1.0)
+    cdef bint ignored
     for i in range(start, stop):
-        y = <const floating *>c.soft_target + i * n
+        x_row = x + i * c.x_stride
         if grad != NULL:
             g = grad + i * n
-        for j in range(n):
-            b[j] = <floating>((1.0 - eps) * y[j] + eps / n)
-            if weight != NULL:
-                b[j] = <floating>(b[j] * weight[j])
-        c.lay.row_loss[i] = dense_row(x + i * c.lay.x_stride, n, b, c.lay.grad_scale, g)
+        if c.softcap != 0.0:
+            softcap_row(x_row, n, c.softcap, c.inv_temperature, z_buffer, dz_dx)
+            z = z_buffer
+        else:
+            z = scaled_row(x_row, n, c.inv_temperature, z_buffer)
+        if c.row_argmax != NULL:
+            c.row_argmax[i] = argmax(z, n)
+        ignored = c.index != NULL and c.index[i] == c.ignore_index
+        if ignored:
+            loss = 0.0
+            if g != NULL:
+                memset(g, 0, n * sizeof(floating))
+            if c.row_lse != NULL:
+                lse = lse_only(z, n)
+        elif c.index != NULL and (c.weight == NULL or eps == 0.0):
+            t = c.index[i]
+            w_t = c.weight[t] if c.weight != NULL else 1.0
+            loss = hard_row(z, n, t, w_t, eps, c.z_loss, scale, g, &lse)
+        else:
+            if c.index != NULL:
+                # b_j = eps w_j / C + (1 - eps) w_t [j = t]
+                t = c.index[i]
+                for j in range(n):
+                    b[j] = <floating>(eps * c.weight[j] / n)
+                b[t] = <floating>(b[t] + (1.0 - eps) * c.weight[t])
+            else:
+                # b_j = w_j ((1 - eps) y_j + eps / C)
+                y = <const floating *>c.soft_target + i * n
+                for j in range(n):
+                    b[j] = <floating>((1.0 - eps) * y[j] + eps / n)
+                    if c.weight != NULL:
+                        b[j] = <floating>(b[j] * c.weight[j])
+            loss = dense_row(z, n, b, c.z_loss, scale, g, &lse)
+        if g != NULL and c.softcap != 0.0 and not ignored:
+            row_mul_shifted(dz_dx, g, n, 0, g)       # chain rule: grad_x = grad_z dz/dx
+        c.row_loss[i] = loss
+        if c.row_lse != NULL:
+            c.row_lse[i] = lse
 
 
 cdef void loss_range(void *call, Py_ssize_t start, Py_ssize_t stop, int worker) noexcept nogil:
-    """Rows [start, stop) of a LossCall, with the scratch row of `worker`."""
+    """Rows [start, stop) of a LossCall, with the scratch rows of `worker`."""
     cdef const LossCall *c = <const LossCall *>call
-    cdef Py_ssize_t scratch_offset = worker * c.lay.n_classes
+    cdef Py_ssize_t offset = worker * SCRATCH_ROWS * c.n_classes
     if c.single:
-        if c.soft_target != NULL:
-            soft_rows(<const float *>c.logits, c, start, stop, <float *>c.scratch + scratch_offset,
-                      <float *>c.grad)
-        else:
-            hard_rows(<const float *>c.logits, c, start, stop, <float *>c.scratch + scratch_offset,
-                      <float *>c.grad)
+        loss_rows(<const float *>c.logits, c, start, stop, <float *>c.scratch + offset, <float *>c.grad)
     else:
-        if c.soft_target != NULL:
-            soft_rows(<const double *>c.logits, c, start, stop, <double *>c.scratch + scratch_offset,
-                      <double *>c.grad)
-        else:
-            hard_rows(<const double *>c.logits, c, start, stop, <double *>c.scratch + scratch_offset,
-                      <double *>c.grad)
+        loss_rows(<const double *>c.logits, c, start, stop, <double *>c.scratch + offset,
+                  <double *>c.grad)
 
 
 cdef double sum_in_order(const double *values, Py_ssize_t n) noexcept nogil:
@@ -192,47 +256,7 @@ cdef double sum_in_order(const double *values, Py_ssize_t n) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------
-# entry points (arrays already validated by _loss.py)
-
-cdef class Workspace:
-    """Per-call C buffers: per-row losses (unless the caller's) and scratch rows."""
-    cdef double *row_loss
-    cdef void *scratch
-    cdef bint owns_row_loss
-
-    def __cinit__(self, object row_loss, Py_ssize_t n_rows, Py_ssize_t scratch_bytes):
-        self.owns_row_loss = row_loss is None
-        if self.owns_row_loss:
-            self.row_loss = <double *>malloc(max(n_rows, 1) * sizeof(double))
-        else:
-            self.row_loss = <double *>cnp.PyArray_DATA(<cnp.ndarray>row_loss)
-        self.scratch = malloc(scratch_bytes) if scratch_bytes else NULL
-        if self.row_loss == NULL or (scratch_bytes and self.scratch == NULL):
-            raise MemoryError("fastsce: cannot allocate the per-call workspace")
-
-    def __dealloc__(self):
-        if self.owns_row_loss:
-            free(self.row_loss)
-        free(self.scratch)
-
-
-cdef LossCall prepare(cnp.ndarray logits, object weight, double smoothing, object grad,
-                      Workspace work, double grad_scale):
-    cdef LossCall c
-    c.single = cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32
-    c.logits = cnp.PyArray_DATA(logits)
-    c.soft_target = NULL
-    c.hard.weight = <const double *>data_or_null(weight)
-    c.hard.smoothing = smoothing
-    c.lay.n_rows = logits.shape[0]
-    c.lay.n_classes = logits.shape[1]
-    c.lay.x_stride = logits.strides[0] // logits.itemsize if c.lay.n_rows > 1 else c.lay.n_classes
-    c.lay.grad_scale = grad_scale
-    c.lay.row_loss = work.row_loss
-    c.scratch = work.scratch
-    c.grad = data_or_null(grad)
-    return c
-
+# entry point (arrays already validated by _loss.py)
 
 cdef void *data_or_null(object array):
     return NULL if array is None else cnp.PyArray_DATA(<cnp.ndarray>array)
@@ -256,64 +280,89 @@ cdef Py_ssize_t check_class_indices(const cnp.int64_t *index, Py_ssize_t n_rows,
     return -1
 
 
-cdef double reduce_rows(const double *row_loss, Py_ssize_t n_rows, bint mean,
-                        double denominator) noexcept nogil:
-    """The 'mean' (NaN when nothing is kept) or 'sum' of the row losses."""
-    cdef double total = sum_in_order(row_loss, n_rows)
-    if not mean:
-        return total
-    return total / denominator if denominator != 0.0 else NAN
+cdef class Workspace:
+    """Per-call buffers: per-row losses and scratch rows, the caller's or malloc'ed."""
+    cdef double *row_loss
+    cdef void *scratch
+    cdef bint owns_row_loss, owns_scratch
+
+    def __cinit__(self, object row_loss, Py_ssize_t n_rows, object scratch, Py_ssize_t scratch_bytes):
+        self.owns_row_loss = row_loss is None
+        self.owns_scratch = scratch is None and scratch_bytes > 0
+        self.row_loss = (<double *>malloc(max(n_rows, 1) * sizeof(double)) if self.owns_row_loss
+                         else <double *>cnp.PyArray_DATA(<cnp.ndarray>row_loss))
+        self.scratch = malloc(scratch_bytes) if self.owns_scratch else data_or_null(scratch)
+        if self.row_loss == NULL or (self.owns_scratch and self.scratch == NULL):
+            raise MemoryError("fastsce: cannot allocate the per-call workspace")
+
+    def __dealloc__(self):
+        if self.owns_row_loss:
+            free(self.row_loss)
+        if self.owns_scratch:
+            free(self.scratch)
 
 
-cdef inline double mean_scale(bint mean, double denominator) noexcept nogil:
-    """Gradient factor: 1 / denominator for 'mean' (0 / 0 -> NaN rows, like PyTorch)."""
-    if not mean:
-        return 1.0
-    return 1.0 / denominator if denominator != 0.0 else INFINITY
+def scratch_elements(Py_ssize_t n_classes, int n_threads):
+    """Elements of logits' dtype a caller-provided scratch array must hold."""
+    return n_threads * SCRATCH_ROWS * n_classes
 
 
-def hard_targets(cnp.ndarray logits, cnp.ndarray index, object weight, cnp.int64_t ignore_index,
-                 double smoothing, bint mean, object row_loss, object grad, int n_threads):
-    """Loss (and gradient when grad is not None) for class-index targets.
+def cross_entropy(cnp.ndarray logits, object index, object soft_target, object weight,
+                  cnp.int64_t ignore_index, double smoothing, double z_loss, double softcap,
+                  double inv_temperature, bint mean, object row_loss, object grad,
+                  object row_lse, object row_argmax, object scratch, int n_threads):
+    """Loss (and gradient, lse, argmax when their arrays are given) of one batch.
 
-    logits (n_rows, C) float32/float64 with contiguous rows; index int64 (n_rows,),
-    C-contiguous; weight float64 (C,) or None; row_loss float64 (n_rows,) OUT or
-    None; grad like logits, C-contiguous, OUT (may be logits).  The class indices
-    are checked first: returns (first_bad_row, nan) without writing anything when
-    one is invalid, else (-1, loss) with loss the 'mean' (mean=True) or the sum.
+    logits (n_rows, C) float32/float64 with contiguous rows; exactly one of
+    index (int64 (n_rows,), C-contiguous) and soft_target (logits' dtype,
+    C-contiguous (n_rows, C)); weight float64 (C,) or None; softcap 0 for none;
+    OUT arrays (None when not wanted): row_loss float64 (n_rows,), grad like
+    logits C-contiguous (may be logits), row_lse float64 (n_rows,), row_argmax
+    int64 (n_rows,); scratch: None or scratch_elements(C, n_threads) elements.
+    Class indices are checked first: returns (first_bad_row, nan) without
+    writing anything when one is invalid, else (-1, loss), the loss being the
+    'mean' (mean=True: divided by the summed weights of the kept rows, or the
+    row count for soft targets; NaN when that is 0) or the sum.
     """
-    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
-    cdef const cnp.int64_t *t = <const cnp.int64_t *>cnp.PyArray_DATA(index)
-    cdef double kept_weight
-    cdef Py_ssize_t first_bad = check_class_indices(t, n_rows, n_classes, ignore_index,
-                                                    <const double *>data_or_null(weight),
-                                                    &kept_weight)
-    if first_bad >= 0:
-        return first_bad, NAN
-    cdef bint dense = weight is not None and smoothing != 0.0
-    cdef Workspace work = Workspace(row_loss, n_rows,
-                                    n_threads * n_classes * logits.itemsize if dense else 0)
-    cdef LossCall call = prepare(logits, weight, smoothing, grad, work,
-                                 mean_scale(mean, kept_weight))
-    call.hard.index = t
-    call.hard.ignore_index = ignore_index
-    run_rows(loss_range, &call, n_rows, n_rows * n_classes, n_threads)
-    return -1, reduce_rows(work.row_loss, n_rows, mean, kept_weight)
-
-
-def soft_targets(cnp.ndarray logits, cnp.ndarray target, object weight, double smoothing,
-                 bint mean, object row_loss, object grad, int n_threads):
-    """Loss (and gradient) for probability targets of logits' shape and dtype.
-
-    target C-contiguous (n_rows, C); other arguments as in hard_targets; 'mean'
-    divides by the row count.  Returns the loss.
-    """
-    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
-    cdef Workspace work = Workspace(row_loss, n_rows, n_threads * n_classes * logits.itemsize)
-    cdef LossCall call = prepare(logits, weight, smoothing, grad, work, mean_scale(mean, n_rows))
-    call.soft_target = cnp.PyArray_DATA(target)
-    run_rows(loss_range, &call, n_rows, n_rows * n_classes, n_threads)
-    return reduce_rows(work.row_loss, n_rows, mean, n_rows)
+    cdef LossCall c
+    cdef double denominator
+    c.n_rows = logits.shape[0]
+    c.n_classes = logits.shape[1]
+    c.index = <const cnp.int64_t *>data_or_null(index)
+    c.weight = <const double *>data_or_null(weight)
+    c.ignore_index = ignore_index
+    if c.index != NULL:
+        first_bad = check_class_indices(c.index, c.n_rows, c.n_classes, ignore_index, c.weight,
+                                        &denominator)
+        if first_bad >= 0:
+            return first_bad, NAN
+    else:
+        denominator = c.n_rows
+    cdef bint needs_scratch = (soft_target is not None or softcap != 0.0 or inv_temperature != 1.0
+                               or (weight is not None and smoothing != 0.0))
+    cdef Workspace work = Workspace(row_loss, c.n_rows, scratch,
+                                    scratch_elements(c.n_classes, n_threads) * logits.itemsize
+                                    if needs_scratch else 0)
+    c.single = cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32
+    c.logits = cnp.PyArray_DATA(logits)
+    c.x_stride = logits.strides[0] // logits.itemsize if c.n_rows > 1 else c.n_classes
+    c.soft_target = data_or_null(soft_target)
+    c.smoothing = smoothing
+    c.z_loss = z_loss
+    c.softcap = softcap
+    c.inv_temperature = inv_temperature
+    # 'mean' over nothing kept: 0 / 0, NaN gradient rows as in PyTorch
+    c.grad_scale = (1.0 / denominator if denominator != 0.0 else INFINITY) if mean else 1.0
+    c.row_loss = work.row_loss
+    c.row_lse = <double *>data_or_null(row_lse)
+    c.row_argmax = <cnp.int64_t *>data_or_null(row_argmax)
+    c.scratch = work.scratch
+    c.grad = data_or_null(grad)
+    run_rows(loss_range, &c, c.n_rows, c.n_rows * c.n_classes, n_threads)
+    cdef double total = sum_in_order(work.row_loss, c.n_rows)
+    if not mean:
+        return -1, total
+    return -1, (total / denominator if denominator != 0.0 else NAN)
 
 
 def openmp_enabled():

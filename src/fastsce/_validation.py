@@ -81,8 +81,8 @@ def check_temperature(temperature):
     return value
 
 
-def check_out(out, shape, dtype, inputs, in_place_ok=None):
-    """Validate a caller's output buffer.
+def check_out(out, shape, dtype, inputs, in_place_ok=None, name="out"):
+    """Validate a caller's output buffer (the argument `name`).
 
     `inputs` are (name, value) pairs of the caller's original arguments: `out`
     may not share memory with any of them (writing it would modify an input),
@@ -90,25 +90,25 @@ def check_out(out, shape, dtype, inputs, in_place_ok=None):
     an in-place result.
     """
     if type(out) is not np.ndarray and not isinstance(out, np.ndarray):
-        raise TypeError(f"`out` must be a numpy array, got {type(out).__name__}")
+        raise TypeError(f"`{name}` must be a numpy array, got {type(out).__name__}")
     if out.dtype is not dtype and out.dtype != dtype:
-        raise TypeError(f"`out` must have dtype {dtype}, got {out.dtype}")
+        raise TypeError(f"`{name}` must have dtype {dtype}, got {out.dtype}")
     if out.shape != shape:
-        raise ValueError(f"`out` must have shape {shape}, got {out.shape}")
+        raise ValueError(f"`{name}` must have shape {shape}, got {out.shape}")
     flags = out.flags
     if not flags.c_contiguous:
-        raise ValueError("`out` must be C-contiguous")
+        raise ValueError(f"`{name}` must be C-contiguous")
     if not flags.writeable:
-        raise ValueError("`out` is read-only")
-    for name, value in inputs:
+        raise ValueError(f"`{name}` is read-only")
+    for input_name, value in inputs:
         if type(value) is not np.ndarray and not isinstance(value, np.ndarray):
             continue
         if not np.may_share_memory(out, value):
             continue
         if value is in_place_ok and same_buffer(out, value):
             continue
-        raise ValueError(f"`out` overlaps `{name}`; pass a separate buffer"
-                         + (" or exactly the logits array for an in-place result" if in_place_ok is value else ""))
+        raise ValueError(f"`{name}` overlaps `{input_name}`; pass a separate buffer"
+                         + (" or exactly that array for an in-place result" if in_place_ok is value else ""))
     return out
 
 

@@ -58,40 +58,49 @@ def softmax_backward(grad_s, s):
 
 
 def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0):
+                  label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0, lse_out=None,
+                  argmax_out=None):
     """Loss only; see cross_entropy_with_grad."""
     loss, _ = cross_entropy_with_grad(logits, target, weight=weight, ignore_index=ignore_index,
-                                      reduction=reduction, label_smoothing=label_smoothing)
+                                      reduction=reduction, label_smoothing=label_smoothing,
+                                      temperature=temperature, softcap=softcap, z_loss=z_loss,
+                                      lse_out=lse_out, argmax_out=argmax_out)
     return loss
 
 
 def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                            label_smoothing=0.0, out=None):
-    """Row by row: y = target distribution, s = softmax(z),
-    loss = -sum_j y_j log s_j (terms with y_j = 0 skipped), grad = s sum_j y_j - y;
+                            label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0,
+                            out=None, lse_out=None, argmax_out=None):
+    """Row by row: z = x / T, or c tanh(x / c) / T with a softcap c (-inf kept);
+    y = target distribution, s = softmax(z), lse = log sum exp z,
+    loss = -sum_j y_j log s_j (terms with y_j = 0 skipped) + z_loss lse^2,
+    grad_z = s (sum_j y_j + 2 z_loss lse) - y, grad_x = grad_z dz/dx;
     'mean' divides both by the summed target weights of the rows kept
     (hard targets) or by the row count (soft targets)."""
-    z = as_float_array(logits, "logits")
+    x = as_float_array(logits, "logits")
     target = np.asarray(target)
     soft = target.dtype.kind == "f"
-    n_classes = z.shape[-1]
-    rows = z.reshape(-1, n_classes)
+    n_classes = x.shape[-1]
+    rows = x.reshape(-1, n_classes)
     targets = target.reshape(-1, n_classes) if soft else target.reshape(-1)
     losses = np.zeros(len(rows), np.float64)
-    grad = np.zeros(rows.shape, z.dtype)
+    grad = np.zeros(rows.shape, x.dtype)
+    lse = np.zeros(len(rows))
     denominator = 0.0
     kept_rows = np.zeros(len(rows), bool)
     for i, (row, t) in enumerate(zip(rows, targets)):
+        z, dz_dx = _transformed(row, temperature, softcap)
+        lse[i] = logsumexp(z)
         if not soft and t == ignore_index:
             continue
         kept_rows[i] = True
-        y = _target_distribution(t, n_classes, weight, label_smoothing, soft, z.dtype)
+        y = _target_distribution(t, n_classes, weight, label_smoothing, soft, x.dtype)
         denominator += 1.0 if soft else (1.0 if weight is None else weight[t])
-        s = softmax(row)
-        log_s = log_softmax(row)
+        log_s = log_softmax(z)
         kept = y != 0
-        losses[i] = -np.sum(y[kept] * log_s[kept])
-        grad[i] = s * np.sum(y) - y
+        losses[i] = -np.sum(y[kept] * log_s[kept]) + (z_loss * lse[i] ** 2 if z_loss else 0.0)
+        grad_z = softmax(z) * (np.sum(y) + 2 * z_loss * lse[i]) - y
+        grad[i] = np.where(dz_dx == 0, 0, grad_z * dz_dx)
     if reduction == "mean":
         loss = np.sum(losses) / denominator if denominator else np.nan
         if denominator:
@@ -101,9 +110,23 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, r
     elif reduction == "sum":
         loss = np.sum(losses)
     else:
-        loss = losses.reshape(z.shape[:-1]).astype(z.dtype)
-    grad = grad.astype(z.dtype).reshape(z.shape)
+        loss = losses.reshape(x.shape[:-1]).astype(x.dtype)
+    if lse_out is not None:
+        np.copyto(lse_out, lse.reshape(x.shape[:-1]))
+    if argmax_out is not None:
+        np.copyto(argmax_out, np.argmax(rows, axis=-1).reshape(x.shape[:-1]))
+    grad = grad.astype(x.dtype).reshape(x.shape)
     return (float(loss) if reduction != "none" else loss), _into(grad, out)
+
+
+def _transformed(row, temperature, softcap):
+    """(z, dz/dx) for one row: z = x / T, or softcap * tanh(x / softcap) / T."""
+    if softcap is None:
+        return row / temperature, np.full(row.shape, 1.0 / temperature)
+    th = np.tanh(row / softcap)
+    masked = row == -np.inf
+    z = np.where(masked, -np.inf, softcap * th / temperature)
+    return z.astype(row.dtype), np.where(masked, 0.0, (1 - th ** 2) / temperature)
 
 
 def _target_distribution(t, n_classes, weight, eps, soft, dtype):
