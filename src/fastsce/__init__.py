@@ -1,22 +1,25 @@
 """fastsce: fast, exact softmax cross-entropy for NumPy.
 
 Public functions (class axis last):
-    softmax, log_softmax, logsumexp, softmax_backward, softmax_jacobian,
-    cross_entropy, cross_entropy_with_grad
+    softmax, log_softmax, logsumexp, softmax_backward, log_softmax_backward,
+    softmax_jacobian, cross_entropy, cross_entropy_with_grad, CrossEntropyLoss
 plus ``fastsce.reference`` (the same functions in plain NumPy, the test oracle),
 and the thread controls get_num_threads / set_num_threads.
 """
 from ._config import get_num_threads, set_num_threads
-from ._loss import cross_entropy, cross_entropy_with_grad
-from ._softmax import log_softmax, logsumexp, softmax, softmax_backward, softmax_jacobian
+from ._loss import CrossEntropyLoss, cross_entropy, cross_entropy_with_grad
+from ._softmax import (log_softmax, log_softmax_backward, logsumexp, softmax, softmax_backward,
+                       softmax_jacobian)
 from ._version import __version__
 
 __all__ = [
+    "CrossEntropyLoss",
     "__version__",
     "cross_entropy",
     "cross_entropy_with_grad",
     "get_num_threads",
     "log_softmax",
+    "log_softmax_backward",
     "logsumexp",
     "set_num_threads",
     "softmax",

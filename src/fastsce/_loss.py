@@ -89,8 +89,8 @@ class LossOptions:
 def run(logits, target, options, *, want_grad, out, lse_out, argmax_out, buffers=None):
     """Validate the arrays, then one kernel call; returns (loss, grad or None).
 
-    buffers: optional (row_loss float64 (n_rows,), scratch) arrays to reuse
-    (see CrossEntropyLoss); new ones are used otherwise.
+    buffers: optional ReusedBuffers supplying the per-row loss and scratch
+    arrays (see CrossEntropyLoss); the kernel allocates its own otherwise.
     """
     array = as_float_array(logits, "logits")
     rows = as_rows(array, "logits")
@@ -120,18 +120,75 @@ def run(logits, target, options, *, want_grad, out, lse_out, argmax_out, buffers
         row_argmax = check_out(argmax_out, array.shape[:-1], INT64, inputs,
                                name="argmax_out").reshape(-1)
 
-    row_loss, scratch = buffers if buffers is not None else (None, None)
+    n_threads = threads_for(rows.size)
+    row_loss = scratch = None
+    if buffers is not None:
+        row_loss, scratch = buffers.arrays(n_rows, kernels.scratch_elements(n_classes, n_threads),
+                                           array.dtype)
     if options.reduction == "none":
         row_loss = np.empty(n_rows, FLOAT64)
     first_bad, loss = kernels.cross_entropy(
         rows, index, soft_target, weights, options.ignore_index, options.smoothing, options.z_loss,
         options.softcap, options.inv_temperature, options.reduction == "mean", row_loss, grad_rows,
-        row_lse, row_argmax, scratch, threads_for(rows.size))
+        row_lse, row_argmax, scratch, n_threads)
     if first_bad >= 0:
         _raise_bad_class_index(target_array, first_bad, n_classes, options.ignore_index)
     if options.reduction == "none":
         loss = row_loss.reshape(array.shape[:-1]).astype(array.dtype, copy=False)
     return loss, grad
+
+
+class ReusedBuffers:
+    """Per-row loss and scratch arrays kept between calls, grown when needed."""
+
+    def __init__(self):
+        self.row_loss = np.empty(0, FLOAT64)
+        self.scratch = {}
+
+    def arrays(self, n_rows, n_scratch, dtype):
+        if self.row_loss.size < n_rows:
+            self.row_loss = np.empty(n_rows, FLOAT64)
+        scratch = self.scratch.get(dtype)
+        if scratch is None or scratch.size < n_scratch:
+            scratch = self.scratch[dtype] = np.empty(n_scratch, dtype)
+        return self.row_loss, scratch
+
+
+class CrossEntropyLoss:
+    """Softmax cross-entropy with fixed options, for training loops.
+
+        criterion = CrossEntropyLoss(label_smoothing=0.1)
+        loss = criterion(logits, target)
+        loss, grad = criterion.loss_and_grad(logits, target, out=grad_buffer)
+
+    Options are those of cross_entropy, validated once here.  The per-row
+    buffers are kept between calls, so with a reused `out` the steady state
+    allocates no arrays (reduction='none' returns a new array of losses).
+    """
+
+    def __init__(self, *, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                 temperature=1.0, softcap=None, z_loss=0.0):
+        self.options = LossOptions(weight, ignore_index, reduction, label_smoothing, temperature,
+                                   softcap, z_loss)
+        self._buffers = ReusedBuffers()
+
+    def __call__(self, logits, target, *, lse_out=None, argmax_out=None):
+        """The loss (float, or per-row array for reduction='none')."""
+        loss, _ = run(logits, target, self.options, want_grad=False, out=None, lse_out=lse_out,
+                      argmax_out=argmax_out, buffers=self._buffers)
+        return loss
+
+    def loss_and_grad(self, logits, target, out=None, *, lse_out=None, argmax_out=None):
+        """(loss, grad), grad written into `out` when given (may be `logits` itself)."""
+        return run(logits, target, self.options, want_grad=True, out=out, lse_out=lse_out,
+                   argmax_out=argmax_out, buffers=self._buffers)
+
+    def __repr__(self):
+        o = self.options
+        return (f"CrossEntropyLoss(reduction={o.reduction!r}, ignore_index={o.ignore_index}, "
+                f"label_smoothing={o.smoothing}, temperature={1.0 / o.inv_temperature}, "
+                f"softcap={o.softcap or None}, z_loss={o.z_loss}, "
+                f"weight={'None' if o.weight is None else 'array(' + str(o.weight.size) + ')'})")
 
 
 def _raise_bad_class_index(target, flat_position, n_classes, ignore_index):

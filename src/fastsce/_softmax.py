@@ -77,21 +77,36 @@ def _probability_rows(s, name):
     return array, as_contiguous_rows(array, name)
 
 
+def _backward(kernel, grad, grad_name, values, values_name):
+    """Shared shape/dtype handling of the two backward functions."""
+    v_array, v_rows = _probability_rows(values, values_name)
+    g_array, g_rows = _probability_rows(grad, grad_name)
+    if g_array.shape != v_array.shape:
+        raise ValueError(f"`{grad_name}` must have the shape of `{values_name}` {v_array.shape}, "
+                         f"got {g_array.shape}")
+    dtype = np.result_type(v_rows.dtype, g_rows.dtype)
+    v_rows, g_rows = v_rows.astype(dtype, copy=False), g_rows.astype(dtype, copy=False)
+    out = np.empty(v_array.shape, dtype)
+    kernel(g_rows, v_rows, out.reshape(v_rows.shape), threads_for(v_rows.size))
+    return out
+
+
 def softmax_backward(grad_s, s):
     """Gradient with respect to x of a loss L(s), s = softmax(x) (class axis last).
 
     grad_x = (diag(s) - s s^T) grad_s = s * (grad_s - grad_s . s), row by row,
     without building the Jacobian.  Result dtype: the wider of the two inputs.
     """
-    s_array, s_rows = _probability_rows(s, "s")
-    g_array, g_rows = _probability_rows(grad_s, "grad_s")
-    if g_array.shape != s_array.shape:
-        raise ValueError(f"`grad_s` must have the shape of `s` {s_array.shape}, got {g_array.shape}")
-    dtype = np.result_type(s_rows.dtype, g_rows.dtype)
-    s_rows, g_rows = s_rows.astype(dtype, copy=False), g_rows.astype(dtype, copy=False)
-    out = np.empty(s_array.shape, dtype)
-    kernels.softmax_backward(g_rows, s_rows, out.reshape(s_rows.shape), threads_for(s_rows.size))
-    return out
+    return _backward(kernels.softmax_backward, grad_s, "grad_s", s, "s")
+
+
+def log_softmax_backward(grad_out, log_s):
+    """Gradient with respect to x of a loss L(log_s), log_s = log_softmax(x).
+
+    grad_x = grad_out - softmax(x) * sum(grad_out), row by row (class axis
+    last), with softmax(x) = exp(log_s).  Result dtype: the wider of the two.
+    """
+    return _backward(kernels.log_softmax_backward, grad_out, "grad_out", log_s, "log_s")
 
 
 def softmax_jacobian(s):

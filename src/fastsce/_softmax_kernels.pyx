@@ -13,22 +13,22 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport isinf, log
 
-from ._rows cimport (fsce_init, fsce_simd_path, row_max, row_exp_sum, row_affine, row_dot,
-                     row_mul_shifted, run_rows)
+from ._rows cimport (fsce_init, fsce_simd_path, row_max, row_exp_sum, row_affine, row_axpby,
+                     row_dot, row_mul_shifted, row_sum, run_rows)
 
 cnp.import_array()
 fsce_init()
 
 
 ctypedef enum RowOp:
-    SOFTMAX, LOG_SOFTMAX, LOGSUMEXP, BACKWARD, JACOBIAN
+    SOFTMAX, LOG_SOFTMAX, LOGSUMEXP, BACKWARD, LOG_BACKWARD, JACOBIAN
 
 
 ctypedef struct RowOpCall:
     RowOp op
     bint single                   # float32 (else float64)
     const void *x                 # IN (n_rows, n_classes), rows x_stride apart
-    const void *other             # IN grad_s for BACKWARD (C-contiguous), else NULL
+    const void *other             # IN upstream gradient for the backward ops (C-contiguous), else NULL
     Py_ssize_t x_stride
     Py_ssize_t n_classes
     double inv_temperature
@@ -69,6 +69,14 @@ cdef inline void backward_row(const floating *s, const floating *grad_s, Py_ssiz
     row_mul_shifted(s, grad_s, n, d, out)
 
 
+cdef inline void log_backward_row(const floating *log_s, const floating *grad_out, Py_ssize_t n,
+                                  floating *out) noexcept nogil:
+    # grad_x = g - s sum_j g_j      (d log s_i / d x_j = [i = j] - s_j)
+    cdef floating total = <floating>row_sum(grad_out, n)
+    row_exp_sum(log_s, n, 0, 1, out)                       # out = s = exp(log s)
+    row_axpby(out, grad_out, n, -total, -1, out)            # out = g - s sum_j g_j
+
+
 cdef inline void jacobian_row(const floating *s, Py_ssize_t n, floating *jac) noexcept nogil:
     cdef Py_ssize_t j, k
     for j in range(n):
@@ -93,6 +101,8 @@ cdef void rows_of(const floating *x, const RowOpCall *c, Py_ssize_t start, Py_ss
             out[i] = logsumexp_row(x + i * c.x_stride, n, inv_t)
         elif c.op == BACKWARD:
             backward_row(x + i * c.x_stride, <const floating *>c.other + i * n, n, out + i * n)
+        elif c.op == LOG_BACKWARD:
+            log_backward_row(x + i * c.x_stride, <const floating *>c.other + i * n, n, out + i * n)
         else:
             jacobian_row(x + i * c.x_stride, n, out + i * n * n)
 
@@ -141,6 +151,11 @@ def logsumexp(cnp.ndarray x, double inv_temperature, cnp.ndarray out, int n_thre
 def softmax_backward(cnp.ndarray grad_s, cnp.ndarray s, cnp.ndarray out, int n_threads):
     """out[i] = (diag(s[i]) - s[i] s[i]^T) grad_s[i]; all C-contiguous, same dtype."""
     run(BACKWARD, s, grad_s, 1.0, out, n_threads)
+
+
+def log_softmax_backward(cnp.ndarray grad_out, cnp.ndarray log_s, cnp.ndarray out, int n_threads):
+    """out[i] = grad_out[i] - exp(log_s[i]) sum(grad_out[i]); all C-contiguous, same dtype."""
+    run(LOG_BACKWARD, log_s, grad_out, 1.0, out, n_threads)
 
 
 def softmax_jacobian(cnp.ndarray s, cnp.ndarray out, int n_threads):

@@ -5,14 +5,38 @@ set-up that a training loop would do once (allocating buffers, converting to
 tensors) and ``run()`` computes the mean cross-entropy loss and its gradient
 once.  ``bandwidth_floor`` is the cost of one streaming pass that reads the
 logits and writes an array of the same size: no loss+gradient kernel can beat
-it.  Used by ``python -m fastsce`` and by bench/compare.py.
+it.  A factory returns None when its library is not importable.
+
+Three families:
+    SYSTEMS       loss + gradient (reduction="mean"), plus the bandwidth floor
+    LOSS_SYSTEMS  loss only
+    READ_FLOORS   passes that only read the logits, the floor of loss only; which
+                  one is fastest depends on the machine, so callers time them all
+                  and take the fastest
+
+``thread_count(n)`` runs every system on n threads.  ``best_time`` times one
+call; ``best_times`` times several in interleaved rounds so that a noisy
+machine slows them alike and their ratios stay fair.
+Used by ``python -m fastsce``, bench/compare.py and bench/test_bench.py.
 """
+import contextlib
+import importlib
 import time
 
 import numpy as np
 
-from . import _loss, reference
+from . import _config, _loss, reference
 
+
+def _optional_import(name):
+    """The module `name`, or None when it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+# -- loss + gradient -------------------------------------------------------
 
 def fastsce_system(logits, target):
     grad = np.empty_like(logits)
@@ -41,14 +65,52 @@ def vectorised_numpy_system(logits, target):
     return run
 
 
+def sklearn_system(logits, target):
+    """scikit-learn's HalfMultinomialLoss().loss_gradient, or None without scikit-learn.
+
+    loss_gradient does no reduction: per sample i it writes the loss
+    logsumexp(x_i) - x_i[y_i] (the full negative log-likelihood; "half" means
+    half the multinomial deviance, which is twice that) and the gradient
+    softmax(x_i) - onehot(y_i), each times sample_weight[i].  With
+    sample_weight = 1/m the m losses sum to the mean loss and the gradient is
+    the gradient of the mean, as for the other systems; the weight costs one
+    multiply per element inside sklearn's own loop.  The targets are converted
+    once to the logits' float dtype (sklearn's y_true must be floating), and
+    n_threads = fastsce.get_num_threads() (see thread_count).
+    """
+    sklearn_loss = _optional_import("sklearn._loss.loss")
+    if sklearn_loss is None:
+        return None
+    n_rows, n_classes = logits.shape
+    loss = sklearn_loss.HalfMultinomialLoss(n_classes=n_classes)
+    y_true = target.astype(logits.dtype)
+    sample_weight = np.full(n_rows, 1.0 / n_rows, logits.dtype)
+    loss_out = np.empty(n_rows, logits.dtype)
+    grad_out = np.empty_like(logits)
+    n_threads = _config.get_num_threads()
+
+    def run():
+        loss.loss_gradient(y_true, logits, sample_weight=sample_weight, loss_out=loss_out,
+                           gradient_out=grad_out, n_threads=n_threads)
+        return loss_out.sum(), grad_out
+
+    return run
+
+
+def _torch_inputs(logits, target):
+    """(torch, logits tensor, int64 target tensor) sharing logits' memory, or None."""
+    torch = _optional_import("torch")
+    if torch is None:
+        return None
+    return torch, torch.from_numpy(logits), torch.from_numpy(target.astype(np.int64))
+
+
 def torch_system(logits, target):
     """torch.nn.functional.cross_entropy forward + backward, or None without torch."""
-    try:
-        import torch
-    except ImportError:
+    inputs = _torch_inputs(logits, target)
+    if inputs is None:
         return None
-    x = torch.from_numpy(logits)
-    t = torch.from_numpy(target.astype(np.int64))
+    torch, x, t = inputs
 
     def run():
         leaf = x.detach().requires_grad_()
@@ -68,10 +130,50 @@ SYSTEMS = {
     "fastsce": fastsce_system,
     "naive NumPy": naive_numpy_system,
     "vectorised NumPy": vectorised_numpy_system,
+    "scikit-learn": sklearn_system,
     "PyTorch": torch_system,
     "bandwidth floor": bandwidth_floor_system,
 }
 
+
+# -- loss only ---------------------------------------------------------------
+
+def fastsce_loss_system(logits, target):
+    return lambda: _loss.cross_entropy(logits, target)
+
+
+def torch_loss_system(logits, target):
+    """F.cross_entropy forward only (no autograd graph), or None without torch."""
+    inputs = _torch_inputs(logits, target)
+    if inputs is None:
+        return None
+    torch, x, t = inputs
+    return lambda: torch.nn.functional.cross_entropy(x, t).item()
+
+
+LOSS_SYSTEMS = {
+    "fastsce": fastsce_loss_system,
+    "PyTorch": torch_loss_system,
+}
+
+
+def _read_floor(read):
+    """A factory for a system that applies `read` to the flattened logits."""
+    def make(logits, target):
+        flat = logits.reshape(-1)
+        return lambda: read(flat)
+    return make
+
+
+#: streaming reads of the logits; np.dot is BLAS, so threaded (see thread_count)
+READ_FLOORS = {
+    "np.add.reduce(x)": _read_floor(np.add.reduce),
+    "np.maximum.reduce(x)": _read_floor(np.maximum.reduce),
+    "np.dot(x, x)": _read_floor(lambda flat: np.dot(flat, flat)),
+}
+
+
+# -- set-up and timing -------------------------------------------------------
 
 def problem(n_rows, n_classes, dtype, seed=0):
     """Random logits (n_rows, n_classes) of `dtype` and class-index targets."""
@@ -81,26 +183,76 @@ def problem(n_rows, n_classes, dtype, seed=0):
     return logits, target
 
 
-def best_time(run, budget=0.2, repeat=5):
-    """Best seconds per call over `repeat` rounds of about budget / repeat each."""
-    run()  # warm up (first-touch of buffers, lazy imports)
+@contextlib.contextmanager
+def thread_count(n_threads):
+    """Run every system on `n_threads` inside the block, restoring the settings after.
+
+    Sets fastsce.set_num_threads (read by sklearn_system at set-up, as its
+    n_threads), torch.set_num_threads when torch is installed, and
+    threadpoolctl's limit on the BLAS and OpenMP pools when threadpoolctl is
+    installed.  NumPy's own ufunc loops are single-threaded regardless.
+    """
+    torch = _optional_import("torch")
+    threadpoolctl = _optional_import("threadpoolctl")
+    saved_fastsce = _config._num_threads
+    saved_torch = torch.get_num_threads() if torch is not None else None
+    with contextlib.ExitStack() as stack:
+        if threadpoolctl is not None:
+            stack.enter_context(threadpoolctl.threadpool_limits(limits=n_threads))
+        _config.set_num_threads(n_threads)
+        if torch is not None:
+            torch.set_num_threads(n_threads)
+        try:
+            yield
+        finally:
+            _config.set_num_threads(saved_fastsce)
+            if torch is not None:
+                torch.set_num_threads(saved_torch)
+
+
+#: untimed calls that open every timing round last at least this long (and are >= 2)
+SETTLE_SECONDS = 0.01
+
+
+def _seconds_of(run, number):
     start = time.perf_counter()
-    run()
-    once = max(time.perf_counter() - start, 1e-7)
-    number = max(1, int(budget / repeat / once))
-    best = float("inf")
+    for _ in range(number):
+        run()
+    return (time.perf_counter() - start) / number
+
+
+def _settle(run):
+    """Call `run` untimed, at least twice and for SETTLE_SECONDS; the fastest call's seconds.
+
+    The first calls after another library ran are slow when that library's
+    OpenMP threads are still spinning on the cores (several OpenMP runtimes
+    are loaded: fastsce's, PyTorch's and scikit-learn's); this also warms up
+    buffers and lazy imports.
+    """
+    fastest, spent, calls = float("inf"), 0.0, 0
+    while calls < 2 or spent < SETTLE_SECONDS:
+        seconds = _seconds_of(run, 1)
+        fastest, spent, calls = min(fastest, seconds), spent + seconds, calls + 1
+    return fastest
+
+
+def best_times(runs, budget=0.2, repeat=5):
+    """{name: best seconds per call} for a dict of runs, timed in interleaved rounds.
+
+    Each run gets about budget / repeat seconds per round; every round times
+    each run once, after settling it, so a slow spell of a shared machine hits
+    them all and the ratios between them stay fair.
+    """
+    once = {name: max(_settle(run), 1e-7) for name, run in runs.items()}
+    numbers = {name: max(1, int(budget / repeat / once[name])) for name in runs}
+    best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            run()
-        best = min(best, (time.perf_counter() - start) / number)
+        for name, run in runs.items():
+            _settle(run)
+            best[name] = min(best[name], _seconds_of(run, numbers[name]))
     return best
 
 
-def time_if_fast(run, limit_seconds):
-    """best_time(run), or None when one call takes longer than limit_seconds."""
-    start = time.perf_counter()
-    run()
-    if time.perf_counter() - start > limit_seconds:
-        return None
-    return best_time(run)
+def best_time(run, budget=0.2, repeat=5):
+    """Best seconds per call over `repeat` rounds of about budget / repeat each."""
+    return best_times({"run": run}, budget, repeat)["run"]

@@ -57,6 +57,13 @@ def softmax_backward(grad_s, s):
     return np.einsum("...jk,...k->...j", jac, grad_s)
 
 
+def log_softmax_backward(grad_out, log_s):
+    """grad_out - exp(log_s) * sum(grad_out) row by row (d log s_i / d x_j = [i = j] - s_j)."""
+    log_s = as_float_array(log_s, "log_s")
+    grad_out = as_float_array(grad_out, "grad_out")
+    return grad_out - np.exp(log_s) * np.sum(grad_out, axis=-1, keepdims=True)
+
+
 def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0, lse_out=None,
                   argmax_out=None):
