@@ -12,9 +12,9 @@ import operator
 import numpy as np
 
 from . import _loss_kernels as kernels
-from ._config import threads_for
-from ._validation import (FLOAT64, as_contiguous_rows, as_float_array, as_rows, check_out,
-                          check_reduction, check_temperature, real_number)
+from ._config import PARALLEL_MIN_ELEMENTS, threads_for
+from ._validation import (FLOAT64, as_array, as_contiguous_rows, as_float_array, as_rows,
+                          check_out, check_reduction, check_temperature, real_number)
 
 INT64 = np.dtype(np.int64)
 INT64_MAX = np.iinfo(np.int64).max
@@ -38,6 +38,12 @@ OPTIONS_DOC = """
 def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0, lse_out=None,
                   argmax_out=None):
+    if lse_out is None and argmax_out is None and _plain_options(
+            weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss):
+        loss = kernels.small_call(logits, target, None, False, reduction == "mean", ignore_index,
+                                  label_smoothing, PARALLEL_MIN_ELEMENTS)
+        if loss is not None:
+            return loss
     loss, _ = run(logits, target, LossOptions(weight, ignore_index, reduction, label_smoothing,
                                               temperature, softcap, z_loss),
                   want_grad=False, out=None, lse_out=lse_out, argmax_out=argmax_out)
@@ -53,6 +59,12 @@ cross_entropy.__doc__ = """Softmax cross-entropy of `logits` (..., C) against `t
 def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
                             label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0,
                             out=None, lse_out=None, argmax_out=None):
+    if lse_out is None and argmax_out is None and _plain_options(
+            weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss):
+        result = kernels.small_call(logits, target, out, True, reduction == "mean", ignore_index,
+                                    label_smoothing, PARALLEL_MIN_ELEMENTS)
+        if result is not None:
+            return result
     return run(logits, target, LossOptions(weight, ignore_index, reduction, label_smoothing,
                                            temperature, softcap, z_loss),
                want_grad=True, out=out, lse_out=lse_out, argmax_out=argmax_out)
@@ -65,6 +77,17 @@ cross_entropy_with_grad.__doc__ = """(loss, grad): cross_entropy and its gradien
     dtype and shape) receives the gradient and may be `logits` itself.
     Ignored rows get loss 0 and gradient exactly 0.
 """
+
+
+def _plain_options(weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss):
+    """True when the options are valid and plain enough for kernels.small_call:
+    no weight, softcap, temperature or z-loss, and a reduction other than 'none'."""
+    return (weight is None and softcap is None and type(reduction) is str
+            and (reduction == "mean" or reduction == "sum")
+            and type(ignore_index) is int and -INT64_MAX - 1 <= ignore_index <= INT64_MAX
+            and type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0
+            and type(temperature) is float and temperature == 1.0
+            and type(z_loss) is float and z_loss == 0.0)
 
 
 class LossOptions:
@@ -98,7 +121,7 @@ def run(logits, target, options, *, want_grad, out, lse_out, argmax_out, buffers
     weights = options.weight
     if weights is not None and weights.shape != (n_classes,):
         raise ValueError(f"`weight` must have shape ({n_classes},), got {weights.shape}")
-    target_array = target if type(target) is np.ndarray else np.asarray(target)
+    target_array = target if type(target) is np.ndarray else as_array(target, "target")
     soft_target = index = None
     if _is_soft(target_array, array.shape):
         soft_target = as_contiguous_rows(as_float_array(target_array, "target", array.dtype), "target")
@@ -170,16 +193,30 @@ class CrossEntropyLoss:
                  temperature=1.0, softcap=None, z_loss=0.0):
         self.options = LossOptions(weight, ignore_index, reduction, label_smoothing, temperature,
                                    softcap, z_loss)
+        self._plain = _plain_options(weight, ignore_index, reduction, label_smoothing, temperature,
+                                     softcap, z_loss)
         self._buffers = ReusedBuffers()
 
     def __call__(self, logits, target, *, lse_out=None, argmax_out=None):
         """The loss (float, or per-row array for reduction='none')."""
+        if self._plain and lse_out is None and argmax_out is None:
+            o = self.options
+            loss = kernels.small_call(logits, target, None, False, o.reduction == "mean",
+                                      o.ignore_index, o.smoothing, PARALLEL_MIN_ELEMENTS)
+            if loss is not None:
+                return loss
         loss, _ = run(logits, target, self.options, want_grad=False, out=None, lse_out=lse_out,
                       argmax_out=argmax_out, buffers=self._buffers)
         return loss
 
     def loss_and_grad(self, logits, target, out=None, *, lse_out=None, argmax_out=None):
         """(loss, grad), grad written into `out` when given (may be `logits` itself)."""
+        if self._plain and lse_out is None and argmax_out is None:
+            o = self.options
+            result = kernels.small_call(logits, target, out, True, o.reduction == "mean",
+                                        o.ignore_index, o.smoothing, PARALLEL_MIN_ELEMENTS)
+            if result is not None:
+                return result
         return run(logits, target, self.options, want_grad=True, out=out, lse_out=lse_out,
                    argmax_out=argmax_out, buffers=self._buffers)
 
@@ -220,9 +257,12 @@ def _check_smoothing(label_smoothing):
 
 def _check_ignore_index(ignore_index):
     if type(ignore_index) is not int:
-        if isinstance(ignore_index, (bool, np.bool_)) or not hasattr(ignore_index, "__index__"):
+        if isinstance(ignore_index, (bool, np.bool_)):
             raise TypeError(f"`ignore_index` must be an integer, got {ignore_index!r}")
-        ignore_index = operator.index(ignore_index)
+        try:
+            ignore_index = operator.index(ignore_index)
+        except TypeError:
+            raise TypeError(f"`ignore_index` must be an integer, got {ignore_index!r}") from None
     if not -INT64_MAX - 1 <= ignore_index <= INT64_MAX:
         raise ValueError(f"`ignore_index` must fit in int64, got {ignore_index!r}")
     return ignore_index

@@ -365,6 +365,97 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object w
     return -1, (total / denominator if denominator != 0.0 else NAN)
 
 
+# ---------------------------------------------------------------------------
+# the common small call, without the Python layer
+
+cdef enum:
+    SMALL_CALL_MAX_ROWS = 1024    # per-row losses fit in a stack array
+
+
+cdef inline bint is_plain(object value, int typenum) noexcept:
+    """An ndarray of this type, C-contiguous, aligned and in native byte order."""
+    if type(value) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray a = <cnp.ndarray>value
+    return (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_ISCARRAY_RO(a)
+            and cnp.PyArray_ISNOTSWAPPED(a))
+
+
+cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """The memory of two contiguous arrays intersects."""
+    cdef char *a0 = <char *>cnp.PyArray_DATA(a)
+    cdef char *b0 = <char *>cnp.PyArray_DATA(b)
+    return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a)
+
+
+def small_call(object logits, object target, object out, bint want_grad, bint mean,
+               cnp.int64_t ignore_index, double smoothing, Py_ssize_t max_elements):
+    """The common call on one thread, with no validation layer in Python.
+
+    Handles 2-D C-contiguous native float32/float64 logits of fewer than
+    max_elements elements and SMALL_CALL_MAX_ROWS rows, int64 C-contiguous
+    class indices, no options beyond ignore_index and an unweighted smoothing,
+    out None, a separate buffer or the logits themselves.  Returns loss (or
+    (loss, grad)), or None when anything is unusual, an invalid class index
+    included: the Python layer then handles (and reports) the call.
+    """
+    cdef int typenum
+    if type(logits) is not cnp.ndarray:
+        return None
+    cdef cnp.ndarray x = <cnp.ndarray>logits
+    typenum = cnp.PyArray_TYPE(x)
+    if ((typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(x) != 2
+            or not is_plain(x, typenum) or not is_plain(target, cnp.NPY_INT64)):
+        return None
+    cdef cnp.ndarray t = <cnp.ndarray>target
+    cdef Py_ssize_t n_rows = cnp.PyArray_DIM(x, 0), n_classes = cnp.PyArray_DIM(x, 1)
+    if (cnp.PyArray_NDIM(t) != 1 or cnp.PyArray_DIM(t, 0) != n_rows or n_classes == 0
+            or n_rows > SMALL_CALL_MAX_ROWS or n_rows * n_classes >= max_elements):
+        return None
+    cdef cnp.ndarray g = None
+    if want_grad:
+        if out is None:
+            g = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x), typenum, 0)
+        else:
+            if not is_plain(out, typenum):
+                return None
+            g = <cnp.ndarray>out
+            if (not cnp.PyArray_ISWRITEABLE(g) or cnp.PyArray_NDIM(g) != 2
+                    or cnp.PyArray_DIM(g, 0) != n_rows or cnp.PyArray_DIM(g, 1) != n_classes
+                    or overlaps(g, t)
+                    or (overlaps(g, x) and cnp.PyArray_DATA(g) != cnp.PyArray_DATA(x))):
+                return None
+    cdef LossCall c
+    cdef double row_loss[SMALL_CALL_MAX_ROWS]
+    cdef double kept
+    c.index = <const cnp.int64_t *>cnp.PyArray_DATA(t)
+    if check_class_indices(c.index, n_rows, n_classes, ignore_index, NULL, &kept) >= 0:
+        return None
+    c.single = typenum == cnp.NPY_FLOAT32
+    c.logits = cnp.PyArray_DATA(x)
+    c.n_rows = n_rows
+    c.n_classes = n_classes
+    c.x_stride = n_classes
+    c.soft_target = NULL
+    c.weight = NULL
+    c.ignore_index = ignore_index
+    c.smoothing = smoothing
+    c.z_loss = 0.0
+    c.softcap = 0.0
+    c.inv_temperature = 1.0
+    c.grad_scale = (1.0 / kept if kept != 0.0 else INFINITY) if mean else 1.0
+    c.row_loss = row_loss
+    c.row_lse = NULL
+    c.row_argmax = NULL
+    c.scratch = NULL
+    c.grad = NULL if g is None else cnp.PyArray_DATA(g)
+    loss_range(&c, 0, n_rows, 0)
+    cdef double loss = sum_in_order(row_loss, n_rows)
+    if mean:
+        loss = loss / kept if kept != 0.0 else NAN
+    return (loss, g) if want_grad else loss
+
+
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(FSCE_OPENMP)
