@@ -3,16 +3,14 @@
 Kernels parallelise over rows with OpenMP only when an input is large enough
 for threads to pay off; below that one thread is used.  The number of threads
 defaults to the CPUs this process may run on and can be set with
-``set_num_threads``.  Results
-never depend on the thread count: each row is computed the same way on any
-thread and the batch loss is summed in row order.
+``set_num_threads``; a kernel never uses more threads than those CPUs or than
+it has rows.  Results never depend on the thread count: each row is computed
+the same way on any thread and the batch loss is summed in row order.
 """
 import os
 
 #: inputs with fewer elements than this run on one thread
 PARALLEL_MIN_ELEMENTS = 1 << 16
-
-_num_threads: int | None = None
 
 
 def _usable_cpus() -> int:
@@ -21,13 +19,22 @@ def _usable_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+#: CPUs this process may run on (read once, at import)
+USABLE_CPUS = _usable_cpus()
+
+_num_threads: int | None = None
+
+
 def get_num_threads() -> int:
     """Number of threads large kernels use (default: the CPUs available)."""
-    return _num_threads if _num_threads is not None else _usable_cpus()
+    return _num_threads if _num_threads is not None else USABLE_CPUS
 
 
 def set_num_threads(n_threads: int | None) -> None:
-    """Set the number of threads for large inputs; None restores the default."""
+    """Set the number of threads for large inputs; None restores the default.
+
+    Any positive integer is accepted; kernels use at most the CPUs available.
+    """
     global _num_threads
     if n_threads is not None:
         n_threads = _positive_int(n_threads, "n_threads")
@@ -43,6 +50,8 @@ def _positive_int(value, name):
     return value
 
 
-def threads_for(n_elements: int) -> int:
-    """Threads a kernel over n_elements uses."""
-    return 1 if n_elements < PARALLEL_MIN_ELEMENTS else get_num_threads()
+def threads_for(n_rows: int, n_elements: int) -> int:
+    """Threads a kernel over n_rows rows of n_elements elements in all uses."""
+    if n_elements < PARALLEL_MIN_ELEMENTS:
+        return 1
+    return max(1, min(get_num_threads(), USABLE_CPUS, n_rows))

@@ -8,13 +8,15 @@ Semantics are PyTorch's F.cross_entropy with the class axis last.
 """
 import math
 import operator
+import threading
 
 import numpy as np
 
 from . import _loss_kernels as kernels
 from ._config import PARALLEL_MIN_ELEMENTS, threads_for
 from ._validation import (FLOAT64, as_array, as_contiguous_rows, as_float_array, as_rows,
-                          check_out, check_reduction, check_temperature, real_number)
+                          check_inverse_temperature, check_out, check_reduction,
+                          check_temperature, real_number)
 
 INT64 = np.dtype(np.int64)
 INT64_MAX = np.iinfo(np.int64).max
@@ -118,6 +120,7 @@ def run(logits, target, options, *, want_grad, out, lse_out, argmax_out, buffers
     array = as_float_array(logits, "logits")
     rows = as_rows(array, "logits")
     n_rows, n_classes = rows.shape
+    check_inverse_temperature(options.inv_temperature, array.dtype)
     weights = options.weight
     if weights is not None and weights.shape != (n_classes,):
         raise ValueError(f"`weight` must have shape ({n_classes},), got {weights.shape}")
@@ -143,7 +146,7 @@ def run(logits, target, options, *, want_grad, out, lse_out, argmax_out, buffers
         row_argmax = check_out(argmax_out, array.shape[:-1], INT64, inputs,
                                name="argmax_out").reshape(-1)
 
-    n_threads = threads_for(rows.size)
+    n_threads = threads_for(rows.shape[0], rows.size)
     row_loss = scratch = None
     if buffers is not None:
         row_loss, scratch = buffers.arrays(n_rows, kernels.scratch_elements(n_classes, n_threads),
@@ -154,6 +157,9 @@ def run(logits, target, options, *, want_grad, out, lse_out, argmax_out, buffers
         rows, index, soft_target, weights, options.ignore_index, options.smoothing, options.z_loss,
         options.softcap, options.inv_temperature, options.reduction == "mean", row_loss, grad_rows,
         row_lse, row_argmax, scratch, n_threads)
+    if first_bad >= 0 and soft_target is not None:
+        raise ValueError(f"`target` probabilities must be finite; row {first_bad} of the "
+                         f"{n_rows} rows has {soft_target[first_bad][~np.isfinite(soft_target[first_bad])][0]}")
     if first_bad >= 0:
         _raise_bad_class_index(target_array, first_bad, n_classes, options.ignore_index)
     if options.reduction == "none":
@@ -195,7 +201,25 @@ class CrossEntropyLoss:
                                    softcap, z_loss)
         self._plain = _plain_options(weight, ignore_index, reduction, label_smoothing, temperature,
                                      softcap, z_loss)
-        self._buffers = ReusedBuffers()
+        self._local = threading.local()
+
+    @property
+    def _buffers(self):
+        """This thread's buffers: the kernels release the GIL, so calls from several
+        threads must not share the per-row loss and scratch arrays."""
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = ReusedBuffers()
+        return buffers
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_local"]          # buffers are per thread and per object, not state
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     def __call__(self, logits, target, *, lse_out=None, argmax_out=None):
         """The loss (float, or per-row array for reduction='none')."""

@@ -27,7 +27,7 @@ The Python layer (``_loss.py``) validates everything first: kernels cannot fail.
 """
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport INFINITY, NAN, isfinite, isnan, log, tanh
+from libc.math cimport INFINITY, NAN, isfinite, isinf, isnan, log, tanh
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -89,7 +89,7 @@ cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, doubl
         mean_gap = m - row_sum(z, n) / n
     cdef double total = row_exp_sum(z, n, m, 1, grad)
     cdef double log_total = log(total)
-    lse[0] = m + log_total
+    lse[0] = row_lse(m, log_total)
     if grad != NULL:
         # grad_j = scale ((w_t (1 - eps) + eps + 2 lambda lse) s_j - eps / n) - scale w_t (1 - eps) [j = t]
         row_affine(grad, n, 0, <floating>(scale * (w_t * (1.0 - eps) + eps + 2.0 * z_loss * lse[0]) / total),
@@ -108,13 +108,18 @@ cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b,
     cdef double gap = row_dot(z, b, n, m)        # sum_j b_j (z_j - m), read before grad
     cdef double total = row_exp_sum(z, n, m, 1, grad)
     cdef double log_total = log(total)
-    lse[0] = m + log_total
+    lse[0] = row_lse(m, log_total)
     if grad != NULL:
         # grad_j = scale ((A + 2 lambda lse) s_j - b_j)
         row_axpby(grad, b, n, <floating>(scale * (mass + 2.0 * z_loss * lse[0]) / total),
                   <floating>scale, grad)
     # loss = sum_j b_j (lse - z_j) + lambda lse^2 = A log(total) - sum_j b_j (z_j - m) + lambda lse^2
     return mass * log_total - gap + z_loss_term(z_loss, lse[0])
+
+
+cdef inline double row_lse(double m, double log_total) noexcept nogil:
+    """lse = m + log(total); m itself when m = +-inf (as logsumexp; the loss is NaN there)."""
+    return m if isinf(m) else m + log_total
 
 
 cdef inline double z_loss_term(double z_loss, double lse) noexcept nogil:
@@ -196,10 +201,10 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
         ignored = c.index != NULL and c.index[i] == c.ignore_index
         if ignored:
             loss = 0.0
+            if c.row_lse != NULL:
+                lse = lse_only(z, n)                 # before g (maybe z itself) is zeroed
             if g != NULL:
                 memset(g, 0, n * sizeof(floating))
-            if c.row_lse != NULL:
-                lse = lse_only(z, n)
         elif c.index != NULL and (c.weight == NULL or eps == 0.0):
             t = c.index[i]
             w_t = c.weight[t] if c.weight != NULL else 1.0
@@ -280,6 +285,15 @@ cdef Py_ssize_t check_class_indices(const cnp.int64_t *index, Py_ssize_t n_rows,
     return -1
 
 
+cdef Py_ssize_t first_non_finite_row(const floating *values, Py_ssize_t n) noexcept nogil:
+    """Index of the first non-finite value (-1 if none)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(values[i]):
+            return i
+    return -1
+
+
 cdef class Workspace:
     """Per-call buffers: per-row losses and scratch rows, the caller's or malloc'ed."""
     cdef double *row_loss
@@ -319,8 +333,9 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object w
     OUT arrays (None when not wanted): row_loss float64 (n_rows,), grad like
     logits C-contiguous (may be logits), row_lse float64 (n_rows,), row_argmax
     int64 (n_rows,); scratch: None or scratch_elements(C, n_threads) elements.
-    Class indices are checked first: returns (first_bad_row, nan) without
-    writing anything when one is invalid, else (-1, loss), the loss being the
+    Targets are checked first: returns (first_bad_row, nan) without writing
+    anything when a class index is invalid or a probability is not finite,
+    else (-1, loss), the loss being the
     'mean' (mean=True: divided by the summed weights of the kept rows, or the
     row count for soft targets; NaN when that is 0) or the sum.
     """
@@ -331,22 +346,26 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object w
     c.index = <const cnp.int64_t *>data_or_null(index)
     c.weight = <const double *>data_or_null(weight)
     c.ignore_index = ignore_index
+    c.single = cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32
+    c.soft_target = data_or_null(soft_target)
     if c.index != NULL:
         first_bad = check_class_indices(c.index, c.n_rows, c.n_classes, ignore_index, c.weight,
                                         &denominator)
-        if first_bad >= 0:
-            return first_bad, NAN
     else:
+        first_bad = (first_non_finite_row(<const float *>c.soft_target, c.n_rows * c.n_classes)
+                     if c.single else
+                     first_non_finite_row(<const double *>c.soft_target, c.n_rows * c.n_classes))
+        first_bad = first_bad // c.n_classes if first_bad >= 0 else -1
         denominator = c.n_rows
+    if first_bad >= 0:
+        return first_bad, NAN
     cdef bint needs_scratch = (soft_target is not None or softcap != 0.0 or inv_temperature != 1.0
                                or (weight is not None and smoothing != 0.0))
     cdef Workspace work = Workspace(row_loss, c.n_rows, scratch,
                                     scratch_elements(c.n_classes, n_threads) * logits.itemsize
                                     if needs_scratch else 0)
-    c.single = cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32
     c.logits = cnp.PyArray_DATA(logits)
     c.x_stride = logits.strides[0] // logits.itemsize if c.n_rows > 1 else c.n_classes
-    c.soft_target = data_or_null(soft_target)
     c.smoothing = smoothing
     c.z_loss = z_loss
     c.softcap = softcap

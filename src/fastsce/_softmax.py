@@ -5,27 +5,50 @@ The class axis is moved last (a view when possible), the array is seen as
 default axis=-1 no copy of the input is made unless its rows are not
 contiguous in memory.
 """
+import operator
+
 import numpy as np
-from numpy.lib.array_utils import normalize_axis_index
+from numpy.exceptions import AxisError
 
 from . import _softmax_kernels as kernels
 from ._config import threads_for
-from ._validation import (as_contiguous_rows, as_float_array, as_rows, check_out,
-                          check_temperature)
+from ._validation import (as_contiguous_rows, as_float_array, as_rows,
+                          check_inverse_temperature, check_out, check_temperature)
+
+
+def _inverse_temperature(temperature, dtype):
+    """1 / temperature, checked for the compute dtype (check_inverse_temperature)."""
+    inverse = 1.0 / check_temperature(temperature)
+    check_inverse_temperature(inverse, dtype)
+    return inverse
+
+
+def _normalize_axis(axis, ndim):
+    """`axis` in [0, ndim): TypeError unless an integer, numpy's AxisError if out of range."""
+    if type(axis) is not int:
+        if isinstance(axis, (bool, np.bool_)) or not hasattr(axis, "__index__"):
+            raise TypeError(f"`axis` must be an integer, got {axis!r}")
+        try:
+            axis = operator.index(axis)
+        except TypeError:
+            raise TypeError(f"`axis` must be an integer, got {axis!r}") from None
+    if not -ndim <= axis < ndim:
+        raise AxisError(f"`axis` {axis} is out of bounds for an array of dimension {ndim}")
+    return axis % ndim
 
 
 def _along_axis(kernel, x, axis, temperature, out):
     """Apply a row kernel producing one value per input element along `axis`."""
     array = as_float_array(x, "x")
-    inv_temperature = 1.0 / check_temperature(temperature)
+    inv_temperature = _inverse_temperature(temperature, array.dtype)
     if array.ndim == 0:
         as_rows(array, "x")  # raises the 0-d error
-    axis = normalize_axis_index(axis, array.ndim)
+    axis = _normalize_axis(axis, array.ndim)
     if out is not None:
         check_out(out, array.shape, array.dtype, (("x", x),), in_place_ok=x)
     moved = np.moveaxis(array, axis, -1)
     rows = as_rows(moved, "x")
-    n_threads = threads_for(rows.size)
+    n_threads = threads_for(rows.shape[0], rows.size)
     if axis == array.ndim - 1:
         result = out if out is not None else np.empty(array.shape, array.dtype)
         kernel(rows, inv_temperature, result.reshape(rows.shape), n_threads)
@@ -57,13 +80,13 @@ def log_softmax(x, axis=-1, *, temperature=1.0, out=None):
 def logsumexp(x, axis=-1, *, keepdims=False, temperature=1.0):
     """log(sum(exp(x / T))) along `axis` (-inf for an all -inf row, +inf if any +inf)."""
     array = as_float_array(x, "x")
-    inv_temperature = 1.0 / check_temperature(temperature)
+    inv_temperature = _inverse_temperature(temperature, array.dtype)
     if array.ndim == 0:
         as_rows(array, "x")
-    axis = normalize_axis_index(axis, array.ndim)
+    axis = _normalize_axis(axis, array.ndim)
     rows = as_rows(np.moveaxis(array, axis, -1), "x")
     reduced = np.empty(rows.shape[0], array.dtype)
-    kernels.logsumexp(rows, inv_temperature, reduced, threads_for(rows.size))
+    kernels.logsumexp(rows, inv_temperature, reduced, threads_for(rows.shape[0], rows.size))
     shape = list(array.shape)
     if keepdims:
         shape[axis] = 1
@@ -87,7 +110,7 @@ def _backward(kernel, grad, grad_name, values, values_name):
     dtype = np.result_type(v_rows.dtype, g_rows.dtype)
     v_rows, g_rows = v_rows.astype(dtype, copy=False), g_rows.astype(dtype, copy=False)
     out = np.empty(v_array.shape, dtype)
-    kernel(g_rows, v_rows, out.reshape(v_rows.shape), threads_for(v_rows.size))
+    kernel(g_rows, v_rows, out.reshape(v_rows.shape), threads_for(v_rows.shape[0], v_rows.size))
     return out
 
 
@@ -115,5 +138,5 @@ def softmax_jacobian(s):
     n_classes = rows.shape[1]
     out = np.empty(array.shape + (n_classes,), array.dtype)
     kernels.softmax_jacobian(rows, out.reshape(rows.shape[0], n_classes, n_classes),
-                             threads_for(rows.size * n_classes))
+                             threads_for(rows.shape[0], rows.size * n_classes))
     return out

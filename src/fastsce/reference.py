@@ -93,11 +93,13 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, r
     losses = np.zeros(len(rows), np.float64)
     grad = np.zeros(rows.shape, x.dtype)
     lse = np.zeros(len(rows))
+    argmax = np.zeros(len(rows), np.int64)
     denominator = 0.0
     kept_rows = np.zeros(len(rows), bool)
     for i, (row, t) in enumerate(zip(rows, targets)):
         z, dz_dx = _transformed(row, temperature, softcap)
         lse[i] = logsumexp(z)
+        argmax[i] = np.argmax(z)  # of z: a softcap can saturate distinct logits to a tie
         if not soft and t == ignore_index:
             continue
         kept_rows[i] = True
@@ -121,7 +123,7 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, r
     if lse_out is not None:
         np.copyto(lse_out, lse.reshape(x.shape[:-1]))
     if argmax_out is not None:
-        np.copyto(argmax_out, np.argmax(rows, axis=-1).reshape(x.shape[:-1]))
+        np.copyto(argmax_out, argmax.reshape(x.shape[:-1]))
     grad = grad.astype(x.dtype).reshape(x.shape)
     return (float(loss) if reduction != "none" else loss), _into(grad, out)
 
