@@ -12,6 +12,10 @@
 #define FSCE_ROWS_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* rows with at most this many classes can use the lane-per-row small_rows helper */
+#define FSCE_SMALL_ROW_CLASSES 16
 
 #define FSCE_DECLARE_OPS(REAL, SUFFIX)                                                   \
     typedef struct {                                                                     \
@@ -22,6 +26,10 @@
         double (*row_sum)(const REAL *x, ptrdiff_t n);                                   \
         double (*row_dot)(const REAL *x, const REAL *b, ptrdiff_t n, REAL shift);        \
         void (*row_mul_shifted)(const REAL *s, const REAL *g, ptrdiff_t n, REAL d, REAL *out); \
+        void (*small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows, ptrdiff_t n,    \
+                           const int64_t *target, int64_t ignore_index, const double *weight,   \
+                           double eps, double scale, double *row_loss, REAL *grad,              \
+                           double *row_lse, int64_t *row_argmax);                               \
     } fsce_ops_##SUFFIX;
 
 FSCE_DECLARE_OPS(float, f32)

@@ -232,9 +232,98 @@ FSCE_TARGET static void N_(row_mul_shifted)(const REAL *s, const REAL *g, ptrdif
         N_(store_tail)(out + j, n - j, N_(load_tail)(s + j, n - j, 0) * (N_(load_tail)(g + j, n - j, 0) - vd));
 }
 
+/*
+ * Cross-entropy loss (and gradient unless grad is NULL) of n_rows short rows
+ * (n <= FSCE_SMALL_ROW_CLASSES) with class-index targets, LANES rows at a
+ * time: row r of a block sits in lane r of every vector, so the max and the
+ * sum over a row's classes are lane-wise vector operations instead of one
+ * horizontal reduction per row.  Same results as the row-by-row path:
+ *   lse = m + log sum_j exp(x_j - m),  b = w_t (1 - eps) onehot(t) + eps / n
+ *   loss = w_t (1 - eps) (lse - x_t) + eps (lse - mean_j x_j)
+ *   grad_j = scale ((w_t (1 - eps) + eps) s_j - eps / n) - scale w_t (1 - eps) [j = t]
+ * Rows whose target is ignore_index get loss 0 and gradient 0.  weight may be
+ * NULL (all 1); it is only used with eps = 0 (the caller's contract).  When
+ * not NULL, row_lse and row_argmax receive every row's lse and first argmax
+ * (first NaN for a row with NaN, as numpy.argmax).
+ */
+FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows, ptrdiff_t n,
+                                       const int64_t *target, int64_t ignore_index, const double *weight,
+                                       double eps, double scale, double *row_loss, REAL *grad,
+                                       double *row_lse, int64_t *row_argmax)
+{
+    VEC column[FSCE_SMALL_ROW_CLASSES];
+    REAL lane[LANES];
+    IREAL lane_bits[LANES];
+    double totals[LANES], sums[LANES], coef[LANES];
+    for (ptrdiff_t r0 = 0; r0 < n_rows; r0 += LANES) {
+        const ptrdiff_t rows = n_rows - r0 < LANES ? n_rows - r0 : LANES;
+        VEC best = T_(splat)(-(REAL)INFINITY);
+        IVEC any_nan = FSCE_MASK(best != best);
+        IVEC best_index = any_nan, first_nan = any_nan;   /* all 0 */
+        fsce_acc sum_x = fsce_acc_zero(), sum_e = fsce_acc_zero();
+        for (ptrdiff_t j = 0; j < n; ++j) {                /* gather column j of the block */
+            for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = r < rows ? x[(r0 + r) * x_stride + j] : 0;
+            column[j] = T_(load)(lane);
+            const IVEC larger = FSCE_MASK(column[j] > best), nan_here = FSCE_MASK(column[j] != column[j]);
+            best = T_(select)(larger, column[j], best);
+            best_index = (larger & (IREAL)j) | (~larger & best_index);
+            first_nan = (nan_here & ~any_nan & (IREAL)j) | (~(nan_here & ~any_nan) & first_nan);
+            any_nan |= nan_here;
+            if (eps != 0.0) T_(acc_add)(&sum_x, column[j]);
+        }
+        const VEC m = T_(select)(any_nan, T_(splat)((REAL)NAN), best);
+        for (ptrdiff_t j = 0; j < n; ++j) {                /* column j becomes exp(x_j - m) */
+            column[j] = N_(vexp)(column[j] - m);
+            T_(acc_add)(&sum_e, column[j]);
+        }
+        fsce_acc_lanes(sum_e, totals, LANES);
+        fsce_acc_lanes(sum_x, sums, LANES);
+        T_(store)(lane, m);
+        if (row_argmax != NULL) {
+            IREAL max_at[LANES], nan_at[LANES];
+            memcpy(max_at, &best_index, sizeof max_at);
+            memcpy(nan_at, &first_nan, sizeof nan_at);
+            memcpy(lane_bits, &any_nan, sizeof lane_bits);
+            for (ptrdiff_t r = 0; r < rows; ++r) row_argmax[r0 + r] = lane_bits[r] ? nan_at[r] : max_at[r];
+        }
+        for (ptrdiff_t r = 0; r < LANES; ++r) {            /* per row: loss and gradient factor */
+            const ptrdiff_t row = r0 + r;
+            lane_bits[r] = 0;
+            coef[r] = 0.0;
+            if (r >= rows) continue;
+            if (row_lse != NULL) row_lse[row] = isinf(lane[r]) ? lane[r] : lane[r] + log(totals[r]);
+            const int64_t t = target[row];
+            if (t == ignore_index) {
+                lane_bits[r] = -1;
+                row_loss[row] = 0.0;
+                continue;
+            }
+            const double w_t = weight ? weight[t] : 1.0, m_r = lane[r];
+            const double log_total = log(totals[r]);
+            row_loss[row] = w_t * (1.0 - eps) * ((m_r - (double)x[row * x_stride + t]) + log_total)
+                            + (eps != 0.0 ? eps * ((m_r - sums[r] / (double)n) + log_total) : 0.0);
+            coef[r] = scale * (w_t * (1.0 - eps) + eps) / totals[r];
+        }
+        if (grad == NULL) continue;
+        IVEC ignored;
+        memcpy(&ignored, lane_bits, sizeof ignored);
+        for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = (REAL)coef[r];
+        const VEC a = T_(load)(lane), c = T_(splat)((REAL)(scale * eps / (double)n));
+        for (ptrdiff_t j = 0; j < n; ++j) {                /* scatter the gradient rows */
+            T_(store)(lane, T_(select)(ignored, T_(splat)(0), column[j] * a - c));
+            for (ptrdiff_t r = 0; r < rows; ++r) grad[(r0 + r) * n + j] = lane[r];
+        }
+        for (ptrdiff_t r = 0; r < rows; ++r) {
+            const int64_t t = target[r0 + r];
+            if (t != ignore_index)
+                grad[(r0 + r) * n + t] -= (REAL)(scale * (weight ? weight[t] : 1.0) * (1.0 - eps));
+        }
+    }
+}
+
 static const T_(ops) N_(fsce_ops) = {
     N_(row_max), N_(row_exp_sum), N_(row_affine), N_(row_axpby),
-    N_(row_sum), N_(row_dot), N_(row_mul_shifted),
+    N_(row_sum), N_(row_dot), N_(row_mul_shifted), N_(small_rows),
 };
 
 #undef REAL

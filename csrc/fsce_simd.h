@@ -121,6 +121,13 @@ FSCE_INLINE void fsce_acc_add_f32(fsce_acc *acc, f32v v)
 }
 FSCE_INLINE void fsce_acc_add_f64(fsce_acc *acc, f64v v) { acc->lo += v; }
 
+/* The per-lane sums of values added with fsce_acc_add_f32 (8 lanes) or _f64 (4 lanes). */
+FSCE_INLINE void fsce_acc_lanes(fsce_acc acc, double *lanes, ptrdiff_t n_lanes)
+{
+    fsce_store_f64(lanes, acc.lo);
+    if (n_lanes > FSCE_F64_LANES) fsce_store_f64(lanes + FSCE_F64_LANES, acc.hi);
+}
+
 FSCE_INLINE double fsce_acc_total(fsce_acc acc)
 {
     double lanes[FSCE_F64_LANES];

@@ -29,10 +29,11 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport INFINITY, NAN, isfinite, isinf, isnan, log, tanh
 from libc.stdlib cimport free, malloc
+from libc.stdint cimport int64_t
 from libc.string cimport memset
 
-from ._rows cimport (fsce_init, row_max, row_exp_sum, row_affine, row_axpby, row_sum,
-                     row_dot, row_mul_shifted, run_rows)
+from ._rows cimport (FSCE_SMALL_ROW_CLASSES, fsce_init, row_max, row_exp_sum, row_affine,
+                     row_axpby, row_sum, row_dot, row_mul_shifted, run_rows, small_rows)
 
 cnp.import_array()
 fsce_init()
@@ -187,6 +188,16 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
     # the temperature folds into the gradient scale unless softcap multiplies by dz/dx
     cdef double scale = c.grad_scale * (c.inv_temperature if c.softcap == 0.0 else 1.0)
     cdef bint ignored
+    if (c.index != NULL and n <= FSCE_SMALL_ROW_CLASSES and c.softcap == 0.0
+            and c.inv_temperature == 1.0 and c.z_loss == 0.0 and (c.weight == NULL or eps == 0.0)):
+        # short rows: one row per vector lane (same results, no per-row reductions)
+        if grad != NULL:
+            g = grad + start * n
+        small_rows(x + start * c.x_stride, c.x_stride, stop - start, n,
+                   <const int64_t *>c.index + start, c.ignore_index, c.weight, eps, scale,
+                   c.row_loss + start, g, NULL if c.row_lse == NULL else c.row_lse + start,
+                   NULL if c.row_argmax == NULL else <int64_t *>c.row_argmax + start)
+        return
     for i in range(start, stop):
         x_row = x + i * c.x_stride
         if grad != NULL:

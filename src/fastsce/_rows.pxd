@@ -9,7 +9,12 @@ row of ``n`` contiguous elements and never touches Python objects.
 from cython cimport floating
 
 
+from libc.stdint cimport int64_t
+
+
 cdef extern from "fsce_rows.h" nogil:
+    enum: FSCE_SMALL_ROW_CLASSES
+
     ctypedef struct fsce_ops_f32:
         float (*row_max)(const float *x, Py_ssize_t n) noexcept nogil
         double (*row_exp_sum)(const float *x, Py_ssize_t n, float shift, float scale, float *out) noexcept nogil
@@ -18,6 +23,10 @@ cdef extern from "fsce_rows.h" nogil:
         double (*row_sum)(const float *x, Py_ssize_t n) noexcept nogil
         double (*row_dot)(const float *x, const float *b, Py_ssize_t n, float shift) noexcept nogil
         void (*row_mul_shifted)(const float *s, const float *g, Py_ssize_t n, float d, float *out) noexcept nogil
+        void (*small_rows)(const float *x, Py_ssize_t x_stride, Py_ssize_t n_rows, Py_ssize_t n,
+                           const int64_t *target, int64_t ignore_index, const double *weight,
+                           double eps, double scale, double *row_loss, float *grad,
+                           double *row_lse, int64_t *row_argmax) noexcept nogil
 
     ctypedef struct fsce_ops_f64:
         double (*row_max)(const double *x, Py_ssize_t n) noexcept nogil
@@ -27,6 +36,10 @@ cdef extern from "fsce_rows.h" nogil:
         double (*row_sum)(const double *x, Py_ssize_t n) noexcept nogil
         double (*row_dot)(const double *x, const double *b, Py_ssize_t n, double shift) noexcept nogil
         void (*row_mul_shifted)(const double *s, const double *g, Py_ssize_t n, double d, double *out) noexcept nogil
+        void (*small_rows)(const double *x, Py_ssize_t x_stride, Py_ssize_t n_rows, Py_ssize_t n,
+                           const int64_t *target, int64_t ignore_index, const double *weight,
+                           double eps, double scale, double *row_loss, double *grad,
+                           double *row_lse, int64_t *row_argmax) noexcept nogil
 
     void fsce_init()
     const fsce_ops_f32 *fsce_get_ops_f32()
@@ -93,6 +106,19 @@ cdef inline void row_mul_shifted(const floating *s, const floating *g, Py_ssize_
         fsce_get_ops_f32().row_mul_shifted(s, g, n, d, out)
     else:
         fsce_get_ops_f64().row_mul_shifted(s, g, n, d, out)
+
+
+cdef inline void small_rows(const floating *x, Py_ssize_t x_stride, Py_ssize_t n_rows,
+                            Py_ssize_t n, const int64_t *target, int64_t ignore_index,
+                            const double *weight, double eps, double scale, double *row_loss,
+                            floating *grad, double *row_lse, int64_t *row_argmax) noexcept nogil:
+    """Hard-target cross-entropy of rows of n <= FSCE_SMALL_ROW_CLASSES classes, one row per lane."""
+    if floating is float:
+        fsce_get_ops_f32().small_rows(x, x_stride, n_rows, n, target, ignore_index, weight, eps,
+                                      scale, row_loss, grad, row_lse, row_argmax)
+    else:
+        fsce_get_ops_f64().small_rows(x, x_stride, n_rows, n, target, ignore_index, weight, eps,
+                                      scale, row_loss, grad, row_lse, row_argmax)
 
 
 # ---------------------------------------------------------------------------
