@@ -300,7 +300,8 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
             }
             const double w_t = weight ? weight[t] : 1.0, m_r = lane[r];
             const double log_total = log(totals[r]);
-            row_loss[row] = w_t * (1.0 - eps) * ((m_r - (double)x[row * x_stride + t]) + log_total)
+            const double target_mass = w_t * (1.0 - eps);  /* a 0 coefficient adds 0, even times inf */
+            row_loss[row] = (target_mass != 0.0 ? target_mass * ((m_r - (double)x[row * x_stride + t]) + log_total) : 0.0)
                             + (eps != 0.0 ? eps * ((m_r - sums[r] / (double)n) + log_total) : 0.0);
             coef[r] = scale * (w_t * (1.0 - eps) + eps) / totals[r];
         }

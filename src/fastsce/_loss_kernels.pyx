@@ -97,8 +97,8 @@ cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, doubl
                    <floating>(scale * eps / n), grad)
         grad[t] -= <floating>(scale * w_t * (1.0 - eps))
     # loss = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
-    return (w_t * (1.0 - eps) * ((m - z_t) + log_total) + eps * (mean_gap + log_total)
-            + z_loss_term(z_loss, lse[0]))
+    return (weighted(w_t * (1.0 - eps), (m - z_t) + log_total) + weighted(eps, mean_gap + log_total)
+            + weighted(z_loss, lse[0] * lse[0]))
 
 
 cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b, double z_loss,
@@ -115,7 +115,7 @@ cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b,
         row_axpby(grad, b, n, <floating>(scale * (mass + 2.0 * z_loss * lse[0]) / total),
                   <floating>scale, grad)
     # loss = sum_j b_j (lse - z_j) + lambda lse^2 = A log(total) - sum_j b_j (z_j - m) + lambda lse^2
-    return mass * log_total - gap + z_loss_term(z_loss, lse[0])
+    return mass * log_total - gap + weighted(z_loss, lse[0] * lse[0])
 
 
 cdef inline double row_lse(double m, double log_total) noexcept nogil:
@@ -123,9 +123,10 @@ cdef inline double row_lse(double m, double log_total) noexcept nogil:
     return m if isinf(m) else m + log_total
 
 
-cdef inline double z_loss_term(double z_loss, double lse) noexcept nogil:
-    """lambda lse^2, and exactly 0 when lambda = 0 (even for an infinite lse)."""
-    return z_loss * lse * lse if z_loss != 0.0 else 0.0
+cdef inline double weighted(double coefficient, double term) noexcept nogil:
+    """coefficient * term, exactly 0 when the coefficient is 0 (even for an infinite term:
+    a target of weight 0 on a masked class contributes nothing)."""
+    return coefficient * term if coefficient != 0.0 else 0.0
 
 
 cdef inline double lse_only(const floating *z, Py_ssize_t n) noexcept nogil:

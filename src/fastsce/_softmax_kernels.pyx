@@ -127,7 +127,7 @@ cdef run(RowOp op, cnp.ndarray x, object other, double inv_temperature, cnp.ndar
     call.x_stride = x.strides[0] // x.itemsize if n_rows > 1 else call.n_classes
     call.inv_temperature = inv_temperature
     call.out = cnp.PyArray_DATA(out)
-    run_rows(row_op_range, &call, n_rows, cnp.PyArray_SIZE(out), n_threads)
+    run_rows(row_op_range, &call, n_rows, max(cnp.PyArray_SIZE(x), cnp.PyArray_SIZE(out)), n_threads)
 
 
 # ---------------------------------------------------------------------------
