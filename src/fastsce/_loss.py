@@ -40,12 +40,12 @@ OPTIONS_DOC = """
 def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0, lse_out=None,
                   argmax_out=None):
-    if lse_out is None and argmax_out is None and _plain_options(
-            weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss):
-        loss = kernels.small_call(logits, target, None, False, reduction == "mean", ignore_index,
-                                  label_smoothing, PARALLEL_MIN_ELEMENTS)
-        if loss is not None:
-            return loss
+    plain = _plain_options(weight, ignore_index, reduction, label_smoothing, temperature, softcap,
+                           z_loss)
+    loss = _small_call(plain, logits, target, None, False, reduction, ignore_index, label_smoothing,
+                       lse_out, argmax_out)
+    if loss is not None:
+        return loss
     loss, _ = run(logits, target, LossOptions(weight, ignore_index, reduction, label_smoothing,
                                               temperature, softcap, z_loss),
                   want_grad=False, out=None, lse_out=lse_out, argmax_out=argmax_out)
@@ -61,12 +61,12 @@ cross_entropy.__doc__ = """Softmax cross-entropy of `logits` (..., C) against `t
 def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
                             label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0,
                             out=None, lse_out=None, argmax_out=None):
-    if lse_out is None and argmax_out is None and _plain_options(
-            weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss):
-        result = kernels.small_call(logits, target, out, True, reduction == "mean", ignore_index,
-                                    label_smoothing, PARALLEL_MIN_ELEMENTS)
-        if result is not None:
-            return result
+    plain = _plain_options(weight, ignore_index, reduction, label_smoothing, temperature, softcap,
+                           z_loss)
+    result = _small_call(plain, logits, target, out, True, reduction, ignore_index, label_smoothing,
+                         lse_out, argmax_out)
+    if result is not None:
+        return result
     return run(logits, target, LossOptions(weight, ignore_index, reduction, label_smoothing,
                                            temperature, softcap, z_loss),
                want_grad=True, out=out, lse_out=lse_out, argmax_out=argmax_out)
@@ -90,6 +90,15 @@ def _plain_options(weight, ignore_index, reduction, label_smoothing, temperature
             and type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0
             and type(temperature) is float and temperature == 1.0
             and type(z_loss) is float and z_loss == 0.0)
+
+
+def _small_call(plain, logits, target, out, want_grad, reduction, ignore_index, smoothing, lse_out,
+                argmax_out):
+    """kernels.small_call when the options allow it, else None (then use run())."""
+    if not plain or lse_out is not None or argmax_out is not None:
+        return None
+    return kernels.small_call(logits, target, out, want_grad, reduction == "mean", ignore_index,
+                              smoothing, PARALLEL_MIN_ELEMENTS)
 
 
 class LossOptions:
@@ -223,24 +232,22 @@ class CrossEntropyLoss:
 
     def __call__(self, logits, target, *, lse_out=None, argmax_out=None):
         """The loss (float, or per-row array for reduction='none')."""
-        if self._plain and lse_out is None and argmax_out is None:
-            o = self.options
-            loss = kernels.small_call(logits, target, None, False, o.reduction == "mean",
-                                      o.ignore_index, o.smoothing, PARALLEL_MIN_ELEMENTS)
-            if loss is not None:
-                return loss
+        o = self.options
+        loss = _small_call(self._plain, logits, target, None, False, o.reduction, o.ignore_index,
+                           o.smoothing, lse_out, argmax_out)
+        if loss is not None:
+            return loss
         loss, _ = run(logits, target, self.options, want_grad=False, out=None, lse_out=lse_out,
                       argmax_out=argmax_out, buffers=self._buffers)
         return loss
 
     def loss_and_grad(self, logits, target, out=None, *, lse_out=None, argmax_out=None):
         """(loss, grad), grad written into `out` when given (may be `logits` itself)."""
-        if self._plain and lse_out is None and argmax_out is None:
-            o = self.options
-            result = kernels.small_call(logits, target, out, True, o.reduction == "mean",
-                                        o.ignore_index, o.smoothing, PARALLEL_MIN_ELEMENTS)
-            if result is not None:
-                return result
+        o = self.options
+        result = _small_call(self._plain, logits, target, out, True, o.reduction, o.ignore_index,
+                             o.smoothing, lse_out, argmax_out)
+        if result is not None:
+            return result
         return run(logits, target, self.options, want_grad=True, out=out, lse_out=lse_out,
                    argmax_out=argmax_out, buffers=self._buffers)
 
