@@ -24,8 +24,12 @@
 #undef FSCE_ISA
 #undef FSCE_MASKED_TAILS
 
-/* ---- AVX2 + FMA, x86-64 with GCC or Clang ---- */
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+/*
+ * ---- AVX2 + FMA, x86-64 with GCC ----
+ * Clang refuses to inline the shared vector helpers (compiled without AVX)
+ * into AVX2 functions, so Clang builds (macOS x86-64) keep the baseline path.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #define FSCE_HAVE_AVX2_PATH 1
 #define FSCE_ISA avx2

@@ -22,8 +22,10 @@
 #include <string.h>
 
 #if defined(__GNUC__) || defined(__clang__)
-#if defined(__GNUC__) && !defined(__clang__)
 /* every vector function is inlined, so the vector-argument ABI never applies */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 #define FSCE_INLINE static inline __attribute__((always_inline))

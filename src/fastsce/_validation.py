@@ -23,9 +23,19 @@ def float_dtype_for(dtype, name):
     raise TypeError(f"`{name}` must hold real numbers (float or integer), got dtype {dtype}")
 
 
+def as_array(value, name):
+    """np.asarray(value), with numpy's error for a ragged nested sequence naming `name`."""
+    if type(value) is np.ndarray:
+        return value
+    try:
+        return np.asarray(value)
+    except ValueError as error:
+        raise ValueError(f"`{name}` is not a rectangular array: {error}") from None
+
+
 def as_float_array(value, name, dtype=None):
     """`value` as a float32/float64 ndarray (the compute dtype, or `dtype`)."""
-    array = value if type(value) is np.ndarray else np.asarray(value)
+    array = value if type(value) is np.ndarray else as_array(value, name)
     current = array.dtype
     if dtype is None and (current is FLOAT32 or current is FLOAT64):
         return array  # the common case, kept cheap for small calls
@@ -61,7 +71,7 @@ def as_contiguous_rows(array, name):
 
 
 def check_reduction(reduction):
-    if reduction not in ("mean", "sum", "none"):
+    if not isinstance(reduction, str) or reduction not in ("mean", "sum", "none"):
         raise ValueError(f"`reduction` must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
@@ -71,7 +81,32 @@ def real_number(value, name):
         return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"`{name}` must be a real number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"`{name}` is out of the float range, got {value!r}") from None
+
+
+#: the largest 1 / temperature a kernel can use, by compute dtype itemsize
+MAX_INVERSE_TEMPERATURE = {4: float(np.finfo(np.float32).max), 8: float(np.finfo(np.float64).max)}
+
+
+#: the smallest 1 / temperature that does not round to 0 in float32 (half the smallest
+#: subnormal rounds to 0; in float64, 1 / temperature of a finite temperature never does)
+MIN_INVERSE_TEMPERATURE_FLOAT32 = float(np.nextafter(
+    np.float64(np.finfo(np.float32).smallest_subnormal) / 2, np.inf))
+
+
+def check_inverse_temperature(inverse, dtype):
+    """ValueError when 1 / temperature overflows the compute dtype, or rounds to 0 in
+    float32: the kernels would compute 0 * inf = NaN for every row (float32: temperature
+    below ~3e-39 or above ~7e44; float64: below ~6e-309)."""
+    if inverse > MAX_INVERSE_TEMPERATURE[dtype.itemsize]:
+        raise ValueError(f"`temperature` is too small for {dtype} (1 / temperature "
+                         f"overflows), got {1.0 / inverse!r}")
+    if dtype.itemsize == 4 and inverse < MIN_INVERSE_TEMPERATURE_FLOAT32:
+        raise ValueError(f"`temperature` is too large for {dtype} (1 / temperature "
+                         f"rounds to 0), got {1.0 / inverse!r}")
 
 
 def check_temperature(temperature):
@@ -101,15 +136,31 @@ def check_out(out, shape, dtype, inputs, in_place_ok=None, name="out"):
     if not flags.writeable:
         raise ValueError(f"`{name}` is read-only")
     for input_name, value in inputs:
+        array = value
         if type(value) is not np.ndarray and not isinstance(value, np.ndarray):
+            array = _memory_of(value)
+            if array is None:
+                continue
+        if not np.may_share_memory(out, array):
             continue
-        if not np.may_share_memory(out, value):
-            continue
-        if value is in_place_ok and same_buffer(out, value):
+        if value is in_place_ok and same_buffer(out, array):
             continue
         raise ValueError(f"`{name}` overlaps `{input_name}`; pass a separate buffer"
                          + (" or exactly that array for an in-place result" if in_place_ok is value else ""))
     return out
+
+
+def _memory_of(value):
+    """An ndarray over the memory of a non-ndarray input that may share it with `out`
+    (a memoryview, an object with __array_interface__ or __array__), or None for values
+    that cannot (None, Python scalars and strings, lists and tuples, which numpy copies)."""
+    if value is None or isinstance(value, (int, float, complex, str, bytes, list, tuple,
+                                           np.generic)):
+        return None
+    try:
+        return np.asarray(value)
+    except Exception:  # not array-like: its own validation reports it
+        return None
 
 
 def same_buffer(a, b):

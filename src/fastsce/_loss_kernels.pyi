@@ -1,0 +1,56 @@
+"""Type stubs for the compiled cross-entropy kernels (_loss_kernels.pyx).
+
+The kernels trust their caller (fastsce._loss), which validates every array
+first; see the docstrings in the .pyx for the exact layout each argument needs.
+The internal cdef class Workspace is left out on purpose.
+"""
+
+from typing import Any, Literal, overload
+
+import numpy as np
+import numpy.typing as npt
+
+_Floats = npt.NDArray[np.floating[Any]]
+
+def scratch_elements(n_classes: int, n_threads: int) -> int: ...
+def cross_entropy(
+    logits: _Floats,
+    index: npt.NDArray[np.int64] | None,
+    soft_target: _Floats | None,
+    weight: npt.NDArray[np.float64] | None,
+    ignore_index: int,
+    smoothing: float,
+    z_loss: float,
+    softcap: float,
+    inv_temperature: float,
+    mean: bool,
+    row_loss: npt.NDArray[np.float64] | None,
+    grad: _Floats | None,
+    row_lse: npt.NDArray[np.float64] | None,
+    row_argmax: npt.NDArray[np.int64] | None,
+    scratch: _Floats | None,
+    n_threads: int,
+) -> tuple[int, float]: ...
+@overload
+def small_call(
+    logits: object,
+    target: object,
+    out: object,
+    want_grad: Literal[False],
+    mean: bool,
+    ignore_index: int,
+    smoothing: float,
+    max_elements: int,
+) -> float | None: ...
+@overload
+def small_call(
+    logits: object,
+    target: object,
+    out: object,
+    want_grad: Literal[True],
+    mean: bool,
+    ignore_index: int,
+    smoothing: float,
+    max_elements: int,
+) -> tuple[float, _Floats] | None: ...
+def openmp_enabled() -> bool: ...

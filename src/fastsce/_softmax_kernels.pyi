@@ -1,0 +1,23 @@
+"""Type stubs for the compiled softmax-family kernels (_softmax_kernels.pyx).
+
+The kernels trust their caller (fastsce._softmax): x is (n_rows, n_classes)
+float32 or float64 with contiguous rows, out is C-contiguous of the same dtype,
+and nothing is checked here.
+"""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_Floats = npt.NDArray[np.floating[Any]]
+
+def softmax(x: _Floats, inv_temperature: float, out: _Floats, n_threads: int) -> None: ...
+def log_softmax(x: _Floats, inv_temperature: float, out: _Floats, n_threads: int) -> None: ...
+def logsumexp(x: _Floats, inv_temperature: float, out: _Floats, n_threads: int) -> None: ...
+def softmax_backward(grad_s: _Floats, s: _Floats, out: _Floats, n_threads: int) -> None: ...
+def log_softmax_backward(
+    grad_out: _Floats, log_s: _Floats, out: _Floats, n_threads: int
+) -> None: ...
+def softmax_jacobian(s: _Floats, out: _Floats, n_threads: int) -> None: ...
+def simd_path() -> str: ...
