@@ -190,13 +190,17 @@ FSCE_TARGET static void N_(row_axpby)(const REAL *y, const REAL *b, ptrdiff_t n,
         N_(store_tail)(out + j, n - j, N_(load_tail)(y + j, n - j, 0) * va - vc * N_(load_tail)(b + j, n - j, 0));
 }
 
-/* sum_j x_j, accumulated in float64. */
-FSCE_TARGET static double N_(row_sum)(const REAL *x, ptrdiff_t n)
+/*
+ * sum_j (x_j - shift) * scale, accumulated in float64: shifting by the max and
+ * scaling by 1 / n first lets a mean of values near the largest float not overflow.
+ */
+FSCE_TARGET static double N_(row_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale)
 {
+    const VEC vshift = T_(splat)(shift);
     fsce_acc acc = fsce_acc_zero();
     ptrdiff_t j = 0;
-    for (; j + LANES <= n; j += LANES) T_(acc_add)(&acc, T_(load)(x + j));
-    if (j < n) T_(acc_add)(&acc, N_(load_tail)(x + j, n - j, 0));
+    for (; j + LANES <= n; j += LANES) T_(acc_add)(&acc, (T_(load)(x + j) - vshift) * scale);
+    if (j < n) T_(acc_add)(&acc, (N_(load_tail)(x + j, n - j, shift) - vshift) * scale); /* padding adds 0 */
     return fsce_acc_total(acc);
 }
 
@@ -269,10 +273,10 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
             best_index = (larger & (IREAL)j) | (~larger & best_index);
             first_nan = (nan_here & ~any_nan & (IREAL)j) | (~(nan_here & ~any_nan) & first_nan);
             any_nan |= nan_here;
-            if (eps != 0.0) T_(acc_add)(&sum_x, column[j]);
         }
         const VEC m = T_(select)(any_nan, T_(splat)((REAL)NAN), best);
         for (ptrdiff_t j = 0; j < n; ++j) {                /* column j becomes exp(x_j - m) */
+            if (eps != 0.0) T_(acc_add)(&sum_x, (column[j] - m) * (REAL)(1.0 / (double)n)); /* mean, no overflow */
             column[j] = N_(vexp)(column[j] - m);
             T_(acc_add)(&sum_e, column[j]);
         }
@@ -302,7 +306,7 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
             const double log_total = log(totals[r]);
             const double target_mass = w_t * (1.0 - eps);  /* a 0 coefficient adds 0, even times inf */
             row_loss[row] = (target_mass != 0.0 ? target_mass * ((m_r - (double)x[row * x_stride + t]) + log_total) : 0.0)
-                            + (eps != 0.0 ? eps * ((m_r - sums[r] / (double)n) + log_total) : 0.0);
+                            + (eps != 0.0 ? eps * (log_total - sums[r]) : 0.0);
             coef[r] = scale * (w_t * (1.0 - eps) + eps) / totals[r];
         }
         if (grad == NULL) continue;

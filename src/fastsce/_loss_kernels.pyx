@@ -81,19 +81,21 @@ cdef enum:
 
 cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, double w_t,
                             double eps, double z_loss, double scale, floating *grad,
-                            double *lse) noexcept nogil:
-    """Loss of one row with b = w_t (1 - eps) onehot(t) + eps / n; gradient into grad."""
+                            double z_shift, double *lse) noexcept nogil:
+    """Loss of one row with b = w_t (1 - eps) onehot(t) + eps / n; gradient into grad.
+
+    z is the row's z minus z_shift (the loss does not depend on a shift; lse does)."""
     cdef floating m = row_max(z, n)
     cdef double z_t = z[t]                       # read before grad may overwrite z
     cdef double mean_gap = 0.0                   # m - mean_j z_j, for smoothing
     if eps != 0.0:
-        mean_gap = m - row_sum(z, n) / n
+        mean_gap = -row_sum(z, n, m, <floating>(1.0 / n))   # shifted and scaled: no overflow
     cdef double total = row_exp_sum(z, n, m, 1, grad)
     cdef double log_total = log(total)
-    lse[0] = row_lse(m, log_total)
+    lse[0] = row_lse(m, log_total) + z_shift
     if grad != NULL:
         # grad_j = scale ((w_t (1 - eps) + eps + 2 lambda lse) s_j - eps / n) - scale w_t (1 - eps) [j = t]
-        row_affine(grad, n, 0, <floating>(scale * (w_t * (1.0 - eps) + eps + 2.0 * z_loss * lse[0]) / total),
+        row_affine(grad, n, 0, <floating>(scale * (w_t * (1.0 - eps) + eps + weighted(2.0 * z_loss, lse[0])) / total),
                    <floating>(scale * eps / n), grad)
         grad[t] -= <floating>(scale * w_t * (1.0 - eps))
     # loss = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
@@ -102,17 +104,19 @@ cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, doubl
 
 
 cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b, double z_loss,
-                             double scale, floating *grad, double *lse) noexcept nogil:
-    """Loss of one row with an explicit target distribution b; gradient into grad."""
+                             double scale, floating *grad, double z_shift,
+                             double *lse) noexcept nogil:
+    """Loss of one row with an explicit target distribution b; gradient into grad
+    (z shifted as in hard_row)."""
     cdef floating m = row_max(z, n)
-    cdef double mass = row_sum(b, n)             # A = sum_j b_j
+    cdef double mass = row_sum(b, n, 0, 1)          # A = sum_j b_j
     cdef double gap = row_dot(z, b, n, m)        # sum_j b_j (z_j - m), read before grad
     cdef double total = row_exp_sum(z, n, m, 1, grad)
     cdef double log_total = log(total)
-    lse[0] = row_lse(m, log_total)
+    lse[0] = row_lse(m, log_total) + z_shift
     if grad != NULL:
         # grad_j = scale ((A + 2 lambda lse) s_j - b_j)
-        row_axpby(grad, b, n, <floating>(scale * (mass + 2.0 * z_loss * lse[0]) / total),
+        row_axpby(grad, b, n, <floating>(scale * (mass + weighted(2.0 * z_loss, lse[0])) / total),
                   <floating>scale, grad)
     # loss = sum_j b_j (lse - z_j) + lambda lse^2 = A log(total) - sum_j b_j (z_j - m) + lambda lse^2
     return mass * log_total - gap + weighted(z_loss, lse[0] * lse[0])
@@ -163,11 +167,17 @@ cdef inline void softcap_row(const floating *x, Py_ssize_t n, double cap, double
 
 
 cdef inline const floating *scaled_row(const floating *x, Py_ssize_t n, double inv_t,
-                                       floating *z) noexcept nogil:
-    """x / T in z (x itself when T = 1)."""
+                                       floating *z, double *z_shift) noexcept nogil:
+    """z = (x - max x) / T, z_shift = max x / T: no overflow when x / T would overflow
+    (x itself when T = 1; no shift when max x is not finite)."""
     if inv_t == 1.0:
+        z_shift[0] = 0.0
         return x
-    row_affine(x, n, 0, <floating>inv_t, 0, z)
+    cdef floating m = row_max(x, n)
+    if not isfinite(m):
+        m = 0
+    row_affine(x, n, m, <floating>inv_t, 0, z)
+    z_shift[0] = m * inv_t
     return z
 
 
@@ -185,7 +195,7 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
     cdef const floating *z
     cdef const floating *y
     cdef floating *g = NULL
-    cdef double eps = c.smoothing, w_t, lse = NAN, loss
+    cdef double eps = c.smoothing, w_t, lse = NAN, loss, z_shift = 0.0
     # the temperature folds into the gradient scale unless softcap multiplies by dz/dx
     cdef double scale = c.grad_scale * (c.inv_temperature if c.softcap == 0.0 else 1.0)
     cdef bint ignored
@@ -207,20 +217,20 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
             softcap_row(x_row, n, c.softcap, c.inv_temperature, z_buffer, dz_dx)
             z = z_buffer
         else:
-            z = scaled_row(x_row, n, c.inv_temperature, z_buffer)
+            z = scaled_row(x_row, n, c.inv_temperature, z_buffer, &z_shift)
         if c.row_argmax != NULL:
             c.row_argmax[i] = argmax(z, n)
         ignored = c.index != NULL and c.index[i] == c.ignore_index
         if ignored:
             loss = 0.0
             if c.row_lse != NULL:
-                lse = lse_only(z, n)                 # before g (maybe z itself) is zeroed
+                lse = lse_only(z, n) + z_shift       # before g (maybe z itself) is zeroed
             if g != NULL:
                 memset(g, 0, n * sizeof(floating))
         elif c.index != NULL and (c.weight == NULL or eps == 0.0):
             t = c.index[i]
             w_t = c.weight[t] if c.weight != NULL else 1.0
-            loss = hard_row(z, n, t, w_t, eps, c.z_loss, scale, g, &lse)
+            loss = hard_row(z, n, t, w_t, eps, c.z_loss, scale, g, z_shift, &lse)
         else:
             if c.index != NULL:
                 # b_j = eps w_j / C + (1 - eps) w_t [j = t]
@@ -235,7 +245,7 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
                     b[j] = <floating>((1.0 - eps) * y[j] + eps / n)
                     if c.weight != NULL:
                         b[j] = <floating>(b[j] * c.weight[j])
-            loss = dense_row(z, n, b, c.z_loss, scale, g, &lse)
+            loss = dense_row(z, n, b, c.z_loss, scale, g, z_shift, &lse)
         if g != NULL and c.softcap != 0.0 and not ignored:
             row_mul_shifted(dz_dx, g, n, 0, g)       # chain rule: grad_x = grad_z dz/dx
         c.row_loss[i] = loss

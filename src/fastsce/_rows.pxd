@@ -20,7 +20,7 @@ cdef extern from "fsce_rows.h" nogil:
         double (*row_exp_sum)(const float *x, Py_ssize_t n, float shift, float scale, float *out) noexcept nogil
         void (*row_affine)(const float *y, Py_ssize_t n, float shift, float a, float c, float *out) noexcept nogil
         void (*row_axpby)(const float *y, const float *b, Py_ssize_t n, float a, float c, float *out) noexcept nogil
-        double (*row_sum)(const float *x, Py_ssize_t n) noexcept nogil
+        double (*row_sum)(const float *x, Py_ssize_t n, float shift, float scale) noexcept nogil
         double (*row_dot)(const float *x, const float *b, Py_ssize_t n, float shift) noexcept nogil
         void (*row_mul_shifted)(const float *s, const float *g, Py_ssize_t n, float d, float *out) noexcept nogil
         void (*small_rows)(const float *x, Py_ssize_t x_stride, Py_ssize_t n_rows, Py_ssize_t n,
@@ -33,7 +33,7 @@ cdef extern from "fsce_rows.h" nogil:
         double (*row_exp_sum)(const double *x, Py_ssize_t n, double shift, double scale, double *out) noexcept nogil
         void (*row_affine)(const double *y, Py_ssize_t n, double shift, double a, double c, double *out) noexcept nogil
         void (*row_axpby)(const double *y, const double *b, Py_ssize_t n, double a, double c, double *out) noexcept nogil
-        double (*row_sum)(const double *x, Py_ssize_t n) noexcept nogil
+        double (*row_sum)(const double *x, Py_ssize_t n, double shift, double scale) noexcept nogil
         double (*row_dot)(const double *x, const double *b, Py_ssize_t n, double shift) noexcept nogil
         void (*row_mul_shifted)(const double *s, const double *g, Py_ssize_t n, double d, double *out) noexcept nogil
         void (*small_rows)(const double *x, Py_ssize_t x_stride, Py_ssize_t n_rows, Py_ssize_t n,
@@ -82,12 +82,13 @@ cdef inline void row_axpby(const floating *y, const floating *b, Py_ssize_t n, f
         fsce_get_ops_f64().row_axpby(y, b, n, a, c, out)
 
 
-cdef inline double row_sum(const floating *x, Py_ssize_t n) noexcept nogil:
-    """sum_j x_j in float64."""
+cdef inline double row_sum(const floating *x, Py_ssize_t n, floating shift,
+                           floating scale) noexcept nogil:
+    """sum_j (x_j - shift) * scale in float64."""
     if floating is float:
-        return fsce_get_ops_f32().row_sum(x, n)
+        return fsce_get_ops_f32().row_sum(x, n, shift, scale)
     else:
-        return fsce_get_ops_f64().row_sum(x, n)
+        return fsce_get_ops_f64().row_sum(x, n, shift, scale)
 
 
 cdef inline double row_dot(const floating *x, const floating *b, Py_ssize_t n,

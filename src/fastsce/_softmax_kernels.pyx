@@ -72,7 +72,7 @@ cdef inline void backward_row(const floating *s, const floating *grad_s, Py_ssiz
 cdef inline void log_backward_row(const floating *log_s, const floating *grad_out, Py_ssize_t n,
                                   floating *out) noexcept nogil:
     # grad_x = g - s sum_j g_j      (d log s_i / d x_j = [i = j] - s_j)
-    cdef floating total = <floating>row_sum(grad_out, n)
+    cdef floating total = <floating>row_sum(grad_out, n, 0, 1)
     row_exp_sum(log_s, n, 0, 1, out)                       # out = s = exp(log s)
     row_axpby(out, grad_out, n, -total, -1, out)            # out = g - s sum_j g_j
 

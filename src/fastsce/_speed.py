@@ -19,16 +19,28 @@ call; ``best_times`` times several in interleaved rounds so that a noisy
 machine slows them alike and their ratios stay fair.
 Used by ``python -m fastsce``, bench/compare.py and bench/test_bench.py.
 """
+
 import contextlib
 import importlib
 import time
+from collections.abc import Callable, Iterator, Mapping
+from types import ModuleType
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _config, _loss, reference
 
+Logits = npt.NDArray[np.floating[Any]]
+Target = npt.NDArray[np.integer[Any]]
+#: one call of a system; what it returns (loss, or loss and gradient) is not timed
+Run = Callable[[], object]
+#: set-up of a system for one problem: its run, or None when its library is missing
+Factory = Callable[[Logits, Target], Run | None]
 
-def _optional_import(name):
+
+def _optional_import(name: str) -> ModuleType | None:
     """The module `name`, or None when it is not installed."""
     try:
         return importlib.import_module(name)
@@ -38,21 +50,22 @@ def _optional_import(name):
 
 # -- loss + gradient -------------------------------------------------------
 
-def fastsce_system(logits, target):
+
+def fastsce_system(logits: Logits, target: Target) -> Run:
     grad = np.empty_like(logits)
     return lambda: _loss.cross_entropy_with_grad(logits, target, out=grad)
 
 
-def naive_numpy_system(logits, target):
+def naive_numpy_system(logits: Logits, target: Target) -> Run:
     """The seed's formulas, row by row (fastsce.reference)."""
     return lambda: reference.cross_entropy_with_grad(logits, target)
 
 
-def vectorised_numpy_system(logits, target):
+def vectorised_numpy_system(logits: Logits, target: Target) -> Run:
     """The usual whole-array NumPy version: (S - Y) / m."""
     rows = np.arange(len(logits))
 
-    def run():
+    def run() -> tuple[Any, Logits]:
         shifted = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
         total = exp.sum(axis=1, keepdims=True)
@@ -65,7 +78,7 @@ def vectorised_numpy_system(logits, target):
     return run
 
 
-def sklearn_system(logits, target):
+def sklearn_system(logits: Logits, target: Target) -> Run | None:
     """scikit-learn's HalfMultinomialLoss().loss_gradient, or None without scikit-learn.
 
     loss_gradient does no reduction: per sample i it writes the loss
@@ -89,15 +102,21 @@ def sklearn_system(logits, target):
     grad_out = np.empty_like(logits)
     n_threads = _config.get_num_threads()
 
-    def run():
-        loss.loss_gradient(y_true, logits, sample_weight=sample_weight, loss_out=loss_out,
-                           gradient_out=grad_out, n_threads=n_threads)
+    def run() -> tuple[Any, Logits]:
+        loss.loss_gradient(
+            y_true,
+            logits,
+            sample_weight=sample_weight,
+            loss_out=loss_out,
+            gradient_out=grad_out,
+            n_threads=n_threads,
+        )
         return loss_out.sum(), grad_out
 
     return run
 
 
-def _torch_inputs(logits, target):
+def _torch_inputs(logits: Logits, target: Target) -> tuple[Any, Any, Any] | None:
     """(torch, logits tensor, int64 target tensor) sharing logits' memory, or None."""
     torch = _optional_import("torch")
     if torch is None:
@@ -105,14 +124,14 @@ def _torch_inputs(logits, target):
     return torch, torch.from_numpy(logits), torch.from_numpy(target.astype(np.int64))
 
 
-def torch_system(logits, target):
+def torch_system(logits: Logits, target: Target) -> Run | None:
     """torch.nn.functional.cross_entropy forward + backward, or None without torch."""
     inputs = _torch_inputs(logits, target)
     if inputs is None:
         return None
     torch, x, t = inputs
 
-    def run():
+    def run() -> tuple[Any, Any]:
         leaf = x.detach().requires_grad_()
         loss = torch.nn.functional.cross_entropy(leaf, t)
         loss.backward()
@@ -121,12 +140,12 @@ def torch_system(logits, target):
     return run
 
 
-def bandwidth_floor_system(logits, target):
+def bandwidth_floor_system(logits: Logits, target: Target) -> Run:
     out = np.empty_like(logits)
     return lambda: np.multiply(logits, 1.0, out=out)
 
 
-SYSTEMS = {
+SYSTEMS: dict[str, Factory] = {
     "fastsce": fastsce_system,
     "naive NumPy": naive_numpy_system,
     "vectorised NumPy": vectorised_numpy_system,
@@ -138,11 +157,12 @@ SYSTEMS = {
 
 # -- loss only ---------------------------------------------------------------
 
-def fastsce_loss_system(logits, target):
+
+def fastsce_loss_system(logits: Logits, target: Target) -> Run:
     return lambda: _loss.cross_entropy(logits, target)
 
 
-def torch_loss_system(logits, target):
+def torch_loss_system(logits: Logits, target: Target) -> Run | None:
     """F.cross_entropy forward only (no autograd graph), or None without torch."""
     inputs = _torch_inputs(logits, target)
     if inputs is None:
@@ -151,22 +171,24 @@ def torch_loss_system(logits, target):
     return lambda: torch.nn.functional.cross_entropy(x, t).item()
 
 
-LOSS_SYSTEMS = {
+LOSS_SYSTEMS: dict[str, Factory] = {
     "fastsce": fastsce_loss_system,
     "PyTorch": torch_loss_system,
 }
 
 
-def _read_floor(read):
+def _read_floor(read: Callable[[Logits], object]) -> Factory:
     """A factory for a system that applies `read` to the flattened logits."""
-    def make(logits, target):
+
+    def make(logits: Logits, target: Target) -> Run:
         flat = logits.reshape(-1)
         return lambda: read(flat)
+
     return make
 
 
 #: streaming reads of the logits; np.dot is BLAS, so threaded (see thread_count)
-READ_FLOORS = {
+READ_FLOORS: dict[str, Factory] = {
     "np.add.reduce(x)": _read_floor(np.add.reduce),
     "np.maximum.reduce(x)": _read_floor(np.maximum.reduce),
     "np.dot(x, x)": _read_floor(lambda flat: np.dot(flat, flat)),
@@ -175,7 +197,10 @@ READ_FLOORS = {
 
 # -- set-up and timing -------------------------------------------------------
 
-def problem(n_rows, n_classes, dtype, seed=0):
+
+def problem(
+    n_rows: int, n_classes: int, dtype: npt.DTypeLike, seed: int = 0
+) -> tuple[Logits, npt.NDArray[np.int64]]:
     """Random logits (n_rows, n_classes) of `dtype` and class-index targets."""
     rng = np.random.default_rng(seed)
     logits = (3 * rng.standard_normal((n_rows, n_classes))).astype(dtype)
@@ -184,7 +209,7 @@ def problem(n_rows, n_classes, dtype, seed=0):
 
 
 @contextlib.contextmanager
-def thread_count(n_threads):
+def thread_count(n_threads: int) -> Iterator[None]:
     """Run every system on `n_threads` inside the block, restoring the settings after.
 
     Sets fastsce.set_num_threads (read by sklearn_system at set-up, as its
@@ -214,14 +239,14 @@ def thread_count(n_threads):
 SETTLE_SECONDS = 0.01
 
 
-def _seconds_of(run, number):
+def _seconds_of(run: Run, number: int) -> float:
     start = time.perf_counter()
     for _ in range(number):
         run()
     return (time.perf_counter() - start) / number
 
 
-def _settle(run):
+def _settle(run: Run) -> float:
     """Call `run` untimed, at least twice and for SETTLE_SECONDS; the fastest call's seconds.
 
     The first calls after another library ran are slow when that library's
@@ -236,7 +261,7 @@ def _settle(run):
     return fastest
 
 
-def best_times(runs, budget=0.2, repeat=5):
+def best_times(runs: Mapping[str, Run], budget: float = 0.2, repeat: int = 5) -> dict[str, float]:
     """{name: best seconds per call} for a dict of runs, timed in interleaved rounds.
 
     Each run gets about budget / repeat seconds per round; every round times
@@ -253,6 +278,6 @@ def best_times(runs, budget=0.2, repeat=5):
     return best
 
 
-def best_time(run, budget=0.2, repeat=5):
+def best_time(run: Run, budget: float = 0.2, repeat: int = 5) -> float:
     """Best seconds per call over `repeat` rounds of about budget / repeat each."""
     return best_times({"run": run}, budget, repeat)["run"]
