@@ -19,11 +19,12 @@ the kernels' exp flushes subnormal probabilities to 0 (documented behaviour), th
 finite-difference error bound in test_gradients.py, and LOG_SUM_ATOL for the
 term log(sum_j exp(x_j - m)): that sum is >= 1 and accumulated in float64 whatever
 the input dtype, so its log is known to an *absolute* error equal to the sum's
-relative rounding error (the oracle computes it the same way).  A log-softmax, log-sum-exp or loss near 0 (a
-confident row: loss 1e-4) is therefore only defined to ~1e-15 absolute by either
-implementation; LOG_SUM_ATOL = 1e-12 is the float64 tolerance applied to that term
-(times the row's target mass for the loss).
+relative rounding error (the oracle computes it the same way).  A log-softmax,
+log-sum-exp or loss near 0 (a confident row: loss 1e-4) is therefore only defined to
+~1e-15 absolute by either implementation; LOG_SUM_ATOL = 1e-12 is the float64
+tolerance applied to that term (times the row's target mass for the loss).
 """
+
 import zlib
 
 import numpy as np
@@ -46,8 +47,16 @@ LOG_SUM_ATOL = 1e-12
 CLASS_COUNTS = [1, 2, 3, 10, 1000, 4097, 50257]
 
 #: memory layouts of the same values (see ``in_layout``)
-LAYOUTS = ["C", "F", "strided_cols", "strided_rows", "negative_strides", "readonly",
-           "byteswapped", "list"]
+LAYOUTS = [
+    "C",
+    "F",
+    "strided_cols",
+    "strided_rows",
+    "negative_strides",
+    "readonly",
+    "byteswapped",
+    "list",
+]
 
 
 def shapes_for(n_classes):
@@ -82,8 +91,9 @@ def in_layout(values, layout):
         wide[..., ::2] = values
         return wide[..., ::2]
     if layout == "strided_rows":
-        tall = np.full(values.shape[:-2] + (2 * values.shape[-2], values.shape[-1]),
-                       _poison(values.dtype))
+        tall = np.full(
+            values.shape[:-2] + (2 * values.shape[-2], values.shape[-1]), _poison(values.dtype)
+        )
         tall[..., ::2, :] = values
         return tall[..., ::2, :]
     if layout == "negative_strides":
@@ -167,10 +177,12 @@ def assert_close(actual, expected, rtol, *, magnitude=None, atol=0.0, err_msg=""
     nan_a, nan_e = np.isnan(actual), np.isnan(expected)
     assert np.array_equal(nan_a, nan_e), (
         f"NaN positions differ {err_msg}: actual {actual[nan_a != nan_e][:5]}, expected "
-        f"{expected[nan_a != nan_e][:5]} at {np.argwhere(nan_a != nan_e)[:5].tolist()}")
+        f"{expected[nan_a != nan_e][:5]} at {np.argwhere(nan_a != nan_e)[:5].tolist()}"
+    )
     inf_a, inf_e = np.isinf(actual), np.isinf(expected)
     assert np.array_equal(inf_a, inf_e) and np.array_equal(actual[inf_a], expected[inf_e]), (
-        f"infinities differ {err_msg}")
+        f"infinities differ {err_msg}"
+    )
     finite = np.isfinite(expected)
     bound_of = np.abs(expected) if magnitude is None else np.asarray(magnitude, np.float64)
     bound = rtol * np.broadcast_to(bound_of, expected.shape) + atol
@@ -182,11 +194,13 @@ def assert_close(actual, expected, rtol, *, magnitude=None, atol=0.0, err_msg=""
         raise AssertionError(
             f"{int(bad.sum())} of {expected.size} values out of tolerance {err_msg}; worst at "
             f"{where}: actual {actual[where]!r}, expected {expected[where]!r}, "
-            f"error {error[where]:.3e} > bound {bound[where]:.3e} (rtol {rtol})")
+            f"error {error[where]:.3e} > bound {bound[where]:.3e} (rtol {rtol})"
+        )
 
 
-def target_distribution(logits_shape, target, *, weight=None, ignore_index=-100,
-                        label_smoothing=0.0):
+def target_distribution(
+    logits_shape, target, *, weight=None, ignore_index=-100, label_smoothing=0.0
+):
     """Dense PyTorch target b (logits' shape, float64) and per-row 'mean' divisor weights.
 
     Hard target t: b = w * ((1 - eps) onehot(t) + eps / C), rows with
@@ -273,5 +287,5 @@ def assert_unchanged(values, copies):
 def restore_threads():
     """Restores fastsce's thread setting after the test."""
     before = fastsce._config._num_threads  # None means "the default", which the
-    yield                                    # public getter cannot tell apart
+    yield  # public getter cannot tell apart
     fastsce.set_num_threads(before)

@@ -5,18 +5,37 @@ every reduction and option of the cross-entropy, out= (fresh and in place), all
 memory layouts, empty batches, and thread-count independence.  Tolerances are in
 conftest.py: float64 1e-12 and float32 1e-5 relative (1e-6 on losses).
 """
+
 import math
 
 import numpy as np
 import pytest
 
 import fastsce
-
-from conftest import (CLASS_COUNTS, DTYPES, LAYOUTS, LOG_SUM_ATOL, LOSS_RTOL, RTOL,
-                      assert_close, assert_unchanged, backward_magnitude, compute_dtype, f64,
-                      grad_magnitude, in_layout, logsumexp_magnitude, loss_atol,
-                      make_hard_target, make_logits, make_soft_target, oracle, rng_for,
-                      shapes_for, snapshot)
+from conftest import (
+    CLASS_COUNTS,
+    DTYPES,
+    LAYOUTS,
+    LOG_SUM_ATOL,
+    LOSS_RTOL,
+    RTOL,
+    assert_close,
+    assert_unchanged,
+    backward_magnitude,
+    compute_dtype,
+    f64,
+    grad_magnitude,
+    in_layout,
+    logsumexp_magnitude,
+    loss_atol,
+    make_hard_target,
+    make_logits,
+    make_soft_target,
+    oracle,
+    rng_for,
+    shapes_for,
+    snapshot,
+)
 
 SHAPES = [shape for n_classes in CLASS_COUNTS for shape in shapes_for(n_classes)]
 REDUCTIONS = ["mean", "sum", "none"]
@@ -49,14 +68,20 @@ def run_cross_entropy(logits, target, reduction, options):
     loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction, **options)
     assert_unchanged([logits, target, options.get("weight")], copies)
 
-    expected_loss, expected_grad = oracle("cross_entropy_with_grad", logits, target,
-                                          reduction=reduction, **options)
+    expected_loss, expected_grad = oracle(
+        "cross_entropy_with_grad", logits, target, reduction=reduction, **options
+    )
     atol = loss_atol(logits, target, reduction, **options)
     check_loss(loss_only, expected_loss, dtype, reduction, shape, atol)
     check_loss(loss, expected_loss, dtype, reduction, shape, atol)
     assert grad.shape == shape and grad.dtype == dtype
-    assert_close(grad, expected_grad, RTOL[dtype], err_msg="(grad)",
-                 magnitude=grad_magnitude(logits, target, reduction, **options))
+    assert_close(
+        grad,
+        expected_grad,
+        RTOL[dtype],
+        err_msg="(grad)",
+        magnitude=grad_magnitude(logits, target, reduction, **options),
+    )
     return loss, grad
 
 
@@ -93,8 +118,13 @@ def test_logsumexp(shape, dtype, keepdims):
     result = fastsce.logsumexp(x, keepdims=keepdims)
     expected = oracle("logsumexp", x, keepdims=keepdims)
     assert np.shape(result) == expected.shape and result.dtype == dtype
-    assert_close(result, expected, RTOL[np.dtype(dtype)],
-                 magnitude=logsumexp_magnitude(x, keepdims=keepdims), atol=LOG_SUM_ATOL)
+    assert_close(
+        result,
+        expected,
+        RTOL[np.dtype(dtype)],
+        magnitude=logsumexp_magnitude(x, keepdims=keepdims),
+        atol=LOG_SUM_ATOL,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -110,8 +140,13 @@ def test_softmax_family_along_any_axis(shape, dtype, axis, order):
         check_softmax_family(name, result, oracle(name, x, axis=axis), dtype, err_msg=name)
     for keepdims in [False, True]:
         result = fastsce.logsumexp(x, axis=axis, keepdims=keepdims)
-        assert_close(result, oracle("logsumexp", x, axis=axis, keepdims=keepdims), rtol,
-                     magnitude=logsumexp_magnitude(x, axis, keepdims), atol=LOG_SUM_ATOL)
+        assert_close(
+            result,
+            oracle("logsumexp", x, axis=axis, keepdims=keepdims),
+            rtol,
+            magnitude=logsumexp_magnitude(x, axis, keepdims),
+            atol=LOG_SUM_ATOL,
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -122,11 +157,17 @@ def test_temperature(shape, dtype, temperature):
     rtol = RTOL[np.dtype(dtype)]
     for name in ["softmax", "log_softmax"]:
         result = getattr(fastsce, name)(x, temperature=temperature)
-        check_softmax_family(name, result, oracle(name, x, temperature=temperature), dtype,
-                             err_msg=name)
+        check_softmax_family(
+            name, result, oracle(name, x, temperature=temperature), dtype, err_msg=name
+        )
     result = fastsce.logsumexp(x, temperature=temperature)
-    assert_close(result, oracle("logsumexp", x, temperature=temperature), rtol,
-                 magnitude=logsumexp_magnitude(x, temperature=temperature), atol=LOG_SUM_ATOL)
+    assert_close(
+        result,
+        oracle("logsumexp", x, temperature=temperature),
+        rtol,
+        magnitude=logsumexp_magnitude(x, temperature=temperature),
+        atol=LOG_SUM_ATOL,
+    )
 
 
 def backward_oracle(grad_s, s):
@@ -148,8 +189,12 @@ def test_softmax_backward(shape, dtype):
     result = fastsce.softmax_backward(grad_s, s)
     assert_unchanged([s, grad_s], copies)
     assert result.shape == shape and result.dtype == dtype
-    assert_close(result, backward_oracle(grad_s, s), RTOL[np.dtype(dtype)],
-                 magnitude=backward_magnitude(grad_s, s))
+    assert_close(
+        result,
+        backward_oracle(grad_s, s),
+        RTOL[np.dtype(dtype)],
+        magnitude=backward_magnitude(grad_s, s),
+    )
 
 
 def test_softmax_backward_mixed_dtypes_compute_in_the_wider():
@@ -159,14 +204,17 @@ def test_softmax_backward_mixed_dtypes_compute_in_the_wider():
     for args in [(grad_s, s), (grad_s.astype(np.float32), s.astype(np.float64))]:
         result = fastsce.softmax_backward(*args)
         assert result.dtype == np.float64
-        assert_close(result, oracle("softmax_backward", *args), 1e-12,
-                     magnitude=backward_magnitude(*args))
+        assert_close(
+            result, oracle("softmax_backward", *args), 1e-12, magnitude=backward_magnitude(*args)
+        )
 
 
 # The Jacobian has C * C entries per row: C = 4097 is 134 MB per float64 row (and the
 # reference builds another copy), so it is checked up to C = 1000.
 JACOBIAN_SHAPES = [shape for n_classes in [1, 2, 3, 10] for shape in shapes_for(n_classes)] + [
-    (1000,), (2, 1000)]
+    (1000,),
+    (2, 1000),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -180,7 +228,8 @@ def test_softmax_jacobian(shape, dtype):
     # J_jk = [j == k] s_j - s_j s_k: the diagonal is a difference of s_j and s_j^2
     s64 = f64(s)
     magnitude = np.abs(s64[..., :, None] * s64[..., None, :]) + np.abs(
-        np.eye(shape[-1]) * s64[..., None, :])
+        np.eye(shape[-1]) * s64[..., None, :]
+    )
     assert_close(jac, oracle("softmax_jacobian", s), RTOL[np.dtype(dtype)], magnitude=magnitude)
     np.testing.assert_array_equal(jac, np.swapaxes(jac, -1, -2))
 
@@ -203,8 +252,15 @@ def hard_options(kind, n_classes, rng):
     }[kind]
 
 
-HARD_KINDS = ["plain", "ignore_index", "ignore_index_in_range", "weight", "label_smoothing",
-              "weight_smoothing", "all"]
+HARD_KINDS = [
+    "plain",
+    "ignore_index",
+    "ignore_index_in_range",
+    "weight",
+    "label_smoothing",
+    "weight_smoothing",
+    "all",
+]
 
 
 def hard_target(shape, rng, ignore_index):
@@ -262,8 +318,9 @@ def test_soft_target_in_float64_with_float32_logits_is_used_in_float32(reduction
     logits = make_logits((5, 11), np.float32, rng=rng)
     target = make_soft_target((5, 11), np.float64, rng)
     loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction)
-    loss32, grad32 = fastsce.cross_entropy_with_grad(logits, target.astype(np.float32),
-                                                     reduction=reduction)
+    loss32, grad32 = fastsce.cross_entropy_with_grad(
+        logits, target.astype(np.float32), reduction=reduction
+    )
     assert grad.dtype == np.float32
     np.testing.assert_array_equal(grad, grad32)
     np.testing.assert_array_equal(loss, loss32)
@@ -341,25 +398,33 @@ def test_cross_entropy_out_fresh_and_in_place(case, reduction, shape, dtype):
     else:
         target = hard_target(shape, rng, options.get("ignore_index"))
     expected_loss, expected_grad = fastsce.cross_entropy_with_grad(
-        logits, target, reduction=reduction, **options)
+        logits, target, reduction=reduction, **options
+    )
 
     out = np.full(shape, np.nan, dtype)
-    loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction, out=out,
-                                                 **options)
+    loss, grad = fastsce.cross_entropy_with_grad(
+        logits, target, reduction=reduction, out=out, **options
+    )
     assert grad is out
     np.testing.assert_array_equal(grad, expected_grad)
     np.testing.assert_array_equal(loss, expected_loss)
 
     in_place = logits.copy()
-    loss, grad = fastsce.cross_entropy_with_grad(in_place, target, reduction=reduction,
-                                                 out=in_place, **options)
+    loss, grad = fastsce.cross_entropy_with_grad(
+        in_place, target, reduction=reduction, out=in_place, **options
+    )
     assert grad is in_place
     np.testing.assert_array_equal(in_place, expected_grad)
     np.testing.assert_array_equal(loss, expected_loss)
-    _, oracle_grad = oracle("cross_entropy_with_grad", logits, target, reduction=reduction,
-                            **options)
-    assert_close(in_place, oracle_grad, RTOL[np.dtype(dtype)],
-                 magnitude=grad_magnitude(logits, target, reduction, **options))
+    _, oracle_grad = oracle(
+        "cross_entropy_with_grad", logits, target, reduction=reduction, **options
+    )
+    assert_close(
+        in_place,
+        oracle_grad,
+        RTOL[np.dtype(dtype)],
+        magnitude=grad_magnitude(logits, target, reduction, **options),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -392,8 +457,9 @@ def test_layouts_softmax_family(layout, shape, dtype):
     result = fastsce.softmax_backward(g_layout, s_layout)
     np.testing.assert_array_equal(result, fastsce.softmax_backward(native(g_layout), s))
     if shape[-1] <= 1000 and np.prod(shape) <= 1000:
-        np.testing.assert_array_equal(fastsce.softmax_jacobian(s_layout),
-                                      fastsce.softmax_jacobian(s))
+        np.testing.assert_array_equal(
+            fastsce.softmax_jacobian(s_layout), fastsce.softmax_jacobian(s)
+        )
     assert_unchanged([x], copies)
 
 
@@ -407,8 +473,7 @@ def test_layouts_cross_entropy(layout, shape, dtype, reduction):
     logits = in_layout(values, layout)
     plain = native(logits)
     weight = rng.uniform(0.5, 2.0, shape[-1])
-    options = {"weight": in_layout(weight, layout), "label_smoothing": 0.1,
-               "reduction": reduction}
+    options = {"weight": in_layout(weight, layout), "label_smoothing": 0.1, "reduction": reduction}
     plain_options = dict(options, weight=weight)
 
     hard = hard_target(shape, rng, -100)
@@ -417,17 +482,21 @@ def test_layouts_cross_entropy(layout, shape, dtype, reduction):
         copies = snapshot(logits, target, options["weight"])
         loss, grad = fastsce.cross_entropy_with_grad(logits, target, **options)
         assert_unchanged([logits, target, options["weight"]], copies)
-        expected_loss, expected_grad = fastsce.cross_entropy_with_grad(plain, plain_target,
-                                                                       **plain_options)
+        expected_loss, expected_grad = fastsce.cross_entropy_with_grad(
+            plain, plain_target, **plain_options
+        )
         np.testing.assert_array_equal(grad, expected_grad)
         np.testing.assert_array_equal(loss, expected_loss)
         assert grad.dtype == plain.dtype
-        np.testing.assert_array_equal(fastsce.cross_entropy(logits, target, **options),
-                                      expected_loss)
+        np.testing.assert_array_equal(
+            fastsce.cross_entropy(logits, target, **options), expected_loss
+        )
 
 
-@pytest.mark.parametrize("target_dtype", ["int8", "int16", "int32", "uint8", "uint16", "uint32",
-                                          "uint64", ">i8", "<i4", ">u2"])
+@pytest.mark.parametrize(
+    "target_dtype",
+    ["int8", "int16", "int32", "uint8", "uint16", "uint32", "uint64", ">i8", "<i4", ">u2"],
+)
 def test_class_index_dtypes(target_dtype):
     rng = rng_for("target dtype", target_dtype)
     logits = make_logits((6, 5, 7), np.float64, rng=rng)
@@ -459,10 +528,19 @@ def test_rows_with_zero_stride():
 # dtypes of results
 
 
-@pytest.mark.parametrize("input_dtype, result_dtype", [
-    (np.float16, np.float32), (np.float32, np.float32), (np.float64, np.float64),
-    (np.longdouble, np.float64), (np.int8, np.float64), (np.int32, np.float64),
-    (np.int64, np.float64), (np.uint16, np.float64)])
+@pytest.mark.parametrize(
+    "input_dtype, result_dtype",
+    [
+        (np.float16, np.float32),
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+        (np.longdouble, np.float64),
+        (np.int8, np.float64),
+        (np.int32, np.float64),
+        (np.int64, np.float64),
+        (np.uint16, np.float64),
+    ],
+)
 def test_compute_dtypes(input_dtype, result_dtype):
     x = (np.arange(12).reshape(3, 4) % 5 - 2).astype(input_dtype)
     exact = f64(x)
@@ -473,11 +551,13 @@ def test_compute_dtypes(input_dtype, result_dtype):
         np.testing.assert_array_equal(result, getattr(fastsce, name)(exact.astype(result_dtype)))
     loss, grad = fastsce.cross_entropy_with_grad(x, [0, 1, 3], reduction="none")
     assert grad.dtype == result_dtype and loss.dtype == result_dtype
-    expected_loss, expected_grad = oracle("cross_entropy_with_grad", exact, np.array([0, 1, 3]),
-                                          reduction="none")
+    expected_loss, expected_grad = oracle(
+        "cross_entropy_with_grad", exact, np.array([0, 1, 3]), reduction="none"
+    )
     assert_close(loss, expected_loss, LOSS_RTOL[np.dtype(result_dtype)])
-    assert_close(grad, expected_grad, rtol, magnitude=grad_magnitude(exact, np.array([0, 1, 3]),
-                                                                     "none"))
+    assert_close(
+        grad, expected_grad, rtol, magnitude=grad_magnitude(exact, np.array([0, 1, 3]), "none")
+    )
     s = fastsce.softmax(x)
     assert fastsce.softmax_jacobian(s).dtype == result_dtype
     assert fastsce.softmax_backward(x, x).dtype == result_dtype
@@ -488,8 +568,7 @@ def test_nested_lists_and_python_scalars():
     loss, grad = fastsce.cross_entropy_with_grad(logits, [2, 0])
     expected_loss, expected_grad = oracle("cross_entropy_with_grad", logits, np.array([2, 0]))
     assert loss == pytest.approx(expected_loss, rel=1e-12)
-    assert_close(grad, expected_grad, 1e-12,
-                 magnitude=grad_magnitude(logits, np.array([2, 0])))
+    assert_close(grad, expected_grad, 1e-12, magnitude=grad_magnitude(logits, np.array([2, 0])))
     assert fastsce.logsumexp([0.0, 0.0]) == pytest.approx(math.log(2.0), rel=1e-15)
     np.testing.assert_allclose(fastsce.softmax([1, 1, 1, 1]), 0.25, rtol=1e-15)
 
@@ -536,15 +615,21 @@ def all_results(rng):
     hard = hard_target(PARALLEL_SHAPE, rng, -100)
     soft = make_soft_target(PARALLEL_SHAPE, np.float32, rng)
     s = fastsce.softmax(x)
-    results = [s, fastsce.log_softmax(x64), fastsce.logsumexp(x), fastsce.softmax(x64, axis=0),
-               fastsce.softmax_backward(x, s),
-               fastsce.softmax_jacobian(s[:, :64].copy())]  # 40 * 64 * 64 > 65536
+    results = [
+        s,
+        fastsce.log_softmax(x64),
+        fastsce.logsumexp(x),
+        fastsce.softmax(x64, axis=0),
+        fastsce.softmax_backward(x, s),
+        fastsce.softmax_jacobian(s[:, :64].copy()),  # 40 * 64 * 64 > 65536
+    ]
     for logits in [x, x64]:
         for target in [hard, soft.astype(logits.dtype)]:
             for options in [{}, {"weight": weight, "label_smoothing": 0.1}]:
                 for reduction in REDUCTIONS:
                     loss, grad = fastsce.cross_entropy_with_grad(
-                        logits, target, reduction=reduction, **options)
+                        logits, target, reduction=reduction, **options
+                    )
                     results += [np.asarray(loss), grad]
     return results
 

@@ -14,6 +14,7 @@ that list does not reach.  Inputs that are *valid* although unusual (empty batch
 ignore_index equal to a real class, integer dtypes of every width) are checked for
 the right result instead.
 """
+
 import inspect
 import subprocess
 import sys
@@ -50,7 +51,8 @@ def expect_error(exception, name, func, *args, contains=(), **kwargs):
         func(*args, **kwargs)
     error = info.value
     assert type(error) is exception, (
-        f"expected {exception.__name__} naming `{name}`, got {type(error).__name__}: {error}")
+        f"expected {exception.__name__} naming `{name}`, got {type(error).__name__}: {error}"
+    )
     message = str(error)
     assert f"`{name}`" in message, f"message does not name `{name}`: {message!r}"
     for text in contains:
@@ -78,11 +80,22 @@ def sentinel_out(shape=SHAPE, dtype=np.float64):
 # Every public function as {argument: valid value}; a case replaces one argument.
 
 
-LOSS_FUNCTIONS = ["cross_entropy", "cross_entropy_with_grad", "CrossEntropyLoss",
-                  "CrossEntropyLoss.loss_and_grad"]
+LOSS_FUNCTIONS = [
+    "cross_entropy",
+    "cross_entropy_with_grad",
+    "CrossEntropyLoss",
+    "CrossEntropyLoss.loss_and_grad",
+]
 #: options CrossEntropyLoss takes in its constructor (the rest go to the call)
-CONSTRUCTOR_OPTIONS = {"weight", "ignore_index", "reduction", "label_smoothing", "temperature",
-                       "softcap", "z_loss"}
+CONSTRUCTOR_OPTIONS = {
+    "weight",
+    "ignore_index",
+    "reduction",
+    "label_smoothing",
+    "temperature",
+    "softcap",
+    "z_loss",
+}
 
 
 def valid_arguments(function, kind="hard"):
@@ -97,10 +110,14 @@ def valid_arguments(function, kind="hard"):
     if function == "logsumexp":
         return {"x": x, "axis": -1, "keepdims": False, "temperature": 1.0}
     if function in LOSS_FUNCTIONS:
-        arguments = {"logits": x,
-                     "target": hard_target() if kind == "hard" else soft_target(),
-                     "weight": np.array([0.5, 1.0, 2.0]), "ignore_index": -100,
-                     "reduction": "mean", "label_smoothing": 0.1}
+        arguments = {
+            "logits": x,
+            "target": hard_target() if kind == "hard" else soft_target(),
+            "weight": np.array([0.5, 1.0, 2.0]),
+            "ignore_index": -100,
+            "reduction": "mean",
+            "label_smoothing": 0.1,
+        }
         if function in ("cross_entropy_with_grad", "CrossEntropyLoss.loss_and_grad"):
             arguments["out"] = sentinel_out()
         return arguments
@@ -109,18 +126,25 @@ def valid_arguments(function, kind="hard"):
     if function == "softmax_backward":
         return {"grad_s": make_logits(SHAPE, np.float64, rng=rng_for("grad_s")), "s": s}
     if function == "log_softmax_backward":
-        return {"grad_out": make_logits(SHAPE, np.float64, rng=rng_for("grad_out")),
-                "log_s": fastsce.log_softmax(x)}
+        return {
+            "grad_out": make_logits(SHAPE, np.float64, rng=rng_for("grad_out")),
+            "log_s": fastsce.log_softmax(x),
+        }
     raise AssertionError(function)
 
 
-POSITIONAL = {"softmax": ["x"], "log_softmax": ["x"], "logsumexp": ["x"],
-              "cross_entropy": ["logits", "target"],
-              "cross_entropy_with_grad": ["logits", "target"],
-              "CrossEntropyLoss": ["logits", "target"],
-              "CrossEntropyLoss.loss_and_grad": ["logits", "target"],
-              "softmax_jacobian": ["s"], "softmax_backward": ["grad_s", "s"],
-              "log_softmax_backward": ["grad_out", "log_s"]}
+POSITIONAL = {
+    "softmax": ["x"],
+    "log_softmax": ["x"],
+    "logsumexp": ["x"],
+    "cross_entropy": ["logits", "target"],
+    "cross_entropy_with_grad": ["logits", "target"],
+    "CrossEntropyLoss": ["logits", "target"],
+    "CrossEntropyLoss.loss_and_grad": ["logits", "target"],
+    "softmax_jacobian": ["s"],
+    "softmax_backward": ["grad_s", "s"],
+    "log_softmax_backward": ["grad_out", "log_s"],
+}
 
 
 def call(function, arguments):
@@ -140,8 +164,7 @@ def call(function, arguments):
 
 
 def expect_call_error(exception, name, function, arguments, contains=()):
-    expect_error(exception, name, lambda **kw: call(function, kw), contains=contains,
-                 **arguments)
+    expect_error(exception, name, lambda **kw: call(function, kw), contains=contains, **arguments)
 
 
 def test_valid_baseline_calls_succeed():
@@ -156,21 +179,33 @@ def test_valid_baseline_calls_succeed():
             assert np.all(np.isfinite(result[-1] if isinstance(result, tuple) else result))
 
 
-ALL_FUNCTIONS = ["softmax", "log_softmax", "logsumexp", "softmax_jacobian", "softmax_backward",
-                 "log_softmax_backward"] + LOSS_FUNCTIONS
+ALL_FUNCTIONS = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "softmax_jacobian",
+    "softmax_backward",
+    "log_softmax_backward",
+] + LOSS_FUNCTIONS
 #: (function, target kind) pairs; the softmax family has no target
-CALLS = ([(f, "hard") for f in ALL_FUNCTIONS] + [(f, "soft") for f in LOSS_FUNCTIONS])
+CALLS = [(f, "hard") for f in ALL_FUNCTIONS] + [(f, "soft") for f in LOSS_FUNCTIONS]
 #: array arguments holding numbers, by function
 ARRAY_ARGUMENTS = {
-    "softmax": ["x"], "log_softmax": ["x"], "logsumexp": ["x"],
+    "softmax": ["x"],
+    "log_softmax": ["x"],
+    "logsumexp": ["x"],
     **{f: ["logits", "target", "weight"] for f in LOSS_FUNCTIONS},
-    "softmax_jacobian": ["s"], "softmax_backward": ["grad_s", "s"],
+    "softmax_jacobian": ["s"],
+    "softmax_backward": ["grad_s", "s"],
     "log_softmax_backward": ["grad_out", "log_s"],
 }
 LOSS_CALLS = [(f, k) for f in LOSS_FUNCTIONS for k in ["hard", "soft"]]
 #: the array argument validated first (named by errors when all arrays are bad)
-FIRST_ARRAY = {**{f: ARRAY_ARGUMENTS[f][0] for f in ARRAY_ARGUMENTS},
-               "softmax_backward": "s", "log_softmax_backward": "log_s"}
+FIRST_ARRAY = {
+    **{f: ARRAY_ARGUMENTS[f][0] for f in ARRAY_ARGUMENTS},
+    "softmax_backward": "s",
+    "log_softmax_backward": "log_s",
+}
 
 
 def short_id(value):
@@ -189,7 +224,7 @@ def non_numeric(shape):
     return {
         "complex128": np.full(shape, 1 + 1j),
         "complex64": np.full(shape, 0.5 + 0j, np.complex64),
-        "complex_real_only": np.zeros(shape, np.complex128),   # imaginary part 0 still complex
+        "complex_real_only": np.zeros(shape, np.complex128),  # imaginary part 0 still complex
         "object_numbers": np.ones(shape, dtype=object),
         "object_none": np.full(shape, None, dtype=object),
         "str": np.full(shape, "1.0"),
@@ -203,8 +238,9 @@ def non_numeric(shape):
         "str_list": np.full(shape, "2").tolist(),
         "none": None,
         "dict": {"a": 1},
-        "flat_object_mix": np.array([1.0, "a"] * (size // 2) + [1.0] * (size % 2),
-                                    dtype=object).reshape(shape),
+        "flat_object_mix": np.array(
+            [1.0, "a"] * (size // 2) + [1.0] * (size % 2), dtype=object
+        ).reshape(shape),
     }
 
 
@@ -219,9 +255,16 @@ def argument_shape(function, name):
     return SHAPE
 
 
-@pytest.mark.parametrize("function, kind, name, bad", [
-    (f, k, name, bad) for f, k in CALLS for name in ARRAY_ARGUMENTS[f] for bad in NON_NUMERIC_KINDS
-    if not (name == "target" and k == "soft") and not (name == "weight" and bad == "none")])
+@pytest.mark.parametrize(
+    "function, kind, name, bad",
+    [
+        (f, k, name, bad)
+        for f, k in CALLS
+        for name in ARRAY_ARGUMENTS[f]
+        for bad in NON_NUMERIC_KINDS
+        if not (name == "target" and k == "soft") and not (name == "weight" and bad == "none")
+    ],
+)
 def test_non_numeric_array_argument_is_a_type_error(function, kind, name, bad):
     """weight=None is valid (no weights); None for any other array argument is not."""
     arguments = valid_arguments(function, kind)
@@ -238,14 +281,17 @@ def test_non_numeric_target_of_the_logits_shape_is_a_type_error(function, bad):
     expect_call_error(TypeError, "target", function, arguments)
 
 
-RAGGED = {"rows of two lengths": [[0.1, 0.2, 0.3], [0.4, 0.5]],
-          "row and scalar": [[0.1, 0.2, 0.3], 0.4],
-          "three levels, ragged inside": [[[0.1, 0.2], [0.3]], [[0.4, 0.5], [0.6, 0.7]]]}
+RAGGED = {
+    "rows of two lengths": [[0.1, 0.2, 0.3], [0.4, 0.5]],
+    "row and scalar": [[0.1, 0.2, 0.3], 0.4],
+    "three levels, ragged inside": [[[0.1, 0.2], [0.3]], [[0.4, 0.5], [0.6, 0.7]]],
+}
 
 
 @pytest.mark.parametrize("bad", list(RAGGED))
-@pytest.mark.parametrize("function, kind, name", [
-    (f, k, name) for f, k in CALLS for name in ARRAY_ARGUMENTS[f]])
+@pytest.mark.parametrize(
+    "function, kind, name", [(f, k, name) for f, k in CALLS for name in ARRAY_ARGUMENTS[f]]
+)
 def test_ragged_nested_list_is_a_value_error(function, kind, name, bad):
     """A nested list that is not rectangular: numpy refuses it (ValueError); the message
     must still name the argument."""
@@ -261,21 +307,33 @@ def test_ragged_nested_list_is_a_value_error(function, kind, name, bad):
 # 0-d, zero classes, wrong shapes
 
 
-ZERO_D = {"np.float64": np.float64(1.5), "0-d array": np.array(2.0), "float": 3.0, "int": 7,
-          "np.int8": np.int8(1), "0-d float32 read-only": np.array(1.0, np.float32)}
+ZERO_D = {
+    "np.float64": np.float64(1.5),
+    "0-d array": np.array(2.0),
+    "float": 3.0,
+    "int": 7,
+    "np.int8": np.int8(1),
+    "0-d float32 read-only": np.array(1.0, np.float32),
+}
 ZERO_D["0-d float32 read-only"].flags.writeable = False
 
 
 @pytest.mark.parametrize("bad", list(ZERO_D))
-@pytest.mark.parametrize("function, kind, name", [
-    (f, k, name) for f, k in CALLS for name in ARRAY_ARGUMENTS[f]
-    if name not in ("target", "grad_s", "grad_out")])
+@pytest.mark.parametrize(
+    "function, kind, name",
+    [
+        (f, k, name)
+        for f, k in CALLS
+        for name in ARRAY_ARGUMENTS[f]
+        if name not in ("target", "grad_s", "grad_out")
+    ],
+)
 def test_0d_array_argument_is_a_value_error(function, kind, name, bad):
     """0-d logits/x/s/log_s have no class axis; a 0-d weight is not of shape (C,)."""
     arguments = valid_arguments(function, kind)
     arguments[name] = ZERO_D[bad]
     if name in ("x", "logits", "s", "log_s"):
-        arguments.pop("out", None)           # out= of the old shape would be the error
+        arguments.pop("out", None)  # out= of the old shape would be the error
         if function == "softmax_backward":
             arguments["grad_s"] = ZERO_D[bad]
         if function == "log_softmax_backward":
@@ -294,8 +352,9 @@ def test_0d_target_of_a_batch_is_a_value_error(function, bad):
     expect_call_error(exception, "target", function, arguments)
 
 
-@pytest.mark.parametrize("function, name", [("softmax_backward", "grad_s"),
-                                            ("log_softmax_backward", "grad_out")])
+@pytest.mark.parametrize(
+    "function, name", [("softmax_backward", "grad_s"), ("log_softmax_backward", "grad_out")]
+)
 @pytest.mark.parametrize("bad", list(ZERO_D))
 def test_0d_incoming_gradient_is_a_value_error(function, name, bad):
     arguments = valid_arguments(function)
@@ -316,12 +375,12 @@ def test_zero_classes_is_a_value_error(function, kind, dtype, shape):
             arguments[name] = np.zeros(shape, dtype)
     name = FIRST_ARRAY[function]
     if function in LOSS_FUNCTIONS:
-        arguments["target"] = (np.zeros(shape[:-1], np.int64) if kind == "hard"
-                               else np.zeros(shape))
+        arguments["target"] = np.zeros(shape[:-1], np.int64) if kind == "hard" else np.zeros(shape)
         arguments["weight"] = None
     if "out" in arguments:
-        arguments["out"] = np.full(shape, SENTINEL, np.float32 if dtype == np.float32
-                                   else np.float64)
+        arguments["out"] = np.full(
+            shape, SENTINEL, np.float32 if dtype == np.float32 else np.float64
+        )
     expect_call_error(ValueError, name, function, arguments, contains=["zero classes"])
 
 
@@ -329,16 +388,20 @@ def test_zero_classes_is_a_value_error(function, kind, dtype, shape):
 @pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
 def test_zero_length_reduced_axis_is_a_value_error_whatever_the_axis(function, axis):
     x = np.zeros((0, 3)) if axis in (0, -2) else np.zeros((3, 0))
-    expect_error(ValueError, "x", getattr(fastsce, function), x, axis=axis,
-                 contains=["zero classes"])
+    expect_error(
+        ValueError, "x", getattr(fastsce, function), x, axis=axis, contains=["zero classes"]
+    )
 
 
-@pytest.mark.parametrize("grad_shape", [(4, 3, 1), (1, 3), (4, 1), (3,), (2, 2, 3), (12,),
-                                        (4, 6)], ids=str)
-@pytest.mark.parametrize("function, name", [("softmax_backward", "grad_s"),
-                                            ("log_softmax_backward", "grad_out")])
-def test_incoming_gradient_of_another_shape_is_a_value_error_no_broadcasting(function, name,
-                                                                            grad_shape):
+@pytest.mark.parametrize(
+    "grad_shape", [(4, 3, 1), (1, 3), (4, 1), (3,), (2, 2, 3), (12,), (4, 6)], ids=str
+)
+@pytest.mark.parametrize(
+    "function, name", [("softmax_backward", "grad_s"), ("log_softmax_backward", "grad_out")]
+)
+def test_incoming_gradient_of_another_shape_is_a_value_error_no_broadcasting(
+    function, name, grad_shape
+):
     arguments = valid_arguments(function)
     arguments[name] = np.ones(grad_shape)
     expect_call_error(ValueError, name, function, arguments)
@@ -393,17 +456,34 @@ def test_empty_batch_cross_entropy(shape, dtype, kind, options):
 # Class indices out of range, in every integer dtype
 
 
-INTEGER_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
-                  np.uint64]
+INTEGER_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
 CANDIDATE_BAD_INDICES = [
-    N_CLASSES, N_CLASSES + 1, -1, -2, -100 - 1,
-    2**7 - 1, -2**7, 2**8 - 1, 2**15 - 1, -2**15, 2**16 - 1,
-    2**31 - 1, -2**31, 2**31, 2**31 + 1, 2**32 - 1, 2**32,
-    2**32 + 1,                       # truncated to 32 bits: class 1
-    2**32 - 100,                     # truncated to int32: -100, the default ignore_index
-    2**63 - 1, -2**63, 2**63, 2**63 + 1, 2**64 - 1,
-    2**64 - 100,                     # the uint64 bit pattern of -100 (the ignore_index)
-    2**64 - 2**32 + 1,               # low 32 bits: class 1
+    N_CLASSES,
+    N_CLASSES + 1,
+    -1,
+    -2,
+    -100 - 1,
+    2**7 - 1,
+    -(2**7),
+    2**8 - 1,
+    2**15 - 1,
+    -(2**15),
+    2**16 - 1,
+    2**31 - 1,
+    -(2**31),
+    2**31,
+    2**31 + 1,
+    2**32 - 1,
+    2**32,
+    2**32 + 1,  # truncated to 32 bits: class 1
+    2**32 - 100,  # truncated to int32: -100, the default ignore_index
+    2**63 - 1,
+    -(2**63),
+    2**63,
+    2**63 + 1,
+    2**64 - 1,
+    2**64 - 100,  # the uint64 bit pattern of -100 (the ignore_index)
+    2**64 - 2**32 + 1,  # low 32 bits: class 1
 ]
 
 
@@ -412,8 +492,12 @@ def representable(value, dtype):
     return info.min <= value <= info.max
 
 
-BAD_INDEX_CASES = [(np.dtype(d).name, v) for d in INTEGER_DTYPES for v in CANDIDATE_BAD_INDICES
-                   if representable(v, d)]
+BAD_INDEX_CASES = [
+    (np.dtype(d).name, v)
+    for d in INTEGER_DTYPES
+    for v in CANDIDATE_BAD_INDICES
+    if representable(v, d)
+]
 
 
 @pytest.mark.parametrize("dtype_name, bad", BAD_INDEX_CASES)
@@ -427,11 +511,28 @@ def test_class_index_out_of_range_in_every_integer_dtype(dtype_name, bad, positi
     contains = [str(bad)]
     expect_error(ValueError, "target", fastsce.cross_entropy, x, target, contains=contains)
     for reduction in ["mean", "sum", "none"]:
-        expect_error(ValueError, "target", fastsce.cross_entropy_with_grad, x, target,
-                     reduction=reduction, out=sentinel_out(x.shape), contains=contains)
+        expect_error(
+            ValueError,
+            "target",
+            fastsce.cross_entropy_with_grad,
+            x,
+            target,
+            reduction=reduction,
+            out=sentinel_out(x.shape),
+            contains=contains,
+        )
     # in place: the logits are the output buffer and must survive
-    expect_error(ValueError, "target", fastsce.cross_entropy_with_grad, x, target, out=x,
-                 weight=np.ones(N_CLASSES), label_smoothing=0.3, contains=contains)
+    expect_error(
+        ValueError,
+        "target",
+        fastsce.cross_entropy_with_grad,
+        x,
+        target,
+        out=x,
+        weight=np.ones(N_CLASSES),
+        label_smoothing=0.3,
+        contains=contains,
+    )
 
 
 @pytest.mark.parametrize("bad", [2**31, 2**32 + 1, 2**63, 2**64 - 1], ids=str)
@@ -442,8 +543,9 @@ def test_class_index_out_of_range_as_python_list(bad):
     target = [0, 1, bad, 1]
     dtype = np.asarray(target).dtype
     exception = ValueError if dtype.kind in "iu" else TypeError
-    expect_error(exception, "target", fastsce.cross_entropy_with_grad, x, target,
-                 out=sentinel_out())
+    expect_error(
+        exception, "target", fastsce.cross_entropy_with_grad, x, target, out=sentinel_out()
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -452,15 +554,24 @@ def test_class_index_out_of_range_as_python_list(bad):
 def test_bad_index_in_the_last_row_of_a_parallel_batch_writes_nothing(dtype, n_threads):
     """All class indices are checked before any thread writes a gradient row."""
     fastsce.set_num_threads(n_threads)
-    x = make_logits((2000, 97), dtype)             # > 65536 elements: the parallel path
+    x = make_logits((2000, 97), dtype)  # > 65536 elements: the parallel path
     target = hard_target((2000, 97))
     target[-1] = 97
-    expect_error(ValueError, "target", fastsce.cross_entropy_with_grad, x, target, out=x,
-                 contains=["97"])
+    expect_error(
+        ValueError, "target", fastsce.cross_entropy_with_grad, x, target, out=x, contains=["97"]
+    )
     target[-1] = -100
     target[1000] = -5
-    expect_error(ValueError, "target", fastsce.cross_entropy_with_grad, x, target,
-                 out=sentinel_out(x.shape, dtype), reduction="none", contains=["-5"])
+    expect_error(
+        ValueError,
+        "target",
+        fastsce.cross_entropy_with_grad,
+        x,
+        target,
+        out=sentinel_out(x.shape, dtype),
+        reduction="none",
+        contains=["-5"],
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -475,9 +586,17 @@ def assert_matches_reference(x, target, **options):
     loss, grad = fastsce.cross_entropy_with_grad(x, target, **options)
     e_loss, e_grad = reference_loss(x, np.asarray(target).astype(np.int64), **options)
     reduction = options.get("reduction", "mean")
-    assert_close(loss, e_loss, LOSS_RTOL[np.dtype(x.dtype)],
-                 atol=loss_atol(x, np.asarray(target).astype(np.int64), reduction,
-                                **{k: v for k, v in options.items() if k != "reduction"}))
+    assert_close(
+        loss,
+        e_loss,
+        LOSS_RTOL[np.dtype(x.dtype)],
+        atol=loss_atol(
+            x,
+            np.asarray(target).astype(np.int64),
+            reduction,
+            **{k: v for k, v in options.items() if k != "reduction"},
+        ),
+    )
     assert_close(grad, e_grad, RTOL[np.dtype(x.dtype)], atol=1e-15)
     return loss, grad
 
@@ -487,8 +606,7 @@ def assert_matches_reference(x, target, **options):
 def test_ignore_index_equal_to_a_real_class_ignores_those_rows(ignore_index, reduction):
     x = logits(shape=(6, N_CLASSES))
     target = hard_target((6, N_CLASSES))
-    loss, grad = assert_matches_reference(x, target, ignore_index=ignore_index,
-                                          reduction=reduction)
+    loss, grad = assert_matches_reference(x, target, ignore_index=ignore_index, reduction=reduction)
     ignored = target == ignore_index
     assert ignored.any() and not ignored.all()
     assert np.all(grad[ignored] == 0)
@@ -496,51 +614,66 @@ def test_ignore_index_equal_to_a_real_class_ignores_those_rows(ignore_index, red
         assert np.all(loss[ignored] == 0)
 
 
-@pytest.mark.parametrize("dtype, value, ignore_index, ignored", [
-    (np.int8, -100, -100, True),              # same value in a narrow dtype: ignored
-    (np.int16, -100, -100, True),
-    (np.int32, -100, -100, True),
-    (np.int64, 2**40, 2**40, True),           # wide ignore_index, wide target
-    (np.uint64, 2**63 - 1, 2**63 - 1, True),
-    (np.int64, -2**63, -2**63, True),
-    (np.uint32, 2**32 - 1, 2**32 - 1, True),
-    (np.uint8, 156, -100, False),             # 156 is -100's bit pattern in 8 bits
-    (np.uint16, 2**16 - 100, -100, False),
-    (np.uint32, 2**32 - 100, -100, False),
-    (np.uint64, 2**64 - 100, -100, False),
-    (np.int64, 2**32 - 100, -100, False),     # -100 in the low 32 bits
-    (np.int64, 2**32 + 1, 1, False),          # class 1 in the low 32 bits, ignore_index 1
-    (np.int64, 2**32 + 5, 2**32 + 5 - 2**32, False),
-    (np.int64, 255, -1, False),               # -1 in 8 bits
-], ids=str)
-def test_ignore_index_is_compared_by_value_not_by_bit_pattern(dtype, value, ignore_index,
-                                                              ignored):
+@pytest.mark.parametrize(
+    "dtype, value, ignore_index, ignored",
+    [
+        (np.int8, -100, -100, True),  # same value in a narrow dtype: ignored
+        (np.int16, -100, -100, True),
+        (np.int32, -100, -100, True),
+        (np.int64, 2**40, 2**40, True),  # wide ignore_index, wide target
+        (np.uint64, 2**63 - 1, 2**63 - 1, True),
+        (np.int64, -(2**63), -(2**63), True),
+        (np.uint32, 2**32 - 1, 2**32 - 1, True),
+        (np.uint8, 156, -100, False),  # 156 is -100's bit pattern in 8 bits
+        (np.uint16, 2**16 - 100, -100, False),
+        (np.uint32, 2**32 - 100, -100, False),
+        (np.uint64, 2**64 - 100, -100, False),
+        (np.int64, 2**32 - 100, -100, False),  # -100 in the low 32 bits
+        (np.int64, 2**32 + 1, 1, False),  # class 1 in the low 32 bits, ignore_index 1
+        (np.int64, 2**32 + 5, 2**32 + 5 - 2**32, False),
+        (np.int64, 255, -1, False),  # -1 in 8 bits
+    ],
+    ids=str,
+)
+def test_ignore_index_is_compared_by_value_not_by_bit_pattern(dtype, value, ignore_index, ignored):
     x = logits()
     target = hard_target(dtype=dtype)
     target[2] = value
     if ignored:
-        loss, grad = fastsce.cross_entropy_with_grad(x, target, ignore_index=ignore_index,
-                                                     reduction="none")
+        loss, grad = fastsce.cross_entropy_with_grad(
+            x, target, ignore_index=ignore_index, reduction="none"
+        )
         assert loss[2] == 0 and np.all(grad[2] == 0)
         kept = np.arange(N_ROWS) != 2
-        e_loss, e_grad = reference_loss(x[kept], target[kept].astype(np.int64),
-                                        reduction="none")
+        e_loss, e_grad = reference_loss(x[kept], target[kept].astype(np.int64), reduction="none")
         assert_close(loss[kept], e_loss, LOSS_RTOL[x.dtype], atol=1e-15)
         assert_close(grad[kept], e_grad, RTOL[x.dtype], atol=1e-15)
     else:
-        expect_error(ValueError, "target", fastsce.cross_entropy_with_grad, x, target,
-                     ignore_index=ignore_index, out=sentinel_out(), contains=[str(value)])
+        expect_error(
+            ValueError,
+            "target",
+            fastsce.cross_entropy_with_grad,
+            x,
+            target,
+            ignore_index=ignore_index,
+            out=sentinel_out(),
+            contains=[str(value)],
+        )
 
 
-@pytest.mark.parametrize("ignore_index", [2**32 + 1, 2**31 + 1, -2**32 + 1, 2**63 - 1 - 2**32 + 2,
-                                          1 - 2**64 + 2**64 - 2**33], ids=str)
+@pytest.mark.parametrize(
+    "ignore_index",
+    [2**32 + 1, 2**31 + 1, -(2**32) + 1, 2**63 - 1 - 2**32 + 2, 1 - 2**64 + 2**64 - 2**33],
+    ids=str,
+)
 def test_wide_ignore_index_does_not_collide_with_a_real_class(ignore_index):
     """ignore_index values whose low bits are a valid class do not ignore that class."""
     x = logits()
     target = hard_target()
     plain = fastsce.cross_entropy(x, target, reduction="none")
     np.testing.assert_array_equal(
-        fastsce.cross_entropy(x, target, reduction="none", ignore_index=ignore_index), plain)
+        fastsce.cross_entropy(x, target, reduction="none", ignore_index=ignore_index), plain
+    )
     assert np.all(plain > 0)
 
 
@@ -550,18 +683,33 @@ def test_ignore_index_has_no_effect_on_soft_targets(ignore_index):
     x = logits()
     target = soft_target()
     expected = fastsce.cross_entropy_with_grad(x, target, reduction="none")
-    actual = fastsce.cross_entropy_with_grad(x, target, reduction="none",
-                                             ignore_index=ignore_index)
+    actual = fastsce.cross_entropy_with_grad(x, target, reduction="none", ignore_index=ignore_index)
     np.testing.assert_array_equal(actual[0], expected[0])
     np.testing.assert_array_equal(actual[1], expected[1])
 
 
-@pytest.mark.parametrize("ignore_index, exception", [
-    (np.array([1]), TypeError), (np.array([1, 2]), TypeError), ([1], TypeError),
-    ((-100,), TypeError), (1.0, TypeError), (np.float64(-100), TypeError), ("-100", TypeError),
-    (None, TypeError), (np.True_, TypeError), (False, TypeError), (1 + 0j, TypeError),
-    (2**63, ValueError), (2**64 - 100, ValueError), (-2**63 - 1, ValueError),
-    (np.uint64(2**64 - 100), ValueError), (10**30, ValueError)], ids=short_id)
+@pytest.mark.parametrize(
+    "ignore_index, exception",
+    [
+        (np.array([1]), TypeError),
+        (np.array([1, 2]), TypeError),
+        ([1], TypeError),
+        ((-100,), TypeError),
+        (1.0, TypeError),
+        (np.float64(-100), TypeError),
+        ("-100", TypeError),
+        (None, TypeError),
+        (np.True_, TypeError),
+        (False, TypeError),
+        (1 + 0j, TypeError),
+        (2**63, ValueError),
+        (2**64 - 100, ValueError),
+        (-(2**63) - 1, ValueError),
+        (np.uint64(2**64 - 100), ValueError),
+        (10**30, ValueError),
+    ],
+    ids=short_id,
+)
 @pytest.mark.parametrize("function", LOSS_FUNCTIONS)
 def test_bad_ignore_index(function, ignore_index, exception):
     arguments = valid_arguments(function, "hard")
@@ -569,15 +717,19 @@ def test_bad_ignore_index(function, ignore_index, exception):
     expect_call_error(exception, "ignore_index", function, arguments)
 
 
-@pytest.mark.parametrize("ignore_index", [np.int8(-100), np.uint8(2), np.int64(-100),
-                                          np.uint64(2), np.array(-100), np.intp(1)], ids=short_id)
+@pytest.mark.parametrize(
+    "ignore_index",
+    [np.int8(-100), np.uint8(2), np.int64(-100), np.uint64(2), np.array(-100), np.intp(1)],
+    ids=short_id,
+)
 def test_numpy_integer_ignore_index_is_accepted(ignore_index):
     x = logits()
     target = hard_target()
     target[0] = int(ignore_index)
     ignored = target == int(ignore_index)
-    loss, grad = fastsce.cross_entropy_with_grad(x, target, ignore_index=ignore_index,
-                                                 reduction="none")
+    loss, grad = fastsce.cross_entropy_with_grad(
+        x, target, ignore_index=ignore_index, reduction="none"
+    )
     assert np.all(loss[ignored] == 0) and np.all(grad[ignored] == 0)
     assert np.all(loss[~ignored] > 0)
 
@@ -594,15 +746,16 @@ NON_FINITE = [np.nan, np.inf, -np.inf]
 @pytest.mark.parametrize("position", [0, -1])
 @pytest.mark.parametrize("function, kind", LOSS_CALLS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.25])
-def test_non_finite_weight_is_a_value_error(function, kind, dtype, value, position,
-                                            label_smoothing):
+def test_non_finite_weight_is_a_value_error(
+    function, kind, dtype, value, position, label_smoothing
+):
     arguments = valid_arguments(function, kind)
     weight = np.ones(N_CLASSES, dtype)
     weight[position] = value
     arguments["weight"] = weight
     arguments["label_smoothing"] = label_smoothing
     expect_call_error(ValueError, "weight", function, arguments)
-    if "out" in arguments:                           # in place
+    if "out" in arguments:  # in place
         arguments["out"] = arguments["logits"]
         expect_call_error(ValueError, "weight", function, arguments)
 
@@ -634,7 +787,7 @@ def test_non_finite_soft_target_is_a_value_error(function, dtype, value):
             arguments = {"logits": x, "target": target, "reduction": reduction}
             outs = [None]
             if function.endswith(("with_grad", "loss_and_grad")):
-                outs += [sentinel_out(dtype=x.dtype), x]      # a buffer, and in place
+                outs += [sentinel_out(dtype=x.dtype), x]  # a buffer, and in place
             for out in outs:
                 if out is not None:
                     arguments["out"] = out
@@ -645,9 +798,28 @@ def test_non_finite_soft_target_is_a_value_error(function, dtype, value):
 # reduction, label_smoothing, temperature, axis: scalar options
 
 
-BAD_REDUCTIONS = ["avg", "MEAN", "Mean", "", "mean ", " sum", "mean\x00", "batchmean", "nONE",
-                  None, 0, 1, 1.0, True, b"mean", ["mean"], ("sum",), {"mean"},
-                  np.array(["mean", "sum"]), np.array([b"sum"])]
+BAD_REDUCTIONS = [
+    "avg",
+    "MEAN",
+    "Mean",
+    "",
+    "mean ",
+    " sum",
+    "mean\x00",
+    "batchmean",
+    "nONE",
+    None,
+    0,
+    1,
+    1.0,
+    True,
+    b"mean",
+    ["mean"],
+    ("sum",),
+    {"mean"},
+    np.array(["mean", "sum"]),
+    np.array([b"sum"]),
+]
 
 
 @pytest.mark.parametrize("reduction", BAD_REDUCTIONS, ids=short_id)
@@ -658,12 +830,28 @@ def test_unknown_reduction_is_a_value_error(function, kind, reduction):
     expect_call_error(ValueError, "reduction", function, arguments)
 
 
-@pytest.mark.parametrize("label_smoothing, exception", [
-    (-0.0001, ValueError), (1.5, ValueError), (np.nan, ValueError), (np.inf, ValueError),
-    (-np.inf, ValueError), (np.float16(1.5), ValueError), (10**400, ValueError),
-    (-10**400, ValueError), (2, ValueError),
-    ("0.1", TypeError), (None, TypeError), (True, TypeError), (np.False_, TypeError),
-    (0.1 + 0j, TypeError), (np.array([0.1]), TypeError), ([0.1], TypeError)], ids=short_id)
+@pytest.mark.parametrize(
+    "label_smoothing, exception",
+    [
+        (-0.0001, ValueError),
+        (1.5, ValueError),
+        (np.nan, ValueError),
+        (np.inf, ValueError),
+        (-np.inf, ValueError),
+        (np.float16(1.5), ValueError),
+        (10**400, ValueError),
+        (-(10**400), ValueError),
+        (2, ValueError),
+        ("0.1", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+        (np.False_, TypeError),
+        (0.1 + 0j, TypeError),
+        (np.array([0.1]), TypeError),
+        ([0.1], TypeError),
+    ],
+    ids=short_id,
+)
 @pytest.mark.parametrize("function, kind", LOSS_CALLS)
 def test_bad_label_smoothing(function, kind, label_smoothing, exception):
     arguments = valid_arguments(function, kind)
@@ -671,11 +859,25 @@ def test_bad_label_smoothing(function, kind, label_smoothing, exception):
     expect_call_error(exception, "label_smoothing", function, arguments)
 
 
-@pytest.mark.parametrize("temperature, exception", [
-    (0, ValueError), (-0.0, ValueError), (-1e-300, ValueError), (np.nan, ValueError),
-    (np.inf, ValueError), (-np.inf, ValueError), (10**400, ValueError),
-    ("1", TypeError), (None, TypeError), (True, TypeError), (1 + 0j, TypeError),
-    (np.array([1.0]), TypeError), ([1.0], TypeError)], ids=short_id)
+@pytest.mark.parametrize(
+    "temperature, exception",
+    [
+        (0, ValueError),
+        (-0.0, ValueError),
+        (-1e-300, ValueError),
+        (np.nan, ValueError),
+        (np.inf, ValueError),
+        (-np.inf, ValueError),
+        (10**400, ValueError),
+        ("1", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+        (1 + 0j, TypeError),
+        (np.array([1.0]), TypeError),
+        ([1.0], TypeError),
+    ],
+    ids=short_id,
+)
 @pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
 def test_bad_temperature(function, temperature, exception):
     arguments = valid_arguments(function)
@@ -686,8 +888,7 @@ def test_bad_temperature(function, temperature, exception):
 @pytest.mark.parametrize("temperature", [5e-324, 1e-310, 1e-300, 1e-39])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
-def test_tiny_temperature_raises_or_gives_the_limit_never_silent_nan(function, dtype,
-                                                                     temperature):
+def test_tiny_temperature_raises_or_gives_the_limit_never_silent_nan(function, dtype, temperature):
     """A positive temperature so small that 1/T overflows: either ValueError naming
     `temperature`, or the T -> 0 limit (one-hot softmax at the max, finite log-softmax
     entries -inf or 0, logsumexp = max/T) -- not NaN for finite logits."""
@@ -705,8 +906,7 @@ def test_tiny_temperature_raises_or_gives_the_limit_never_silent_nan(function, d
 @pytest.mark.parametrize("temperature", [1e39, 1e44, 1e46, 1e300, 1.7e308])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
-def test_huge_temperature_raises_or_gives_the_limit_never_silent_nan(function, dtype,
-                                                                     temperature):
+def test_huge_temperature_raises_or_gives_the_limit_never_silent_nan(function, dtype, temperature):
     """1 / T so small it is subnormal or rounds to 0 in the compute dtype: either
     ValueError naming `temperature`, or the T -> inf limit (uniform softmax,
     log-softmax -log C, logsumexp log C) -- not NaN (0 * -inf in the kernels)."""
@@ -721,9 +921,16 @@ def test_huge_temperature_raises_or_gives_the_limit_never_silent_nan(function, d
 
 
 def extreme_temperatures():
-    return [(np.float32, 1e-39), (np.float32, 1e-45), (np.float32, 1e39), (np.float32, 1e46),
-            (np.float32, 1e300), (np.float64, 1e-310), (np.float64, 5e-324),
-            (np.float64, 1.7e308)]
+    return [
+        (np.float32, 1e-39),
+        (np.float32, 1e-45),
+        (np.float32, 1e39),
+        (np.float32, 1e46),
+        (np.float32, 1e300),
+        (np.float64, 1e-310),
+        (np.float64, 5e-324),
+        (np.float64, 1.7e308),
+    ]
 
 
 @pytest.mark.parametrize("dtype, temperature", extreme_temperatures(), ids=str)
@@ -734,29 +941,42 @@ def test_extreme_loss_temperature_raises_or_is_not_nan(function, kind, dtype, te
     NaN-free loss and gradient for finite logits."""
     if "temperature" not in parameters(function):
         pytest.skip(f"{function} has no `temperature` option in this version")
-    for n_classes in [3, 16, 33]:          # a vector tail only, whole vectors, both
+    for n_classes in [3, 16, 33]:  # a vector tail only, whole vectors, both
         arguments = valid_arguments(function, kind)
         shape = (N_ROWS, n_classes)
         arguments.pop("out", None)
-        arguments.update(logits=make_logits(shape, dtype), weight=None, temperature=temperature,
-                         reduction="none",
-                         target=hard_target(shape) if kind == "hard" else soft_target(shape))
+        arguments.update(
+            logits=make_logits(shape, dtype),
+            weight=None,
+            temperature=temperature,
+            reduction="none",
+            target=hard_target(shape) if kind == "hard" else soft_target(shape),
+        )
         try:
             result = call(function, arguments)
         except ValueError as error:
             assert "`temperature`" in str(error), error
             continue
-        for value in (result if isinstance(result, tuple) else (result,)):
+        for value in result if isinstance(result, tuple) else (result,):
             assert not np.isnan(value).any(), (
-                f"silent NaN for temperature={temperature}, C={n_classes}: {value}")
+                f"silent NaN for temperature={temperature}, C={n_classes}: {value}"
+            )
 
 
-@pytest.mark.parametrize("dtype, big, temperature", [
-    (np.float64, 1.79e308, 0.5), (np.float64, 1e300, 1e-10), (np.float32, 3.4e38, 1e-3),
-    (np.float32, 1e30, 1e-10)], ids=str)
+@pytest.mark.parametrize(
+    "dtype, big, temperature",
+    [
+        (np.float64, 1.79e308, 0.5),
+        (np.float64, 1e300, 1e-10),
+        (np.float32, 3.4e38, 1e-3),
+        (np.float32, 1e30, 1e-10),
+    ],
+    ids=str,
+)
 @pytest.mark.parametrize("function, kind", LOSS_CALLS)
 def test_loss_temperature_with_logits_beyond_the_range_of_x_over_t_is_not_nan(
-        function, kind, dtype, big, temperature):
+    function, kind, dtype, big, temperature
+):
     """Found by the fuzzer: finite logits whose x / T overflows the dtype.  The loss is
     sum_j b_j (lse(z) - z_j), z = x / T, which is +inf when it exceeds the largest float
     (log_softmax(x, temperature=T), which subtracts the max before scaling, gives -inf
@@ -764,25 +984,44 @@ def test_loss_temperature_with_logits_beyond_the_range_of_x_over_t_is_not_nan(
     if "temperature" not in parameters(function):
         pytest.skip(f"{function} has no `temperature` option in this version")
     x = np.array([[big, 1.0, -2.0, 0.5], [0.5, 1.0, -2.0, big]], dtype)
-    arguments = {"logits": x, "temperature": temperature, "reduction": "none",
-                 "target": np.array([1, 0]) if kind == "hard" else
-                 np.array([[0.0, 1.0, 0.0, 0.0], [0.5, 0.0, 0.0, 0.5]], dtype)}
+    arguments = {
+        "logits": x,
+        "temperature": temperature,
+        "reduction": "none",
+        "target": np.array([1, 0])
+        if kind == "hard"
+        else np.array([[0.0, 1.0, 0.0, 0.0], [0.5, 0.0, 0.0, 0.5]], dtype),
+    }
     result = call(function, arguments)
     loss, grad = result if isinstance(result, tuple) else (result, None)
     expected = -fastsce.log_softmax(x, temperature=temperature)
-    expected = expected[np.arange(2), [1, 0]] if kind == "hard" else np.array(
-        [expected[0, 1], 0.5 * expected[1, 0]])
-    assert np.all(np.isposinf(expected))          # every case here overflows the dtype
+    expected = (
+        expected[np.arange(2), [1, 0]]
+        if kind == "hard"
+        else np.array([expected[0, 1], 0.5 * expected[1, 0]])
+    )
+    assert np.all(np.isposinf(expected))  # every case here overflows the dtype
     assert not np.isnan(loss).any(), f"NaN loss for finite logits: {loss}"
     np.testing.assert_array_equal(loss, expected.astype(loss.dtype))
     if grad is not None:
         assert np.isfinite(grad).all(), grad
 
 
-BAD_AXES = [(2, ValueError), (-3, ValueError), (2**70, ValueError), (-2**70, ValueError),
-            (1.0, TypeError), (1.5, TypeError), ("0", TypeError), (None, TypeError),
-            ((0, 1), TypeError), ([0], TypeError), (np.float64(0), TypeError),
-            (True, TypeError), (np.array([0]), TypeError)]
+BAD_AXES = [
+    (2, ValueError),
+    (-3, ValueError),
+    (2**70, ValueError),
+    (-(2**70), ValueError),
+    (1.0, TypeError),
+    (1.5, TypeError),
+    ("0", TypeError),
+    (None, TypeError),
+    ((0, 1), TypeError),
+    ([0], TypeError),
+    (np.float64(0), TypeError),
+    (True, TypeError),
+    (np.array([0]), TypeError),
+]
 
 
 @pytest.mark.parametrize("axis, exception", BAD_AXES, ids=short_id)
@@ -796,13 +1035,13 @@ def test_bad_axis(function, axis, exception):
     with pytest.raises(Exception) as info:
         call(function, arguments)
     assert isinstance(info.value, exception) and not (
-        exception is TypeError and isinstance(info.value, ValueError)), repr(info.value)
+        exception is TypeError and isinstance(info.value, ValueError)
+    ), repr(info.value)
     assert "axis" in str(info.value), f"message does not name the axis: {info.value}"
     assert_unchanged(values, copies)
 
 
-@pytest.mark.parametrize("axis", [np.int8(0), np.int64(-2), np.uint8(1), np.array(0)],
-                         ids=short_id)
+@pytest.mark.parametrize("axis", [np.int8(0), np.int64(-2), np.uint8(1), np.array(0)], ids=short_id)
 def test_numpy_integer_axis_is_accepted(axis):
     x = logits()
     expected = fastsce.reference.softmax(x, axis=int(axis))
@@ -826,8 +1065,10 @@ def out_cases():
             del arguments["out"]
             cases[f"{function} {kind}"] = (function, arguments)
             for reduction in ["sum", "none"]:
-                cases[f"{function} {kind} {reduction}"] = (function,
-                                                           dict(arguments, reduction=reduction))
+                cases[f"{function} {kind} {reduction}"] = (
+                    function,
+                    dict(arguments, reduction=reduction),
+                )
     return cases
 
 
@@ -882,10 +1123,19 @@ def test_wrong_out(case, bad):
 
 
 @pytest.mark.parametrize("case", OUT_CASES)
-@pytest.mark.parametrize("x_dtype, out_dtype", [
-    (np.float16, np.float16), (np.float16, np.float64), (np.int32, np.float32),
-    (np.int64, np.int64), (np.uint8, np.float32), (np.float32, np.float64),
-    (np.longdouble, np.longdouble)], ids=str)
+@pytest.mark.parametrize(
+    "x_dtype, out_dtype",
+    [
+        (np.float16, np.float16),
+        (np.float16, np.float64),
+        (np.int32, np.float32),
+        (np.int64, np.int64),
+        (np.uint8, np.float32),
+        (np.float32, np.float64),
+        (np.longdouble, np.longdouble),
+    ],
+    ids=str,
+)
 def test_out_must_have_the_compute_dtype(case, x_dtype, out_dtype):
     function, arguments = out_cases()[case]
     name = "x" if "x" in arguments else "logits"
@@ -907,8 +1157,8 @@ def test_out_overlapping_the_input_is_a_value_error(case, shift, wrap):
     name = "x" if "x" in arguments else "logits"
     buffer = make_logits((50,), np.float64)
     start = 20
-    x = buffer[start:start + 12].reshape(SHAPE)
-    out = buffer[start + shift:start + shift + 12].reshape(SHAPE)
+    x = buffer[start : start + 12].reshape(SHAPE)
+    out = buffer[start + shift : start + shift + 12].reshape(SHAPE)
     if wrap == "memoryview":
         x_arg = memoryview(x)
     elif wrap == "array interface":
@@ -951,17 +1201,24 @@ def test_out_overlapping_the_weight_is_a_value_error(kind):
     arguments["weight"] = out[2]
     arguments["out"] = out
     expect_call_error(ValueError, "out", "cross_entropy_with_grad", arguments)
-    arguments["weight"] = out.reshape(-1)[::4]    # a strided view into out
+    arguments["weight"] = out.reshape(-1)[::4]  # a strided view into out
     expect_call_error(ValueError, "out", "cross_entropy_with_grad", arguments)
 
 
-IN_PLACE_FUNCTIONS = ["softmax", "log_softmax", "cross_entropy_with_grad",
-                      "CrossEntropyLoss.loss_and_grad"]
+IN_PLACE_FUNCTIONS = [
+    "softmax",
+    "log_softmax",
+    "cross_entropy_with_grad",
+    "CrossEntropyLoss.loss_and_grad",
+]
 
 
 def in_place_arguments(function, x):
-    return {"x": x} if function in ("softmax", "log_softmax") else {
-        "logits": x, "target": hard_target()}
+    return (
+        {"x": x}
+        if function in ("softmax", "log_softmax")
+        else {"logits": x, "target": hard_target()}
+    )
 
 
 @pytest.mark.parametrize("function", IN_PLACE_FUNCTIONS)
@@ -975,8 +1232,7 @@ def test_in_place_on_read_only_logits_is_a_value_error(function):
 @pytest.mark.parametrize("layout", ["float16", "int64", "float32 to float64 out"])
 def test_in_place_needs_the_compute_dtype(function, layout):
     """out=x where x is not in the compute dtype cannot be an in-place result."""
-    dtype = {"float16": np.float16, "int64": np.int64, "float32 to float64 out": np.float32}[
-        layout]
+    dtype = {"float16": np.float16, "int64": np.int64, "float32 to float64 out": np.float32}[layout]
     x = (logits() * 4).astype(dtype)
     out = x if layout != "float32 to float64 out" else np.zeros(SHAPE)
     expect_call_error(TypeError, "out", function, dict(in_place_arguments(function, x), out=out))
@@ -999,8 +1255,12 @@ def test_in_place_is_allowed_and_correct(function):
 
 
 def run_python(script, timeout=120):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.parametrize("n_threads", [10**5, 2**31, 2**40, 2**63], ids=str)
@@ -1024,7 +1284,8 @@ def test_absurd_thread_count_is_rejected_or_harmless(n_threads):
             print("harmless")
     """)
     assert result.returncode == 0, (
-        f"return code {result.returncode}\n{result.stdout}\n{result.stderr[-2000:]}")
+        f"return code {result.returncode}\n{result.stdout}\n{result.stderr[-2000:]}"
+    )
     assert result.stdout.strip() in ("rejected", "harmless")
 
 
@@ -1055,7 +1316,8 @@ def test_absurd_sizes_raise_memory_error_not_crash():
                 raise SystemExit(name + ": no error")
     """)
     assert result.returncode == 0, (
-        f"return code {result.returncode}\n{result.stdout}\n{result.stderr[-2000:]}")
+        f"return code {result.returncode}\n{result.stdout}\n{result.stderr[-2000:]}"
+    )
     assert result.stdout.count("MemoryError") == 7, result.stdout
 
 
@@ -1067,23 +1329,46 @@ def parameters(function):
     """Names of the parameters `function` (as in LOSS_FUNCTIONS) accepts."""
     if function.startswith("CrossEntropyLoss"):
         method = "loss_and_grad" if function.endswith("loss_and_grad") else "__call__"
-        return (set(inspect.signature(fastsce.CrossEntropyLoss).parameters)
-                | set(inspect.signature(getattr(fastsce.CrossEntropyLoss, method)).parameters))
+        return set(inspect.signature(fastsce.CrossEntropyLoss).parameters) | set(
+            inspect.signature(getattr(fastsce.CrossEntropyLoss, method)).parameters
+        )
     return set(inspect.signature(getattr(fastsce, function)).parameters)
 
 
 EXTRA_SCALAR_OPTIONS = {
     # name: [(bad value, exception)]; DESIGN-style rules for positive / non-negative reals
-    "temperature": [(0.0, ValueError), (-1.0, ValueError), (np.nan, ValueError),
-                    (np.inf, ValueError), ("1", TypeError), (None, TypeError),
-                    (True, TypeError)],
-    "softcap": [(0.0, ValueError), (-1.0, ValueError), (np.nan, ValueError),
-                (np.inf, ValueError), ("1", TypeError), (True, TypeError)],
-    "z_loss": [(-1e-3, ValueError), (np.nan, ValueError), (np.inf, ValueError),
-               ("0", TypeError), (None, TypeError), (True, TypeError)],
+    "temperature": [
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (np.nan, ValueError),
+        (np.inf, ValueError),
+        ("1", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
+    "softcap": [
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (np.nan, ValueError),
+        (np.inf, ValueError),
+        ("1", TypeError),
+        (True, TypeError),
+    ],
+    "z_loss": [
+        (-1e-3, ValueError),
+        (np.nan, ValueError),
+        (np.inf, ValueError),
+        ("0", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
 }
-EXTRA_CASES = [(f, name, value, exc) for f in LOSS_FUNCTIONS
-               for name, bad in EXTRA_SCALAR_OPTIONS.items() for value, exc in bad]
+EXTRA_CASES = [
+    (f, name, value, exc)
+    for f in LOSS_FUNCTIONS
+    for name, bad in EXTRA_SCALAR_OPTIONS.items()
+    for value, exc in bad
+]
 
 
 @pytest.mark.parametrize("function, name, value, exception", EXTRA_CASES, ids=short_id)
@@ -1101,9 +1386,17 @@ EXTRA_OUTS = {"lse_out": np.float64, "argmax_out": np.int64}
 
 @pytest.mark.parametrize("function", LOSS_FUNCTIONS)
 @pytest.mark.parametrize("name", list(EXTRA_OUTS))
-@pytest.mark.parametrize("bad, exception", [
-    ("wrong dtype", TypeError), ("wrong shape", ValueError), ("read-only", ValueError),
-    ("strided", ValueError), ("overlaps logits", ValueError), ("list", TypeError)])
+@pytest.mark.parametrize(
+    "bad, exception",
+    [
+        ("wrong dtype", TypeError),
+        ("wrong shape", ValueError),
+        ("read-only", ValueError),
+        ("strided", ValueError),
+        ("overlaps logits", ValueError),
+        ("list", TypeError),
+    ],
+)
 def test_bad_extra_per_row_out(function, name, bad, exception):
     if name not in parameters(function):
         pytest.skip(f"{function} has no `{name}` argument in this version")

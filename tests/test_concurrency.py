@@ -15,6 +15,7 @@
   kernel's.  The kernels run on one OpenMP thread there, so that on a small machine a
   CPU is free for the second Python thread while the kernel runs.
 """
+
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -50,8 +51,9 @@ def make_inputs(key, n_rows, n_classes, dtype):
 
 def all_calls(inputs, criterion):
     """[(name, thunk)] covering every public function; every thunk returns arrays."""
-    x, hard, soft, s, log_s, g, w = (inputs[k] for k in
-                                     ["x", "hard", "soft", "s", "log_s", "g", "weight"])
+    x, hard, soft, s, log_s, g, w = (
+        inputs[k] for k in ["x", "hard", "soft", "s", "log_s", "g", "weight"]
+    )
     jac_s = s[: max(1, 200_000 // s.shape[1] ** 2), :] if s.shape[1] <= 256 else s[:2, :64]
     return [
         ("softmax", lambda: fastsce.softmax(x)),
@@ -62,11 +64,15 @@ def all_calls(inputs, criterion):
         ("log_softmax_backward", lambda: fastsce.log_softmax_backward(g, log_s)),
         ("softmax_jacobian", lambda: fastsce.softmax_jacobian(jac_s)),
         ("cross_entropy", lambda: fastsce.cross_entropy(x, hard)),
-        ("cross_entropy none", lambda: fastsce.cross_entropy(x, hard, reduction="none",
-                                                             weight=w, label_smoothing=0.1)),
+        (
+            "cross_entropy none",
+            lambda: fastsce.cross_entropy(x, hard, reduction="none", weight=w, label_smoothing=0.1),
+        ),
         ("cross_entropy_with_grad", lambda: fastsce.cross_entropy_with_grad(x, hard)),
-        ("cross_entropy_with_grad soft", lambda: fastsce.cross_entropy_with_grad(
-            x, soft, weight=w, reduction="sum")),
+        (
+            "cross_entropy_with_grad soft",
+            lambda: fastsce.cross_entropy_with_grad(x, soft, weight=w, reduction="sum"),
+        ),
         ("CrossEntropyLoss", lambda: criterion(x, hard)),
         ("CrossEntropyLoss soft", lambda: criterion(x, soft)),
         ("CrossEntropyLoss.loss_and_grad", lambda: criterion.loss_and_grad(x, hard)),
@@ -83,7 +89,7 @@ def assert_identical(actual, expected, what):
         assert np.array_equal(a, e, equal_nan=True), f"{what}: differs from the serial result"
 
 
-SIZES = [(64, 10), (100, 33), (512, 1000), (96, 4097)]   # GIL kept, kept, released, released
+SIZES = [(64, 10), (100, 33), (512, 1000), (96, 4097)]  # GIL kept, kept, released, released
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -92,8 +98,9 @@ def test_threads_on_shared_read_only_inputs_match_serial_results(dtype):
     calls = []
     for n_rows, n_classes in SIZES:
         inputs = make_inputs("shared", n_rows, n_classes, dtype)
-        calls += [(f"{name} {n_rows}x{n_classes}", thunk)
-                  for name, thunk in all_calls(inputs, criterion)]
+        calls += [
+            (f"{name} {n_rows}x{n_classes}", thunk) for name, thunk in all_calls(inputs, criterion)
+        ]
     expected = {name: thunk() for name, thunk in calls}
 
     def worker(k):
@@ -137,8 +144,9 @@ def test_threads_on_inputs_of_their_own_match_serial_results(dtype):
         assert sorted(pool.map(worker, range(N_THREADS))) == list(range(N_THREADS))
 
 
-@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "weight": "random"},
-                                     {"reduction": "none"}], ids=str)
+@pytest.mark.parametrize(
+    "options", [{}, {"label_smoothing": 0.1, "weight": "random"}, {"reduction": "none"}], ids=str
+)
 def test_one_loss_object_shared_by_threads(options):
     """CrossEntropyLoss keeps buffers between calls: threads sharing one object (and
     releasing the GIL in the kernel) must not share those buffers."""
@@ -147,16 +155,21 @@ def test_one_loss_object_shared_by_threads(options):
     if options.get("weight") == "random":
         options["weight"] = rng_for("shared loss weight").uniform(0.5, 2.0, n_classes)
     criterion = fastsce.CrossEntropyLoss(**options)
-    inputs = [make_inputs(f"loss object {k}", 128 + 16 * k, n_classes, np.float32)
-              for k in range(N_THREADS)]
+    inputs = [
+        make_inputs(f"loss object {k}", 128 + 16 * k, n_classes, np.float32)
+        for k in range(N_THREADS)
+    ]
     expected = [fastsce.cross_entropy_with_grad(i["x"], i["hard"], **options) for i in inputs]
 
     def worker(k):
         for _ in range(10):
             loss, grad = criterion.loss_and_grad(inputs[k]["x"], inputs[k]["hard"])
             assert_identical((loss, grad), expected[k], f"thread {k}")
-            assert_identical(criterion(inputs[k]["x"], inputs[k]["hard"]), expected[k][0],
-                             f"thread {k} (loss only)")
+            assert_identical(
+                criterion(inputs[k]["x"], inputs[k]["hard"]),
+                expected[k][0],
+                f"thread {k} (loss only)",
+            )
         return k
 
     with ThreadPoolExecutor(N_THREADS) as pool:
@@ -190,7 +203,7 @@ def progress_of_another_thread_during(call):
     ready.wait()
     try:
         sys.setswitchinterval(1000.0)
-        go.set()                 # the spinner now waits for the GIL, which we hold
+        go.set()  # the spinner now waits for the GIL, which we hold
         call()
         during = counter[0]
     finally:
@@ -202,8 +215,8 @@ def progress_of_another_thread_during(call):
 
 
 def large_and_small_calls():
-    big = make_inputs("gil", 1024, 4096, np.float32)         # 4M elements
-    small = make_inputs("gil small", 16, 10, np.float32)      # 160 elements
+    big = make_inputs("gil", 1024, 4096, np.float32)  # 4M elements
+    small = make_inputs("gil small", 16, 10, np.float32)  # 160 elements
     criterion = fastsce.CrossEntropyLoss()
 
     def calls(i, jac_rows):
@@ -219,6 +232,7 @@ def large_and_small_calls():
             "cross_entropy soft": lambda: fastsce.cross_entropy(i["x"], i["soft"]),
             "CrossEntropyLoss": lambda: criterion(i["x"], i["hard"]),
         }
+
     return calls(big, 8), calls(small, 1)
 
 
@@ -229,20 +243,24 @@ LARGE, SMALL = large_and_small_calls()
 @pytest.mark.usefixtures("restore_threads")
 def test_large_kernels_release_the_gil(name):
     fastsce.set_num_threads(1)
-    LARGE[name]()                                   # warm up (first-call allocations)
+    LARGE[name]()  # warm up (first-call allocations)
 
     def three_large_calls():
         for _ in range(3):
             LARGE[name]()
+
     assert progress_of_another_thread_during(three_large_calls) > 0, (
-        f"{name}: another Python thread made no progress during large calls")
+        f"{name}: another Python thread made no progress during large calls"
+    )
 
 
 @pytest.mark.parametrize("name", list(SMALL))
 def test_small_calls_keep_the_gil_and_the_method_detects_it(name):
     """The control: 200 small calls (GIL kept on purpose) in a row give the other thread
     no chance to run -- so the progress seen above is the kernels' GIL release."""
+
     def many_small_calls():
         for _ in range(200):
             SMALL[name]()
+
     assert progress_of_another_thread_during(many_small_calls) == 0

@@ -1,10 +1,10 @@
 """Every error of DESIGN.md "Errors": exact exception type, a message naming the
 argument, and nothing written: out= and every input are unchanged afterwards."""
+
 import numpy as np
 import pytest
 
 import fastsce
-
 from conftest import assert_unchanged, make_logits, snapshot
 
 
@@ -38,14 +38,18 @@ X_FUNCTIONS = {
     "log_softmax": ("x", lambda x: fastsce.log_softmax(x)),
     "logsumexp": ("x", lambda x: fastsce.logsumexp(x)),
     "cross_entropy": ("logits", lambda x: fastsce.cross_entropy(x, _target_for(x))),
-    "cross_entropy_with_grad": ("logits",
-                                lambda x: fastsce.cross_entropy_with_grad(x, _target_for(x))),
+    "cross_entropy_with_grad": (
+        "logits",
+        lambda x: fastsce.cross_entropy_with_grad(x, _target_for(x)),
+    ),
     "softmax_jacobian": ("s", lambda x: fastsce.softmax_jacobian(x)),
     "softmax_backward(s)": ("s", lambda x: fastsce.softmax_backward(np.ones(np.shape(x)), x)),
 }
 DTYPE_ONLY_FUNCTIONS = {
-    "softmax_backward(grad_s)": ("grad_s",
-                                 lambda x: fastsce.softmax_backward(x, np.ones(np.shape(x)))),
+    "softmax_backward(grad_s)": (
+        "grad_s",
+        lambda x: fastsce.softmax_backward(x, np.ones(np.shape(x))),
+    ),
 }
 
 
@@ -77,8 +81,11 @@ def test_non_numeric_input_is_a_type_error(function, kind):
 # ValueError: no class axis, zero classes
 
 
-@pytest.mark.parametrize("value", [np.float64(1.5), np.array(2.0), 3.0, np.float32(1), 7],
-                         ids=["np.float64", "0d array", "float", "np.float32", "int"])
+@pytest.mark.parametrize(
+    "value",
+    [np.float64(1.5), np.array(2.0), 3.0, np.float32(1), 7],
+    ids=["np.float64", "0d array", "float", "np.float32", "int"],
+)
 @pytest.mark.parametrize("function", list(X_FUNCTIONS))
 def test_0d_input_is_a_value_error(function, value):
     name, call = X_FUNCTIONS[function]
@@ -97,37 +104,58 @@ def test_zero_classes_is_a_value_error(function, shape):
 
 
 @pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad"])
-@pytest.mark.parametrize("target", [
-    np.array([0.0, 1.0, 2.0, 1.0]),                 # float class indices
-    np.array([0.0, 1.0, 2.0, 1.0], np.float32),
-    np.full((4, 2), 0.5),                           # probabilities of the wrong shape
-    np.full((4, 3, 1), 0.5),
-    np.full((3,), 1 / 3),
-    [0.0, 1.0, 2.0, 1.0],                           # a list of floats
-], ids=["float64 indices", "float32 indices", "(4, 2)", "(4, 3, 1)", "(3,)", "float list"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        np.array([0.0, 1.0, 2.0, 1.0]),  # float class indices
+        np.array([0.0, 1.0, 2.0, 1.0], np.float32),
+        np.full((4, 2), 0.5),  # probabilities of the wrong shape
+        np.full((4, 3, 1), 0.5),
+        np.full((3,), 1 / 3),
+        [0.0, 1.0, 2.0, 1.0],  # a list of floats
+    ],
+    ids=["float64 indices", "float32 indices", "(4, 2)", "(4, 3, 1)", "(3,)", "float list"],
+)
 def test_float_target_not_of_logits_shape_is_a_type_error(function, target):
     logits, _ = logits_and_target()
     raises_and_writes_nothing(TypeError, "`target`", getattr(fastsce, function), logits, target)
 
 
 @pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad"])
-@pytest.mark.parametrize("target", [np.array([True, False, True, True]), np.array(["a"] * 4),
-                                    np.array([1j, 0, 0, 0])], ids=["bool", "str", "complex"])
+@pytest.mark.parametrize(
+    "target",
+    [np.array([True, False, True, True]), np.array(["a"] * 4), np.array([1j, 0, 0, 0])],
+    ids=["bool", "str", "complex"],
+)
 def test_non_numeric_target_is_a_type_error(function, target):
     logits, _ = logits_and_target()
     raises_and_writes_nothing(TypeError, "`target`", getattr(fastsce, function), logits, target)
 
 
 @pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad"])
-@pytest.mark.parametrize("logits_shape, target_shape", [
-    ((4, 3), (3,)), ((4, 3), (4, 1)), ((4, 3), (1, 4)), ((4, 3), (4, 3)), ((4, 3), ()),
-    ((4, 3), (5,)), ((2, 4, 3), (8,)), ((2, 4, 3), (4, 2)), ((3,), (1,)), ((3,), (3,))])
-def test_class_index_target_of_the_wrong_shape_is_a_value_error(function, logits_shape,
-                                                                target_shape):
+@pytest.mark.parametrize(
+    "logits_shape, target_shape",
+    [
+        ((4, 3), (3,)),
+        ((4, 3), (4, 1)),
+        ((4, 3), (1, 4)),
+        ((4, 3), (4, 3)),
+        ((4, 3), ()),
+        ((4, 3), (5,)),
+        ((2, 4, 3), (8,)),
+        ((2, 4, 3), (4, 2)),
+        ((3,), (1,)),
+        ((3,), (3,)),
+    ],
+)
+def test_class_index_target_of_the_wrong_shape_is_a_value_error(
+    function, logits_shape, target_shape
+):
     logits = make_logits(logits_shape, np.float64)
     target = np.zeros(target_shape, np.int64)
-    raises_and_writes_nothing(ValueError, "`target`.*shape", getattr(fastsce, function),
-                              logits, target)
+    raises_and_writes_nothing(
+        ValueError, "`target`.*shape", getattr(fastsce, function), logits, target
+    )
 
 
 BAD_INDICES = [-1, 3, 4, 10**9, np.iinfo(np.int64).min, np.iinfo(np.int64).max]
@@ -142,11 +170,25 @@ def test_class_index_out_of_range_is_a_value_error_and_writes_nothing(bad, dtype
     raises_and_writes_nothing(ValueError, pattern, fastsce.cross_entropy, logits, target)
     for reduction in ["mean", "sum", "none"]:
         out = np.full(logits.shape, 42.0, dtype)
-        raises_and_writes_nothing(ValueError, pattern, fastsce.cross_entropy_with_grad, logits,
-                                  target, reduction=reduction, out=out)
+        raises_and_writes_nothing(
+            ValueError,
+            pattern,
+            fastsce.cross_entropy_with_grad,
+            logits,
+            target,
+            reduction=reduction,
+            out=out,
+        )
         # in place: the logits themselves must survive
-        raises_and_writes_nothing(ValueError, pattern, fastsce.cross_entropy_with_grad, logits,
-                                  target, reduction=reduction, out=logits)
+        raises_and_writes_nothing(
+            ValueError,
+            pattern,
+            fastsce.cross_entropy_with_grad,
+            logits,
+            target,
+            reduction=reduction,
+            out=logits,
+        )
 
 
 @pytest.mark.parametrize("bad", [2**63, 2**63 + 5, 2**64 - 1])
@@ -155,10 +197,12 @@ def test_uint64_class_index_above_int64_is_a_value_error(bad):
     target = target.astype(np.uint64)
     target[1, 0] = bad
     out = np.full(logits.shape, -7.0)
-    raises_and_writes_nothing(ValueError, rf"`target`.*{bad}", fastsce.cross_entropy_with_grad,
-                              logits, target, out=out)
-    raises_and_writes_nothing(ValueError, rf"`target`.*{bad}", fastsce.cross_entropy,
-                              logits, target)
+    raises_and_writes_nothing(
+        ValueError, rf"`target`.*{bad}", fastsce.cross_entropy_with_grad, logits, target, out=out
+    )
+    raises_and_writes_nothing(
+        ValueError, rf"`target`.*{bad}", fastsce.cross_entropy, logits, target
+    )
 
 
 @pytest.mark.parametrize("target_dtype", [np.int8, np.int16, np.int32, np.uint8, np.uint32])
@@ -172,21 +216,23 @@ def test_out_of_range_in_small_integer_dtypes(target_dtype):
 def test_out_of_range_scalar_target_of_1d_logits():
     logits = make_logits((3,), np.float64)
     out = np.full(3, 9.0)
-    raises_and_writes_nothing(ValueError, "`target`.*3", fastsce.cross_entropy_with_grad,
-                              logits, 3, out=out)
+    raises_and_writes_nothing(
+        ValueError, "`target`.*3", fastsce.cross_entropy_with_grad, logits, 3, out=out
+    )
     raises_and_writes_nothing(ValueError, "`target`.*-1", fastsce.cross_entropy, logits, -1)
 
 
 def test_ignore_index_is_the_only_out_of_range_index_allowed():
     logits, target = logits_and_target()
     target[1] = -100
-    fastsce.cross_entropy(logits, target)                       # default ignore_index
+    fastsce.cross_entropy(logits, target)  # default ignore_index
     target[1] = 3
-    fastsce.cross_entropy(logits, target, ignore_index=3)       # ignore_index == C
+    fastsce.cross_entropy(logits, target, ignore_index=3)  # ignore_index == C
     raises_and_writes_nothing(ValueError, "`target`.*3", fastsce.cross_entropy, logits, target)
-    target[1] = -100                                            # no longer the ignore_index
-    raises_and_writes_nothing(ValueError, "`target`.*-100", fastsce.cross_entropy, logits, target,
-                              ignore_index=-1)
+    target[1] = -100  # no longer the ignore_index
+    raises_and_writes_nothing(
+        ValueError, "`target`.*-100", fastsce.cross_entropy, logits, target, ignore_index=-1
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -194,36 +240,55 @@ def test_ignore_index_is_the_only_out_of_range_index_allowed():
 
 
 @pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad"])
-@pytest.mark.parametrize("weight", [np.ones(2), np.ones(4), np.ones((1, 3)), np.ones((3, 1)),
-                                    np.float64(1.0), [1.0, 2.0], np.ones(0)],
-                         ids=["(2,)", "(4,)", "(1, 3)", "(3, 1)", "scalar", "list of 2", "(0,)"])
+@pytest.mark.parametrize(
+    "weight",
+    [
+        np.ones(2),
+        np.ones(4),
+        np.ones((1, 3)),
+        np.ones((3, 1)),
+        np.float64(1.0),
+        [1.0, 2.0],
+        np.ones(0),
+    ],
+    ids=["(2,)", "(4,)", "(1, 3)", "(3, 1)", "scalar", "list of 2", "(0,)"],
+)
 @pytest.mark.parametrize("soft", [False, True])
 def test_weight_not_of_shape_C_is_a_value_error(function, weight, soft):
     logits, target = logits_and_target()
     if soft:
         target = np.full(logits.shape, 1 / 3)
-    raises_and_writes_nothing(ValueError, "`weight`", getattr(fastsce, function), logits, target,
-                              weight=weight)
+    raises_and_writes_nothing(
+        ValueError, "`weight`", getattr(fastsce, function), logits, target, weight=weight
+    )
 
 
 @pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad"])
 @pytest.mark.parametrize("reduction", ["avg", "MEAN", "", "none ", None, "batchmean"])
 def test_unknown_reduction_is_a_value_error(function, reduction):
     logits, target = logits_and_target()
-    raises_and_writes_nothing(ValueError, "`reduction`", getattr(fastsce, function), logits,
-                              target, reduction=reduction)
+    raises_and_writes_nothing(
+        ValueError, "`reduction`", getattr(fastsce, function), logits, target, reduction=reduction
+    )
 
 
 @pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad"])
-@pytest.mark.parametrize("label_smoothing", [-0.1, -1e-300, 1.0000001, 2, np.nan, np.inf,
-                                             -np.inf, np.float32(1.5)])
+@pytest.mark.parametrize(
+    "label_smoothing", [-0.1, -1e-300, 1.0000001, 2, np.nan, np.inf, -np.inf, np.float32(1.5)]
+)
 @pytest.mark.parametrize("soft", [False, True])
 def test_label_smoothing_outside_0_1_is_a_value_error(function, label_smoothing, soft):
     logits, target = logits_and_target()
     if soft:
         target = np.full(logits.shape, 1 / 3)
-    raises_and_writes_nothing(ValueError, "`label_smoothing`", getattr(fastsce, function),
-                              logits, target, label_smoothing=label_smoothing)
+    raises_and_writes_nothing(
+        ValueError,
+        "`label_smoothing`",
+        getattr(fastsce, function),
+        logits,
+        target,
+        label_smoothing=label_smoothing,
+    )
 
 
 @pytest.mark.parametrize("label_smoothing", [0, 0.0, 1, 1.0, np.float32(0.5)])
@@ -243,9 +308,11 @@ def out_calls():
         "log_softmax": lambda x, out: fastsce.log_softmax(x, out=out),
         "softmax_axis0": lambda x, out: fastsce.softmax(x, axis=0, out=out),
         "cross_entropy_with_grad": lambda x, out: fastsce.cross_entropy_with_grad(
-            x, np.zeros(x.shape[:-1], np.int64), out=out),
+            x, np.zeros(x.shape[:-1], np.int64), out=out
+        ),
         "cross_entropy_with_grad_soft": lambda x, out: fastsce.cross_entropy_with_grad(
-            x, np.full(x.shape, 0.25), out=out),
+            x, np.full(x.shape, 0.25), out=out
+        ),
     }
 
 
@@ -253,10 +320,18 @@ OUT_FUNCTIONS = list(out_calls())
 
 
 @pytest.mark.parametrize("function", OUT_FUNCTIONS)
-@pytest.mark.parametrize("x_dtype, out_dtype", [
-    (np.float64, np.float32), (np.float32, np.float64), (np.float64, np.int64),
-    (np.float16, np.float16), (np.int64, np.int64), (np.float64, np.complex128),
-    (np.float64, np.dtype(">f8"))])
+@pytest.mark.parametrize(
+    "x_dtype, out_dtype",
+    [
+        (np.float64, np.float32),
+        (np.float32, np.float64),
+        (np.float64, np.int64),
+        (np.float16, np.float16),
+        (np.int64, np.int64),
+        (np.float64, np.complex128),
+        (np.float64, np.dtype(">f8")),
+    ],
+)
 def test_out_of_the_wrong_dtype_is_a_type_error(function, x_dtype, out_dtype):
     x = make_logits((3, 4), np.float64).astype(x_dtype)
     out = np.zeros((3, 4), out_dtype)
@@ -264,12 +339,10 @@ def test_out_of_the_wrong_dtype_is_a_type_error(function, x_dtype, out_dtype):
 
 
 @pytest.mark.parametrize("function", OUT_FUNCTIONS)
-@pytest.mark.parametrize("out_shape", [(4, 3), (3, 4, 1), (12,), (3, 5), (1, 3, 4), ()],
-                         ids=str)
+@pytest.mark.parametrize("out_shape", [(4, 3), (3, 4, 1), (12,), (3, 5), (1, 3, 4), ()], ids=str)
 def test_out_of_the_wrong_shape_is_a_value_error(function, out_shape):
     x = make_logits((3, 4), np.float64)
-    raises_and_writes_nothing(ValueError, "`out`", out_calls()[function], x,
-                              np.zeros(out_shape))
+    raises_and_writes_nothing(ValueError, "`out`", out_calls()[function], x, np.zeros(out_shape))
 
 
 @pytest.mark.parametrize("function", OUT_FUNCTIONS)
@@ -284,10 +357,12 @@ def test_read_only_out_is_a_value_error(function):
 @pytest.mark.parametrize("layout", ["F", "strided_cols", "strided_rows", "negative_strides"])
 def test_out_not_c_contiguous_is_a_value_error(function, layout):
     x = make_logits((3, 4), np.float64)
-    out = {"F": lambda: np.zeros((4, 3)).T,
-           "strided_cols": lambda: np.zeros((3, 8))[:, ::2],
-           "strided_rows": lambda: np.zeros((6, 4))[::2],
-           "negative_strides": lambda: np.zeros((3, 4))[::-1]}[layout]()
+    out = {
+        "F": lambda: np.zeros((4, 3)).T,
+        "strided_cols": lambda: np.zeros((3, 8))[:, ::2],
+        "strided_rows": lambda: np.zeros((6, 4))[::2],
+        "negative_strides": lambda: np.zeros((3, 4))[::-1],
+    }[layout]()
     raises_and_writes_nothing(ValueError, "`out`", out_calls()[function], x, out)
 
 
@@ -302,7 +377,7 @@ def test_out_overlapping_the_input_is_a_value_error(function, shift):
     """out and x are C-contiguous views of one buffer, `shift` elements apart."""
     buffer = make_logits((30,), np.float64)
     x = buffer[:12].reshape(3, 4)
-    out = buffer[shift:shift + 12].reshape(3, 4)
+    out = buffer[shift : shift + 12].reshape(3, 4)
     raises_and_writes_nothing(ValueError, "`out` overlaps", out_calls()[function], x, out)
 
 
@@ -323,40 +398,64 @@ def test_out_as_a_float_view_of_integer_input_is_a_value_error(function):
 def test_out_overlapping_the_soft_target_is_a_value_error():
     logits = make_logits((3, 4), np.float64)
     buffer = np.full((3, 4), 0.25)
-    raises_and_writes_nothing(ValueError, "`out` overlaps `target`",
-                              fastsce.cross_entropy_with_grad, logits, buffer, out=buffer)
+    raises_and_writes_nothing(
+        ValueError,
+        "`out` overlaps `target`",
+        fastsce.cross_entropy_with_grad,
+        logits,
+        buffer,
+        out=buffer,
+    )
     buffer2 = np.full((6, 4), 0.25)
-    raises_and_writes_nothing(ValueError, "`out` overlaps `target`",
-                              fastsce.cross_entropy_with_grad, logits, buffer2[::2],
-                              out=buffer2[2:5])
+    raises_and_writes_nothing(
+        ValueError,
+        "`out` overlaps `target`",
+        fastsce.cross_entropy_with_grad,
+        logits,
+        buffer2[::2],
+        out=buffer2[2:5],
+    )
 
 
 def test_out_overlapping_the_class_indices_is_a_value_error():
     logits = make_logits((3, 4), np.float64)
     out = np.zeros((3, 4))
-    target = out.view(np.int64)[:, 0]   # zeros: valid class indices, stored inside out
-    raises_and_writes_nothing(ValueError, "`out` overlaps `target`",
-                              fastsce.cross_entropy_with_grad, logits, target, out=out)
+    target = out.view(np.int64)[:, 0]  # zeros: valid class indices, stored inside out
+    raises_and_writes_nothing(
+        ValueError,
+        "`out` overlaps `target`",
+        fastsce.cross_entropy_with_grad,
+        logits,
+        target,
+        out=out,
+    )
 
 
 def test_out_overlapping_the_weight_is_a_value_error():
     logits, target = logits_and_target((3, 4))
     out = np.ones((3, 4))
-    raises_and_writes_nothing(ValueError, "`out` overlaps `weight`",
-                              fastsce.cross_entropy_with_grad, logits, target, weight=out[1],
-                              out=out)
+    raises_and_writes_nothing(
+        ValueError,
+        "`out` overlaps `weight`",
+        fastsce.cross_entropy_with_grad,
+        logits,
+        target,
+        weight=out[1],
+        out=out,
+    )
 
 
 def test_out_equal_to_an_input_is_allowed_only_for_the_logits():
-    logits, target = logits_and_target((3, 4))
+    logits, _target = logits_and_target((3, 4))
     expected = fastsce.softmax(logits)
     x = logits.copy()
     assert fastsce.softmax(x, out=x) is x
     np.testing.assert_array_equal(x, expected)
     # a copy of the logits used as soft target may not be out
     s = fastsce.softmax(logits)
-    raises_and_writes_nothing(ValueError, "`out` overlaps `target`",
-                              fastsce.cross_entropy_with_grad, logits, s, out=s)
+    raises_and_writes_nothing(
+        ValueError, "`out` overlaps `target`", fastsce.cross_entropy_with_grad, logits, s, out=s
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -366,8 +465,9 @@ def test_out_equal_to_an_input_is_allowed_only_for_the_logits():
 @pytest.mark.parametrize("grad_shape", [(3, 5), (4, 5), (4,), (2, 4, 4), (4, 4, 1)], ids=str)
 def test_softmax_backward_shape_mismatch_is_a_value_error(grad_shape):
     s = fastsce.softmax(make_logits((4, 4), np.float64))
-    raises_and_writes_nothing(ValueError, "`grad_s`", fastsce.softmax_backward,
-                              np.ones(grad_shape), s)
+    raises_and_writes_nothing(
+        ValueError, "`grad_s`", fastsce.softmax_backward, np.ones(grad_shape), s
+    )
 
 
 @pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
@@ -375,41 +475,81 @@ def test_softmax_backward_shape_mismatch_is_a_value_error(grad_shape):
 def test_axis_out_of_range_is_a_value_error(function, axis):
     x = make_logits((3, 4), np.float64)
     # numpy's AxisError, a ValueError subclass
-    raises_and_writes_nothing(ValueError, "axis", getattr(fastsce, function), x, axis=axis,
-                              exact=False)
+    raises_and_writes_nothing(
+        ValueError, "axis", getattr(fastsce, function), x, axis=axis, exact=False
+    )
 
 
 @pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
-@pytest.mark.parametrize("temperature, exception", [
-    (0.0, ValueError), (-1.0, ValueError), (np.nan, ValueError), (np.inf, ValueError),
-    ("1", TypeError), (None, TypeError), (True, TypeError), (1j, TypeError)])
+@pytest.mark.parametrize(
+    "temperature, exception",
+    [
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (np.nan, ValueError),
+        (np.inf, ValueError),
+        ("1", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+        (1j, TypeError),
+    ],
+)
 def test_bad_temperature(function, temperature, exception):
     x = make_logits((3, 4), np.float64)
-    raises_and_writes_nothing(exception, "`temperature`", getattr(fastsce, function), x,
-                              temperature=temperature)
+    raises_and_writes_nothing(
+        exception, "`temperature`", getattr(fastsce, function), x, temperature=temperature
+    )
 
 
-@pytest.mark.parametrize("ignore_index, exception", [
-    (1.5, TypeError), ("0", TypeError), (True, TypeError), (None, TypeError),
-    (2**63, ValueError), (-2**63 - 1, ValueError)])
+@pytest.mark.parametrize(
+    "ignore_index, exception",
+    [
+        (1.5, TypeError),
+        ("0", TypeError),
+        (True, TypeError),
+        (None, TypeError),
+        (2**63, ValueError),
+        (-(2**63) - 1, ValueError),
+    ],
+)
 def test_bad_ignore_index(ignore_index, exception):
     logits, target = logits_and_target()
-    raises_and_writes_nothing(exception, "`ignore_index`", fastsce.cross_entropy, logits, target,
-                              ignore_index=ignore_index)
+    raises_and_writes_nothing(
+        exception,
+        "`ignore_index`",
+        fastsce.cross_entropy,
+        logits,
+        target,
+        ignore_index=ignore_index,
+    )
 
 
-@pytest.mark.parametrize("weight, exception", [
-    ([1.0, np.nan, 1.0], ValueError), ([1.0, np.inf, 1.0], ValueError),
-    (np.ones(3, complex), TypeError), (["a", "b", "c"], TypeError)])
+@pytest.mark.parametrize(
+    "weight, exception",
+    [
+        ([1.0, np.nan, 1.0], ValueError),
+        ([1.0, np.inf, 1.0], ValueError),
+        (np.ones(3, complex), TypeError),
+        (["a", "b", "c"], TypeError),
+    ],
+)
 def test_non_finite_or_non_numeric_weight(weight, exception):
     logits, target = logits_and_target()
-    raises_and_writes_nothing(exception, "`weight`", fastsce.cross_entropy_with_grad, logits,
-                              target, weight=weight, out=np.zeros_like(logits))
+    raises_and_writes_nothing(
+        exception,
+        "`weight`",
+        fastsce.cross_entropy_with_grad,
+        logits,
+        target,
+        weight=weight,
+        out=np.zeros_like(logits),
+    )
 
 
-@pytest.mark.parametrize("n_threads, exception", [(0, ValueError), (-2, ValueError),
-                                                  (1.5, TypeError), (True, TypeError),
-                                                  ("2", TypeError)])
+@pytest.mark.parametrize(
+    "n_threads, exception",
+    [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)],
+)
 @pytest.mark.usefixtures("restore_threads")
 def test_bad_thread_count(n_threads, exception):
     before = fastsce.get_num_threads()

@@ -8,6 +8,7 @@ see fuzz_worker.py for the checks.  FASTSCE_FUZZ_CASES cases per seed (default 2
 for the seeds FASTSCE_FUZZ_SEEDS (default "1 2"); tests/run_long_checks.sh runs far more.
 Reproduce a case with: python tests/fuzz_worker.py --seed S --describe N.
 """
+
 import json
 import os
 import re
@@ -24,8 +25,12 @@ SEEDS = [int(s) for s in os.environ.get("FASTSCE_FUZZ_SEEDS", "1 2").split()]
 
 def run_fuzz(seed, cases, *extra):
     """Run the worker; returns (summary dict or None, completed process, crash text)."""
-    result = subprocess.run([sys.executable, str(WORKER), "--seed", str(seed), "--cases",
-                             str(cases), *extra], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, str(WORKER), "--seed", str(seed), "--cases", str(cases), *extra],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     try:
         summary = json.loads(result.stdout)
     except ValueError:
@@ -38,9 +43,14 @@ def run_fuzz(seed, cases, *extra):
         if last is not None:
             described = subprocess.run(
                 [sys.executable, str(WORKER), "--seed", str(seed), "--describe", str(last)],
-                capture_output=True, text=True, timeout=120).stdout
-        crash = (f"worker died (return code {result.returncode}) in case {last} of seed "
-                 f"{seed}:\n{described}\nstderr tail:\n{result.stderr[-1500:]}")
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
+        crash = (
+            f"worker died (return code {result.returncode}) in case {last} of seed "
+            f"{seed}:\n{described}\nstderr tail:\n{result.stderr[-1500:]}"
+        )
     return summary, result, crash
 
 
@@ -48,21 +58,27 @@ def run_fuzz(seed, cases, *extra):
 def test_random_garbage_never_crashes_and_gets_a_documented_answer(seed):
     summary, result, crash = run_fuzz(seed, CASES)
     assert not crash, crash
-    failures = "\n".join(f"case {f['case']}: {f['call']}\n  -> {f['failure']}"
-                         for f in summary["failures"])
+    failures = "\n".join(
+        f"case {f['case']}: {f['call']}\n  -> {f['failure']}" for f in summary["failures"]
+    )
     assert result.returncode == 0 and summary["failed"] == 0, (
-        f"{summary['failed']} of {summary['cases']} fuzz cases failed (seed {seed}):\n"
-        f"{failures}")
+        f"{summary['failed']} of {summary['cases']} fuzz cases failed (seed {seed}):\n{failures}"
+    )
     assert summary["cases"] == CASES
     outcomes = summary["outcomes"]
-    print(f"fuzz seed {seed}: {summary['cases']} cases, outcomes {json.dumps(outcomes)}, "
-          f"warnings {summary['warnings']}")
+    print(
+        f"fuzz seed {seed}: {summary['cases']} cases, outcomes {json.dumps(outcomes)}, "
+        f"warnings {summary['warnings']}"
+    )
     # the garbage reaches every function, and both ends: results and errors
     functions = {key.split(":")[0] for key in outcomes}
     for function in functions:
         assert outcomes.get(f"{function}: ok", 0) > 0, f"{function}: no successful call"
-        errors = sum(v for k, v in outcomes.items()
-                     if k.startswith(function + ":") and not k.endswith(": ok"))
+        errors = sum(
+            v
+            for k, v in outcomes.items()
+            if k.startswith(function + ":") and not k.endswith(": ok")
+        )
         assert errors > 0, f"{function}: no rejected call"
     assert len(functions) >= 7, functions
 

@@ -6,13 +6,19 @@ h = 1e-5 and |L|, |L'''| of order 1 both are below 1e-9, so FD_TOL below
 (1e-7 absolute plus 1e-6 relative) is a bound on the quotient's own error, not a
 loosened tolerance on fastsce.
 """
+
 import numpy as np
 import pytest
 
 import fastsce
-
-from conftest import (LOG_SUM_ATOL, assert_close, make_hard_target, make_logits,
-                      make_soft_target, rng_for)
+from conftest import (
+    LOG_SUM_ATOL,
+    assert_close,
+    make_hard_target,
+    make_logits,
+    make_soft_target,
+    rng_for,
+)
 
 H = 1e-5
 FD_RTOL, FD_ATOL = 1e-6, 1e-7
@@ -68,13 +74,14 @@ def test_cross_entropy_gradient_matches_finite_differences(target_kind, kind, re
         # for reduction='none' the gradient is that of the sum of the row losses
         return float(np.sum(fastsce.cross_entropy(x, target, reduction=reduction, **options)))
 
-    loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction, **options)
+    _loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction, **options)
     if np.isnan(total_loss(logits)):
         # every row ignored and reduction='mean': the loss is NaN, the gradient exactly 0
         assert np.all(grad == 0)
         return
-    np.testing.assert_allclose(grad, central_difference(total_loss, logits),
-                               rtol=FD_RTOL, atol=FD_ATOL)
+    np.testing.assert_allclose(
+        grad, central_difference(total_loss, logits), rtol=FD_RTOL, atol=FD_ATOL
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -88,7 +95,8 @@ def test_ignored_rows_have_zero_gradient_and_do_not_move_the_loss(shape):
     ignored = target == -100
     assert np.all(grad[ignored] == 0)
     numeric = central_difference(
-        lambda x: fastsce.cross_entropy(x, target, reduction="sum"), logits)
+        lambda x: fastsce.cross_entropy(x, target, reduction="sum"), logits
+    )
     assert np.all(numeric[ignored] == 0)
 
 
@@ -107,8 +115,9 @@ def test_softmax_backward_matches_finite_differences(shape, temperature):
     s = fastsce.softmax(logits, temperature=temperature)
     # softmax(x / T): the chain rule adds the factor 1 / T
     analytic = fastsce.softmax_backward(c + s, s) / temperature
-    np.testing.assert_allclose(analytic, central_difference(scalar, logits),
-                               rtol=FD_RTOL, atol=FD_ATOL)
+    np.testing.assert_allclose(
+        analytic, central_difference(scalar, logits), rtol=FD_RTOL, atol=FD_ATOL
+    )
 
 
 @pytest.mark.parametrize("n_classes", [1, 2, 5, 9])
@@ -117,7 +126,7 @@ def test_softmax_jacobian_matches_finite_differences(n_classes):
     jac = fastsce.softmax_jacobian(fastsce.softmax(logits))
     for j in range(n_classes):
         # row j of J is the gradient of s_j
-        numeric = central_difference(lambda x: fastsce.softmax(x)[j], logits)
+        numeric = central_difference(lambda x, j=j: fastsce.softmax(x)[j], logits)
         np.testing.assert_allclose(jac[j], numeric, rtol=FD_RTOL, atol=FD_ATOL)
 
 
@@ -146,10 +155,12 @@ def test_log_softmax_softmax_logsumexp_are_consistent(shape, dtype, temperature)
     expected = x64 - lse.astype(np.float64)
     assert_close(log_s, expected, rtol, magnitude=np.abs(x64) + np.abs(lse), atol=LOG_SUM_ATOL)
     # rows sum to one (a sum of C positive terms: rounding grows with C at most)
-    np.testing.assert_allclose(s.sum(axis=-1, dtype=np.float64), 1.0,
-                               rtol=shape[-1] * np.finfo(dtype).eps)
+    np.testing.assert_allclose(
+        s.sum(axis=-1, dtype=np.float64), 1.0, rtol=shape[-1] * np.finfo(dtype).eps
+    )
     # softmax is invariant to adding a constant to a row: x_j - max x is unchanged, bit for bit
     shifted = fastsce.softmax(x + dtype(3.0), temperature=temperature)
     np.testing.assert_array_equal(shifted, s)
-    np.testing.assert_array_equal(fastsce.log_softmax(x - dtype(3.0), temperature=temperature),
-                                  log_s)
+    np.testing.assert_array_equal(
+        fastsce.log_softmax(x - dtype(3.0), temperature=temperature), log_s
+    )

@@ -13,6 +13,7 @@
 The first check costs a few seconds (2**31 exponentials).  FASTSCE_LARGE_ARRAYS=1 adds
 float64, 'sum' and logsumexp on the virtual array (tests/run_long_checks.sh sets it).
 """
+
 import mmap
 import os
 import sys
@@ -55,8 +56,9 @@ def test_loss_of_a_virtual_batch_of_more_than_2_31_elements(dtype):
     np.testing.assert_allclose(mean, single, rtol=1e-12)
 
 
-@pytest.mark.skipif(not LONG, reason="long variant: FASTSCE_LARGE_ARRAYS=1 "
-                                     "(run by tests/run_long_checks.sh)")
+@pytest.mark.skipif(
+    not LONG, reason="long variant: FASTSCE_LARGE_ARRAYS=1 (run by tests/run_long_checks.sh)"
+)
 def test_sum_and_logsumexp_of_a_virtual_batch():
     row, logits = virtual_batch(np.float32)
     target = np.full(N_ROWS, TARGET_CLASS, np.int64)
@@ -72,8 +74,8 @@ def test_sum_and_logsumexp_of_a_virtual_batch():
 # element offsets beyond 2**32 through a 16 GiB anonymous mapping
 
 FAR_ROWS = 33
-ROW_STRIDE_ELEMENTS = 2**27            # 512 MiB between float32 rows: the last starts at 2**32
-MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)     # Linux value
+ROW_STRIDE_ELEMENTS = 2**27  # 512 MiB between float32 rows: the last starts at 2**32
+MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux value
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +87,11 @@ def far_apart_rows():
     # untouched pages of an anonymous mapping take no memory: only the rows' pages do
     buffer = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE)
     memory = np.frombuffer(buffer, np.float32)
-    logits = as_strided(memory, shape=(FAR_ROWS, n_classes),
-                        strides=(ROW_STRIDE_ELEMENTS * 4, 4))
+    logits = as_strided(memory, shape=(FAR_ROWS, n_classes), strides=(ROW_STRIDE_ELEMENTS * 4, 4))
     values = make_logits((FAR_ROWS, n_classes), np.float32, rng=rng_for("far rows"))
     logits[...] = values
     assert (FAR_ROWS - 1) * ROW_STRIDE_ELEMENTS == 2**32
-    return logits, values      # unmapped when the last array over it is collected
+    return logits, values  # unmapped when the last array over it is collected
 
 
 def test_rows_512_mib_apart_up_to_16_gib_give_the_compact_results(far_apart_rows):
@@ -101,8 +102,10 @@ def test_rows_512_mib_apart_up_to_16_gib_give_the_compact_results(far_apart_rows
     criterion = fastsce.CrossEntropyLoss(label_smoothing=0.1)
     pairs = [
         (lambda a: fastsce.cross_entropy(a, target, reduction="none"), "cross_entropy"),
-        (lambda a: fastsce.cross_entropy(a, target, weight=np.linspace(0.5, 2, 37)),
-         "cross_entropy weighted mean"),
+        (
+            lambda a: fastsce.cross_entropy(a, target, weight=np.linspace(0.5, 2, 37)),
+            "cross_entropy weighted mean",
+        ),
         (lambda a: fastsce.cross_entropy_with_grad(a, target), "cross_entropy_with_grad"),
         (lambda a: criterion.loss_and_grad(a, target), "CrossEntropyLoss"),
         (lambda a: fastsce.softmax(a), "softmax"),
@@ -120,6 +123,7 @@ def test_rows_512_mib_apart_up_to_16_gib_give_the_compact_results(far_apart_rows
     for func, name in pairs:
         far = func(logits)
         near = func(compact)
-        for a, b in zip(far if isinstance(far, tuple) else (far,),
-                        near if isinstance(near, tuple) else (near,)):
+        for a, b in zip(
+            far if isinstance(far, tuple) else (far,), near if isinstance(near, tuple) else (near,)
+        ):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)

@@ -8,6 +8,7 @@ fixed and small next to what a leak would add: 10**5 small calls leaking a singl
 each >= 10 MB; 10**2 large calls leaking their 4 MB result would add 400 MB.  A control
 in the same process keeps 20 large results alive and must be seen to grow.
 """
+
 import json
 import subprocess
 import sys
@@ -22,8 +23,8 @@ import fastsce
 from conftest import make_logits, rng_for
 
 STATM = Path("/proc/self/statm")
-SMALL_SLACK = 2 * 2**20     # bytes of RSS growth allowed over 10**5 small calls
-LARGE_SLACK = 16 * 2**20    # ... and over 10**2 large calls (allocator caching)
+SMALL_SLACK = 2 * 2**20  # bytes of RSS growth allowed over 10**5 small calls
+LARGE_SLACK = 16 * 2**20  # ... and over 10**2 large calls (allocator caching)
 
 RSS_SCRIPT = textwrap.dedent("""
     import json, os, gc
@@ -104,8 +105,9 @@ RSS_SCRIPT = textwrap.dedent("""
 def rss_report():
     if not STATM.exists():
         pytest.skip("needs /proc/self/statm (Linux)")
-    done = subprocess.run([sys.executable, "-c", RSS_SCRIPT], capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
@@ -113,13 +115,15 @@ def rss_report():
 def test_rss_stable_over_100000_small_calls(rss_report):
     before, after = rss_report["small"]
     assert after - before <= SMALL_SLACK, (
-        f"RSS grew by {(after - before) / 2**20:.2f} MiB over 10**5 small calls")
+        f"RSS grew by {(after - before) / 2**20:.2f} MiB over 10**5 small calls"
+    )
 
 
 def test_rss_stable_over_100_large_calls(rss_report):
     before, after = rss_report["large"]
     assert after - before <= LARGE_SLACK, (
-        f"RSS grew by {(after - before) / 2**20:.2f} MiB over 10**2 large calls")
+        f"RSS grew by {(after - before) / 2**20:.2f} MiB over 10**2 large calls"
+    )
 
 
 def test_the_rss_measurement_sees_a_leak(rss_report):
@@ -133,13 +137,13 @@ def test_the_rss_measurement_sees_a_leak(rss_report):
 # tracemalloc: what each call allocates
 
 
-SMALL_EXTRA = 64 * 1024     # bytes: Python objects, per-row arrays of a few KB
+SMALL_EXTRA = 64 * 1024  # bytes: Python objects, per-row arrays of a few KB
 
 
 def peak_allocation(func, *args, **kwargs):
     """Bytes allocated at the peak of one call (numpy arrays included), beyond what was
     allocated before it."""
-    func(*args, **kwargs)                       # warm-up: caches, lazily created objects
+    func(*args, **kwargs)  # warm-up: caches, lazily created objects
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -154,7 +158,7 @@ def peak_allocation(func, *args, **kwargs):
 
 @pytest.fixture(scope="module", params=[np.float32, np.float64], ids=["float32", "float64"])
 def logits_and_target(request):
-    x = make_logits((2048, 1000), request.param)            # C-contiguous
+    x = make_logits((2048, 1000), request.param)  # C-contiguous
     target = rng_for("memory target").integers(0, 1000, 2048)
     return x, target
 
@@ -162,20 +166,27 @@ def logits_and_target(request):
 def test_loss_and_grad_allocates_the_gradient_and_nothing_else(logits_and_target):
     x, target = logits_and_target
     peak = peak_allocation(fastsce.cross_entropy_with_grad, x, target)
-    assert peak >= x.nbytes                      # the gradient itself is seen
+    assert peak >= x.nbytes  # the gradient itself is seen
     assert peak <= 1.1 * x.nbytes + SMALL_EXTRA, f"{peak / x.nbytes:.3f} x the logits"
 
 
-@pytest.mark.parametrize("options", [{}, {"reduction": "none"},
-                                     {"label_smoothing": 0.1, "weight": "ones"},
-                                     {"reduction": "sum", "ignore_index": 3}], ids=str)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"reduction": "none"},
+        {"label_smoothing": 0.1, "weight": "ones"},
+        {"reduction": "sum", "ignore_index": 3},
+    ],
+    ids=str,
+)
 def test_loss_only_allocates_per_row_memory_only(logits_and_target, options):
     x, target = logits_and_target
     options = dict(options)
     if options.get("weight") == "ones":
         options["weight"] = np.ones(x.shape[1])
     peak = peak_allocation(fastsce.cross_entropy, x, target, **options)
-    per_row = 4 * 8 * x.shape[0]                 # a few float64 / int64 per row
+    per_row = 4 * 8 * x.shape[0]  # a few float64 / int64 per row
     assert peak <= per_row + SMALL_EXTRA, f"{peak} bytes for {x.nbytes} bytes of logits"
 
 

@@ -17,6 +17,7 @@ examples are derandomized (the same on every run, so the suite is reproducible);
 FASTSCE_HYPOTHESIS_RANDOM=1 draws new ones each run.  tests/run_long_checks.sh runs
 these tests with many more, random, examples.
 """
+
 import atexit
 import math
 import os
@@ -68,16 +69,20 @@ from conftest import (  # noqa: E402
 
 EXAMPLES = int(os.environ.get("FASTSCE_HYPOTHESIS_EXAMPLES", "40"))
 RANDOM = os.environ.get("FASTSCE_HYPOTHESIS_RANDOM", "0") == "1"
-PROPERTY_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                             derandomize=not RANDOM,
-                             suppress_health_check=[HealthCheck.too_slow,
-                                                    HealthCheck.data_too_large],
-                             print_blob=True)
+PROPERTY_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=not RANDOM,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
 
 DTYPES = [np.float32, np.float64]
 #: class counts around every vector width (8 float32 / 4 float64 lanes) and a few large ones
-CLASS_COUNTS = st.one_of(st.integers(1, 20),
-                         st.sampled_from([31, 32, 33, 63, 64, 65, 127, 255, 256, 257, 1000, 4097]))
+CLASS_COUNTS = st.one_of(
+    st.integers(1, 20), st.sampled_from([31, 32, 33, 63, 64, 65, 127, 255, 256, 257, 1000, 4097])
+)
 
 
 def eps(dtype):
@@ -92,7 +97,7 @@ def eps(dtype):
 def shapes(draw, max_batch_dims=2, max_rows=6, class_counts=CLASS_COUNTS):
     batch = draw(st.lists(st.integers(1, max_rows), min_size=0, max_size=max_batch_dims))
     n_classes = draw(class_counts)
-    if n_classes > 300:                         # keep big rows few
+    if n_classes > 300:  # keep big rows few
         batch = batch[:1]
     return tuple(batch) + (n_classes,)
 
@@ -138,8 +143,7 @@ def logits_inputs(draw, masked=False, dtypes=DTYPES, **shape_options):
 
 
 def temperatures():
-    return st.one_of(st.just(1.0), st.sampled_from([0.25, 0.5, 2.0, 10.0]),
-                     st.floats(0.05, 50.0))
+    return st.one_of(st.just(1.0), st.sampled_from([0.25, 0.5, 2.0, 10.0]), st.floats(0.05, 50.0))
 
 
 @st.composite
@@ -154,8 +158,9 @@ def loss_options(draw, n_classes, hard, smoothing=True):
         # not below 1e-6: eps / C must stay a normal float32 number, or the mass it puts
         # on a masked class rounds to 0 in float32 (loss finite) but not in the float64
         # oracle (loss inf) -- a property of the dtype, not of the kernels
-        options["label_smoothing"] = draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]) |
-                                          st.floats(1e-6, 1.0))
+        options["label_smoothing"] = draw(
+            st.sampled_from([0.0, 0.1, 0.5, 1.0]) | st.floats(1e-6, 1.0)
+        )
     if hard and draw(st.booleans()):
         options["ignore_index"] = draw(st.sampled_from([-100, 0, n_classes - 1, 2**40]))
     return options
@@ -169,8 +174,9 @@ def targets(draw, shape, hard, dtype, ignore_index=None):
         if ignore_index is not None:
             target = np.where(rng.random(shape[:-1]) < 0.3, ignore_index, target)
         int_dtype = draw(st.sampled_from([np.int64, np.int32, np.uint16, np.int8]))
-        if ignore_index is not None and not np.can_cast(np.min_scalar_type(ignore_index),
-                                                        int_dtype):
+        if ignore_index is not None and not np.can_cast(
+            np.min_scalar_type(ignore_index), int_dtype
+        ):
             int_dtype = np.int64
         if shape[-1] > 127 and int_dtype == np.int8:
             int_dtype = np.int64
@@ -179,7 +185,7 @@ def targets(draw, shape, hard, dtype, ignore_index=None):
     raw[rng.random(shape) < 0.3] = 0.0
     raw.reshape(-1, shape[-1])[:, 0] += 1e-3
     if draw(st.booleans()):
-        raw = raw / raw.sum(axis=-1, keepdims=True)    # probabilities (else any mass >= 0)
+        raw = raw / raw.sum(axis=-1, keepdims=True)  # probabilities (else any mass >= 0)
     return raw.astype(dtype)
 
 
@@ -205,8 +211,9 @@ def test_softmax_rows_sum_to_one(data, inputs, temperature):
     log_s = fastsce.log_softmax(x, temperature=temperature)
     assert log_s.dtype == dtype and np.all(log_s <= 0)
     exp_sums = np.exp(f64(log_s)).sum(axis=-1)
-    np.testing.assert_allclose(exp_sums, 1.0, rtol=0,
-                               atol=eps(dtype) * (n_classes + 2 * math.log(n_classes) + 8))
+    np.testing.assert_allclose(
+        exp_sums, 1.0, rtol=0, atol=eps(dtype) * (n_classes + 2 * math.log(n_classes) + 8)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -220,8 +227,8 @@ def dyadic_logits(draw):
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     shape = draw(shapes())
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = (rng.integers(-2**12, 2**12 + 1, size=shape) / 256).astype(dtype)
-    shift = rng.integers(-2**10, 2**10 + 1, size=shape[:-1] + (1,)).astype(dtype)
+    x = (rng.integers(-(2**12), 2**12 + 1, size=shape) / 256).astype(dtype)
+    shift = rng.integers(-(2**10), 2**10 + 1, size=shape[:-1] + (1,)).astype(dtype)
     return x, shift
 
 
@@ -233,27 +240,30 @@ def test_exact_row_shift_changes_nothing(inputs, temperature, data):
     whose mean term sums the raw logits)."""
     x, shift = inputs
     shifted = x + shift
-    np.testing.assert_array_equal(shifted - shift, x)           # the shift is exact
+    np.testing.assert_array_equal(shifted - shift, x)  # the shift is exact
     for name in ["softmax", "log_softmax"]:
-        np.testing.assert_array_equal(getattr(fastsce, name)(shifted, temperature=temperature),
-                                      getattr(fastsce, name)(x, temperature=temperature),
-                                      err_msg=name)
+        np.testing.assert_array_equal(
+            getattr(fastsce, name)(shifted, temperature=temperature),
+            getattr(fastsce, name)(x, temperature=temperature),
+            err_msg=name,
+        )
     hard = data.draw(st.booleans())
     options = data.draw(loss_options(x.shape[-1], hard, smoothing=False))
     target = data.draw(targets(x.shape, hard, x.dtype, options.get("ignore_index")))
     for reduction in ["none", "sum"]:
-        loss_a, grad_a = fastsce.cross_entropy_with_grad(shifted, target, reduction=reduction,
-                                                         **options)
-        loss_b, grad_b = fastsce.cross_entropy_with_grad(x, target, reduction=reduction,
-                                                         **options)
+        loss_a, grad_a = fastsce.cross_entropy_with_grad(
+            shifted, target, reduction=reduction, **options
+        )
+        loss_b, grad_b = fastsce.cross_entropy_with_grad(x, target, reduction=reduction, **options)
         np.testing.assert_array_equal(loss_a, loss_b)
         np.testing.assert_array_equal(grad_a, grad_b)
     # logsumexp moves with the shift: lse(x + c) = lse(x) + c (rounding of the sum)
     lse_shifted = f64(fastsce.logsumexp(shifted))
     lse = f64(fastsce.logsumexp(x))
     magnitude = np.abs(lse) + np.abs(shift[..., 0]) + np.abs(lse_shifted)
-    assert np.all(np.abs(lse_shifted - (lse + shift[..., 0])) <= 4 * eps(x.dtype) * magnitude
-                  + LOG_SUM_ATOL)
+    assert np.all(
+        np.abs(lse_shifted - (lse + shift[..., 0])) <= 4 * eps(x.dtype) * magnitude + LOG_SUM_ATOL
+    )
 
 
 @PROPERTY_SETTINGS
@@ -266,14 +276,16 @@ def test_row_shift_invariance_within_the_shift_rounding(inputs, temperature, dat
     _, x, _ = inputs
     dtype = compute_dtype(x)
     x = np.asarray(x, dtype)
-    shift = np.asarray(data.draw(st.sampled_from([1.0, -7.5, 1e3, -1e4]) |
-                                 st.floats(-1e3, 1e3)), dtype)
+    shift = np.asarray(
+        data.draw(st.sampled_from([1.0, -7.5, 1e3, -1e4]) | st.floats(-1e3, 1e3)), dtype
+    )
     n_rows = x.size // x.shape[-1]
-    rows_shift = shift * np.arange(1, n_rows + 1, dtype=dtype).reshape(
-        x.shape[:-1] + (1,)) / max(1, n_rows)
+    rows_shift = (
+        shift * np.arange(1, n_rows + 1, dtype=dtype).reshape(x.shape[:-1] + (1,)) / max(1, n_rows)
+    )
     shifted = (x + rows_shift).astype(dtype)
     delta = eps(dtype) * float(np.max(np.abs(f64(shifted)))) / 2
-    gap = f64(x).max(axis=-1, keepdims=True) - f64(x)          # x_j - max, >= 0
+    gap = f64(x).max(axis=-1, keepdims=True) - f64(x)  # x_j - max, >= 0
     exponent = (2 * delta + eps(dtype) * (gap + delta)) / temperature + 32 * eps(dtype)
     s = f64(fastsce.softmax(x, temperature=temperature))
     s_shifted = f64(fastsce.softmax(shifted, temperature=temperature))
@@ -308,8 +320,9 @@ def test_loss_is_non_negative(inputs, hard, data):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("label_smoothing", [0.0, 1e-9, 0.5])
-def test_zero_weight_target_on_a_masked_class_contributes_nothing(dtype, reduction,
-                                                                  label_smoothing):
+def test_zero_weight_target_on_a_masked_class_contributes_nothing(
+    dtype, reduction, label_smoothing
+):
     """Found by test_loss_is_non_negative: the target class has weight 0 and a -inf
     logit.  Its target mass w_t (1 - eps) is 0, so that term contributes nothing (0, as
     the reference and as the soft-target path with the same zero mass give; DESIGN.md:
@@ -318,10 +331,17 @@ def test_zero_weight_target_on_a_masked_class_contributes_nothing(dtype, reducti
     x = np.array([[-np.inf, 0.0, 1.0], [0.5, 0.2, 0.1]], dtype)
     target = np.array([0, 1])
     weight = np.array([0.0, 1.0, 1.0])
-    loss, grad = fastsce.cross_entropy_with_grad(x, target, weight=weight, reduction=reduction,
-                                                 label_smoothing=label_smoothing)
-    expected_loss, expected_grad = oracle("cross_entropy_with_grad", x, target, weight=weight,
-                                          reduction=reduction, label_smoothing=label_smoothing)
+    loss, grad = fastsce.cross_entropy_with_grad(
+        x, target, weight=weight, reduction=reduction, label_smoothing=label_smoothing
+    )
+    expected_loss, expected_grad = oracle(
+        "cross_entropy_with_grad",
+        x,
+        target,
+        weight=weight,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
     assert_close(loss, expected_loss, LOSS_RTOL[np.dtype(dtype)], atol=1e-12)
     assert_close(grad, expected_grad, RTOL[np.dtype(dtype)], atol=1e-15)
     # the same zero mass given as a soft target: already 0
@@ -339,10 +359,17 @@ def test_full_label_smoothing_with_the_target_on_a_masked_class_is_infinite(dtyp
     x = np.array([[1.25e-4, -np.inf]], dtype)
     target = np.array([1])
     for label_smoothing in [0.999, 1.0]:
-        losses = fastsce.cross_entropy(x, target, reduction="none", weight=weight,
-                                       label_smoothing=label_smoothing)
-        expected = oracle("cross_entropy", x, target, reduction="none", weight=weight,
-                          label_smoothing=label_smoothing)
+        losses = fastsce.cross_entropy(
+            x, target, reduction="none", weight=weight, label_smoothing=label_smoothing
+        )
+        expected = oracle(
+            "cross_entropy",
+            x,
+            target,
+            reduction="none",
+            weight=weight,
+            label_smoothing=label_smoothing,
+        )
         assert expected[0] == np.inf
         assert losses[0] == np.inf, (label_smoothing, losses)
 
@@ -360,9 +387,16 @@ def stable_smoothed_loss(x, t, eps, weight=None):
     return float(np.sum(b * m - b * x) + b.sum() * np.log(np.sum(np.exp(x - m))))
 
 
-@pytest.mark.parametrize("row, dtype", [
-    ([1.7e308, 1.7e308], np.float64), ([1e308, 1e308, 0.0], np.float64),
-    ([-1e308, -1e308, -3.0], np.float64), ([3e38, 3e38, 0.0], np.float32)], ids=str)
+@pytest.mark.parametrize(
+    "row, dtype",
+    [
+        ([1.7e308, 1.7e308], np.float64),
+        ([1e308, 1e308, 0.0], np.float64),
+        ([-1e308, -1e308, -3.0], np.float64),
+        ([3e38, 3e38, 0.0], np.float32),
+    ],
+    ids=str,
+)
 @pytest.mark.parametrize("weight", [None, "ones"])
 def test_label_smoothing_with_logits_near_the_largest_float(row, dtype, weight):
     """Found while writing the fuzzer: label smoothing takes the mean of the logits; a sum
@@ -372,8 +406,7 @@ def test_label_smoothing_with_logits_near_the_largest_float(row, dtype, weight):
     the largest float below the row maximum)."""
     x = np.array([row], dtype)
     w = None if weight is None else np.ones(len(row))
-    loss = fastsce.cross_entropy(x, np.array([0]), label_smoothing=0.1, weight=w,
-                                 reduction="none")
+    loss = fastsce.cross_entropy(x, np.array([0]), label_smoothing=0.1, weight=w, reduction="none")
     expected = stable_smoothed_loss(x[0], 0, 0.1, w)
     assert np.isfinite(expected) and expected >= 0
     assert np.isfinite(loss[0]) and loss[0] >= 0, loss
@@ -386,14 +419,16 @@ def test_label_smoothing_with_logits_spanning_more_than_the_float_range(weight):
     1e307), but never NaN or negative."""
     x = np.array([[1e308, -1e308, 0.0]])
     w = None if weight is None else np.ones(3)
-    loss = fastsce.cross_entropy(x, np.array([0]), label_smoothing=0.1, weight=w,
-                                 reduction="none")
+    loss = fastsce.cross_entropy(x, np.array([0]), label_smoothing=0.1, weight=w, reduction="none")
     assert not np.isnan(loss[0]) and loss[0] >= 1e306, loss
 
 
 @PROPERTY_SETTINGS
-@given(inputs=logits_inputs(masked=True), reduction=st.sampled_from(["mean", "sum", "none"]),
-       data=st.data())
+@given(
+    inputs=logits_inputs(masked=True),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    data=st.data(),
+)
 def test_gradient_rows_sum_to_zero_for_class_indices(inputs, reduction, data):
     """grad = scale (w_t s - w_t onehot(t)): sum_j = scale w_t (sum s - 1) = 0, up to the
     rounding of the terms |scale w_t s_j| and |scale w_t| (conftest.grad_magnitude)."""
@@ -405,10 +440,11 @@ def test_gradient_rows_sum_to_zero_for_class_indices(inputs, reduction, data):
     int_target = np.asarray(target).astype(np.int64)
     ignored = int_target == options.get("ignore_index", -100)
     assert np.all(grad[ignored] == 0)
-    finite_rows = np.isfinite(np.asarray(loss)) if reduction == "none" else np.ones(
-        values.shape[:-1], bool)
+    finite_rows = (
+        np.isfinite(np.asarray(loss)) if reduction == "none" else np.ones(values.shape[:-1], bool)
+    )
     if reduction == "mean" and not np.isfinite(loss):
-        return      # every row ignored or of weight 0: NaN loss (PyTorch), checked elsewhere
+        return  # every row ignored or of weight 0: NaN loss (PyTorch), checked elsewhere
     magnitude = grad_magnitude(values, int_target, reduction, **options)
     row_error = np.abs(f64(grad).sum(axis=-1))
     bound = 16 * eps(dtype) * magnitude.sum(axis=-1) + np.finfo(dtype).tiny * values.shape[-1]
@@ -445,20 +481,29 @@ def test_softmax_family_agrees_with_reference(inputs, temperature, data):
         result = getattr(fastsce, name)(x, axis=axis, temperature=temperature)
         assert result.dtype == dtype and result.shape == values.shape
         expected = oracle(name, values, axis=axis, temperature=temperature)
-        atol = (LOG_SUM_ATOL + oracle_error) if name == "log_softmax" else float(
-            np.finfo(dtype).tiny)
+        atol = (
+            (LOG_SUM_ATOL + oracle_error) if name == "log_softmax" else float(np.finfo(dtype).tiny)
+        )
         assert_close(result, expected, rtol, atol=atol, err_msg=name)
     keepdims = data.draw(st.booleans())
     result = fastsce.logsumexp(x, axis=axis, keepdims=keepdims, temperature=temperature)
-    expected = oracle("logsumexp", values, axis=axis, keepdims=keepdims,
-                      temperature=temperature)
-    assert_close(result, expected, rtol, atol=LOG_SUM_ATOL,
-                 magnitude=logsumexp_magnitude(values, axis, keepdims, temperature))
+    expected = oracle("logsumexp", values, axis=axis, keepdims=keepdims, temperature=temperature)
+    assert_close(
+        result,
+        expected,
+        rtol,
+        atol=LOG_SUM_ATOL,
+        magnitude=logsumexp_magnitude(values, axis, keepdims, temperature),
+    )
 
 
 @PROPERTY_SETTINGS
-@given(inputs=logits_inputs(masked=True), hard=st.booleans(),
-       reduction=st.sampled_from(["mean", "sum", "none"]), data=st.data())
+@given(
+    inputs=logits_inputs(masked=True),
+    hard=st.booleans(),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    data=st.data(),
+)
 def test_cross_entropy_agrees_with_reference(inputs, hard, reduction, data):
     values, x, _layout = inputs
     dtype = compute_dtype(x)
@@ -467,14 +512,20 @@ def test_cross_entropy_agrees_with_reference(inputs, hard, reduction, data):
     loss_only = fastsce.cross_entropy(x, target, reduction=reduction, **options)
     loss, grad = fastsce.cross_entropy_with_grad(x, target, reduction=reduction, **options)
     oracle_target = np.asarray(target).astype(np.int64) if hard else target
-    expected_loss, expected_grad = oracle("cross_entropy_with_grad", values, oracle_target,
-                                          reduction=reduction, **options)
+    expected_loss, expected_grad = oracle(
+        "cross_entropy_with_grad", values, oracle_target, reduction=reduction, **options
+    )
     atol = loss_atol(values, oracle_target, reduction, **options)
     assert_close(loss_only, expected_loss, LOSS_RTOL[dtype], atol=atol, err_msg="loss only")
     assert_close(loss, expected_loss, LOSS_RTOL[dtype], atol=atol, err_msg="loss")
-    assert_close(grad, expected_grad, RTOL[dtype], err_msg="grad",
-                 magnitude=grad_magnitude(values, oracle_target, reduction, **options),
-                 atol=flush_atol(values, oracle_target, reduction, dtype, **options))
+    assert_close(
+        grad,
+        expected_grad,
+        RTOL[dtype],
+        err_msg="grad",
+        magnitude=grad_magnitude(values, oracle_target, reduction, **options),
+        atol=flush_atol(values, oracle_target, reduction, dtype, **options),
+    )
 
 
 def flush_atol(logits, target, reduction, dtype, **options):
@@ -503,15 +554,27 @@ def test_jacobian_and_backward_agree_with_reference(inputs, data):
     expected = oracle("softmax_jacobian", s)
     s64 = f64(s)
     jac_magnitude = np.abs(s64[..., :, None] * s64[..., None, :]) + np.abs(
-        s64[..., :, None] * np.eye(values.shape[-1]))
+        s64[..., :, None] * np.eye(values.shape[-1])
+    )
     # products s_j s_k below the smallest normal number are subnormal (fewer digits) or 0
-    assert_close(jac, expected, RTOL[dtype], magnitude=jac_magnitude, err_msg="jacobian",
-                 atol=float(np.finfo(dtype).tiny))
+    assert_close(
+        jac,
+        expected,
+        RTOL[dtype],
+        magnitude=jac_magnitude,
+        err_msg="jacobian",
+        atol=float(np.finfo(dtype).tiny),
+    )
     back = fastsce.softmax_backward(in_layout(grad_s, data.draw(layouts())), s_input)
     assert back.shape == values.shape
-    assert_close(back, oracle("softmax_backward", grad_s, s), RTOL[dtype],
-                 magnitude=backward_magnitude(grad_s, s), atol=float(np.finfo(dtype).tiny),
-                 err_msg="backward")
+    assert_close(
+        back,
+        oracle("softmax_backward", grad_s, s),
+        RTOL[dtype],
+        magnitude=backward_magnitude(grad_s, s),
+        atol=float(np.finfo(dtype).tiny),
+        err_msg="backward",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -535,8 +598,12 @@ SMALL_SHAPES = shapes(max_batch_dims=2, max_rows=3, class_counts=st.integers(1, 
 
 
 @PROPERTY_SETTINGS
-@given(shape=SMALL_SHAPES, hard=st.booleans(), reduction=st.sampled_from(["mean", "sum", "none"]),
-       data=st.data())
+@given(
+    shape=SMALL_SHAPES,
+    hard=st.booleans(),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    data=st.data(),
+)
 def test_loss_gradient_matches_finite_differences(shape, hard, reduction, data):
     x = data.draw(logit_values(shape, np.float64, scales=(0.1, 1.0, 2.0)))
     options = data.draw(loss_options(shape[-1], hard))
@@ -549,7 +616,7 @@ def test_loss_gradient_matches_finite_differences(shape, hard, reduction, data):
 
     _, grad = fastsce.cross_entropy_with_grad(x, target, reduction=reduction, **options)
     if np.isnan(total(x)):
-        assert reduction == "mean"      # nothing kept: NaN loss, zero / NaN gradient rows
+        assert reduction == "mean"  # nothing kept: NaN loss, zero / NaN gradient rows
         return
     np.testing.assert_allclose(grad, central_difference(total, x), rtol=FD_RTOL, atol=FD_ATOL)
 
@@ -564,10 +631,16 @@ def test_softmax_family_gradients_match_finite_differences(shape, temperature, d
     s = fastsce.softmax(x, temperature=temperature)
     np.testing.assert_allclose(
         s / temperature,
-        central_difference(lambda z: float(np.sum(fastsce.logsumexp(z, temperature=temperature))),
-                           x), rtol=FD_RTOL, atol=FD_ATOL)
+        central_difference(
+            lambda z: float(np.sum(fastsce.logsumexp(z, temperature=temperature))), x
+        ),
+        rtol=FD_RTOL,
+        atol=FD_ATOL,
+    )
     if temperature == 1.0:
         np.testing.assert_allclose(
             fastsce.softmax_backward(g, s),
             central_difference(lambda z: float(np.sum(g * fastsce.softmax(z))), x),
-            rtol=FD_RTOL, atol=FD_ATOL)
+            rtol=FD_RTOL,
+            atol=FD_ATOL,
+        )

@@ -2,6 +2,7 @@
 (fastsce.set_num_threads 1, 2, 3 -- more than the CPUs of a small machine included)
 and across processes, for every public function and loss option, on inputs large
 enough to run in parallel (>= 65536 elements, PARALLEL_MIN_ELEMENTS)."""
+
 import hashlib
 import subprocess
 import sys
@@ -20,9 +21,9 @@ TESTS_DIR = Path(__file__).parent
 def results(dtype):
     """Every public function on parallel-sized inputs; a list of (name, array)."""
     rng = rng_for("reproducibility", np.dtype(dtype).name)
-    n_rows, n_classes = 301, 257                        # 77357 elements; odd row count
+    n_rows, n_classes = 301, 257  # 77357 elements; odd row count
     x = make_logits((n_rows, n_classes), dtype, rng=rng)
-    x[3, 5] = -np.inf                                   # a masked class
+    x[3, 5] = -np.inf  # a masked class
     hard = rng.integers(0, n_classes, n_rows)
     hard[::7] = -100
     soft = make_soft_target((n_rows, n_classes), dtype, rng)
@@ -40,21 +41,26 @@ def results(dtype):
     out.append(("logsumexp axis 0", fastsce.logsumexp(x3, axis=0, keepdims=True)))
     out.append(("softmax_backward", fastsce.softmax_backward(g, s)))
     out.append(("log_softmax_backward", fastsce.log_softmax_backward(g, log_s)))
-    out.append(("softmax_jacobian", fastsce.softmax_jacobian(s[:4])))      # 4 * 257 * 257
+    out.append(("softmax_jacobian", fastsce.softmax_jacobian(s[:4])))  # 4 * 257 * 257
     in_place = x.copy()
-    out.append(("in place grad", fastsce.cross_entropy_with_grad(in_place, hard,
-                                                                out=in_place)[1]))
+    out.append(("in place grad", fastsce.cross_entropy_with_grad(in_place, hard, out=in_place)[1]))
     for target_name, target in [("hard", hard), ("soft", soft)]:
-        for options, reductions in [({}, ["mean", "sum", "none"]),
-                                    ({"weight": weight, "label_smoothing": 0.1}, ["mean", "none"]),
-                                    (extra_options(), ["sum"])]:
+        for options, reductions in [
+            ({}, ["mean", "sum", "none"]),
+            ({"weight": weight, "label_smoothing": 0.1}, ["mean", "none"]),
+            (extra_options(), ["sum"]),
+        ]:
             for reduction in reductions:
                 name = f"cross_entropy {target_name} {reduction} {sorted(options)}"
                 loss = fastsce.cross_entropy(x, target, reduction=reduction, **options)
-                loss_g, grad = fastsce.cross_entropy_with_grad(x, target, reduction=reduction,
-                                                               **options)
-                out += [(name, np.asarray(loss)), (name + " (with grad)", np.asarray(loss_g)),
-                        (name + " grad", grad)]
+                loss_g, grad = fastsce.cross_entropy_with_grad(
+                    x, target, reduction=reduction, **options
+                )
+                out += [
+                    (name, np.asarray(loss)),
+                    (name + " (with grad)", np.asarray(loss_g)),
+                    (name + " grad", grad),
+                ]
                 criterion = fastsce.CrossEntropyLoss(reduction=reduction, **options)
                 out.append((name + " CrossEntropyLoss", np.asarray(criterion(x, target))))
     return out
@@ -63,6 +69,7 @@ def results(dtype):
 def extra_options():
     """Options beyond DESIGN.md's list, when this version has them."""
     import inspect
+
     names = inspect.signature(fastsce.cross_entropy).parameters
     options = {}
     if "temperature" in names:
@@ -90,7 +97,8 @@ def assert_bit_identical(pairs_a, pairs_b, what):
         assert a.dtype == b.dtype and a.shape == b.shape, f"{what}: {name}"
         # compare the bytes: NaN payloads and the sign of zero included
         assert np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes(), (
-            f"{what}: {name} differs")
+            f"{what}: {name} differs"
+        )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -124,8 +132,11 @@ def test_bit_identical_in_a_fresh_process(n_threads):
     """Another process (fresh allocations, another address layout) gets the same bits."""
     fastsce.set_num_threads(1)
     here = digest(results(np.float32) + results(np.float64))
-    done = subprocess.run([sys.executable, "-c", SCRIPT.format(tests=str(TESTS_DIR),
-                                                              n_threads=n_threads)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(tests=str(TESTS_DIR), n_threads=n_threads)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == here

@@ -4,11 +4,11 @@ z = [3, 4, 1] with label 1: sigma = [0.25949646034, 0.70538451269, 0.03511902695
 and dL/dz = sigma - onehot(1).  For a batch mean the gradient is (S - Y) / m and
 the softmax Jacobian is diag(s) - s s^T.
 """
+
 import numpy as np
 import pytest
 
 import fastsce
-
 from conftest import DTYPES, RTOL, assert_close, make_logits, rng_for
 
 Z = [3.0, 4.0, 1.0]

@@ -7,6 +7,7 @@ is checked here in a subprocess: softmax, log_softmax, logsumexp,
 softmax_backward and cross_entropy_with_grad against the float64 oracle, for
 class counts around every vector width (tails of 1..7 elements) in both dtypes.
 """
+
 import os
 import pathlib
 import subprocess
@@ -78,14 +79,19 @@ CHECK_SCRIPT = textwrap.dedent("""
 
 
 def run_with_simd(value, script):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(TESTS_DIR)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [str(TESTS_DIR)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+        ),
+    )
     if value is None:
         env.pop("FASTSCE_SIMD", None)
     else:
         env["FASTSCE_SIMD"] = value
-    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_baseline_path_matches_reference():
@@ -110,13 +116,19 @@ def test_environment_variable_forces_the_baseline():
 
 
 def test_simd_path_names_a_known_instruction_set():
-    assert _softmax_kernels.simd_path() in ("avx2+fma", "baseline (sse2)", "baseline (neon)",
-                                            "baseline")
+    assert _softmax_kernels.simd_path() in (
+        "avx2+fma",
+        "baseline (sse2)",
+        "baseline (neon)",
+        "baseline",
+    )
 
 
 def test_default_path_matches_reference_on_tails():
     """The same checks in a subprocess without the variable (the path of this process)."""
     result = run_with_simd(None, CHECK_SCRIPT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.split("\n")[0] == _softmax_kernels.simd_path() or os.environ.get(
-        "FASTSCE_SIMD") is not None
+    assert (
+        result.stdout.split("\n")[0] == _softmax_kernels.simd_path()
+        or os.environ.get("FASTSCE_SIMD") is not None
+    )

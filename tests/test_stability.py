@@ -6,15 +6,23 @@
 * ignored rows give loss 0 and gradient exactly 0, even with -inf or NaN logits;
 * a target on a masked class has infinite loss.
 """
+
 import math
 
 import numpy as np
 import pytest
 
 import fastsce
-
-from conftest import (DTYPES, LOG_SUM_ATOL, LOSS_RTOL, RTOL, assert_close, grad_magnitude,
-                      loss_atol, oracle)
+from conftest import (
+    DTYPES,
+    LOG_SUM_ATOL,
+    LOSS_RTOL,
+    RTOL,
+    assert_close,
+    grad_magnitude,
+    loss_atol,
+    oracle,
+)
 
 INF = np.inf
 REDUCTIONS = ["mean", "sum", "none"]
@@ -24,13 +32,22 @@ def check_against_oracle(logits, target, reduction="none", **options):
     """fastsce loss and gradient against the float64 oracle; returns them."""
     dtype = logits.dtype
     loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction, **options)
-    expected_loss, expected_grad = oracle("cross_entropy_with_grad", logits, target,
-                                          reduction=reduction, **options)
+    expected_loss, expected_grad = oracle(
+        "cross_entropy_with_grad", logits, target, reduction=reduction, **options
+    )
     with np.errstate(invalid="ignore"):
-        assert_close(loss, expected_loss, LOSS_RTOL[dtype],
-                     atol=loss_atol(logits, target, reduction, **options))
-        assert_close(grad, expected_grad, RTOL[dtype],
-                     magnitude=grad_magnitude(logits, target, reduction, **options))
+        assert_close(
+            loss,
+            expected_loss,
+            LOSS_RTOL[dtype],
+            atol=loss_atol(logits, target, reduction, **options),
+        )
+        assert_close(
+            grad,
+            expected_grad,
+            RTOL[dtype],
+            magnitude=grad_magnitude(logits, target, reduction, **options),
+        )
     return loss, grad
 
 
@@ -42,11 +59,16 @@ def check_against_oracle(logits, target, reduction="none", **options):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_huge_float32_logits_give_finite_correct_results(big, reduction):
     f32 = np.float32
-    logits = np.array([[big, 0.0, big / 3],          # one dominant class
-                       [big, big, big],              # uniform at the top of the range
-                       [-big, -big, -big],           # uniform at the bottom
-                       [big, big / 2, big / 2],
-                       [-big / 3, -big, -big / 2]], f32)
+    logits = np.array(
+        [
+            [big, 0.0, big / 3],  # one dominant class
+            [big, big, big],  # uniform at the top of the range
+            [-big, -big, -big],  # uniform at the bottom
+            [big, big / 2, big / 2],
+            [-big / 3, -big, -big / 2],
+        ],
+        f32,
+    )
     target = np.array([0, 2, 1, 1, 0])
     loss, grad = check_against_oracle(logits, target, reduction)
     assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
@@ -82,23 +104,29 @@ def test_large_gaps_flush_tiny_probabilities_but_keep_log_probabilities_exact(dt
     assert_close(s, oracle("softmax", logits), RTOL[np.dtype(dtype)], atol=np.finfo(dtype).tiny)
     log_s = fastsce.log_softmax(logits)
     assert_close(log_s, oracle("log_softmax", logits), RTOL[np.dtype(dtype)])
-    assert fastsce.cross_entropy(logits, 1) == pytest.approx(gap + math.log1p(math.exp(-1)),
-                                                             rel=LOSS_RTOL[np.dtype(dtype)])
+    assert fastsce.cross_entropy(logits, 1) == pytest.approx(
+        gap + math.log1p(math.exp(-1)), rel=LOSS_RTOL[np.dtype(dtype)]
+    )
 
 
 # ---------------------------------------------------------------------------
 # -inf: masked classes
 
 
-MASKED = np.array([[0.5, -INF, 2.0, -1.0, -INF],
-                   [-INF, -INF, -INF, 3.0, -INF],     # one class left: probability 1
-                   [1.0, 2.0, 3.0, 4.0, -INF]])
+MASKED = np.array(
+    [
+        [0.5, -INF, 2.0, -1.0, -INF],
+        [-INF, -INF, -INF, 3.0, -INF],  # one class left: probability 1
+        [1.0, 2.0, 3.0, 4.0, -INF],
+    ]
+)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("options", [{}, {"weight": [1.0, 2.0, 0.5, 1.5, 3.0]}],
-                         ids=["plain", "weight"])
+@pytest.mark.parametrize(
+    "options", [{}, {"weight": [1.0, 2.0, 0.5, 1.5, 3.0]}], ids=["plain", "weight"]
+)
 def test_masked_classes_hard_targets(dtype, reduction, options):
     logits = MASKED.astype(dtype)
     target = np.array([2, 3, 0])
@@ -111,8 +139,7 @@ def test_masked_classes_hard_targets(dtype, reduction, options):
     if reduction == "none":
         assert loss[1] == 0
     in_place = logits.copy()
-    fastsce.cross_entropy_with_grad(in_place, target, reduction=reduction, out=in_place,
-                                    **options)
+    fastsce.cross_entropy_with_grad(in_place, target, reduction=reduction, out=in_place, **options)
     np.testing.assert_array_equal(in_place, grad)
 
 
@@ -120,9 +147,9 @@ def test_masked_classes_hard_targets(dtype, reduction, options):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_masked_classes_soft_targets_with_zero_probability_there(dtype, reduction):
     logits = MASKED.astype(dtype)
-    target = np.array([[0.2, 0.0, 0.5, 0.3, 0.0],
-                       [0.0, 0.0, 0.0, 1.0, 0.0],
-                       [0.1, 0.2, 0.3, 0.4, 0.0]], dtype)
+    target = np.array(
+        [[0.2, 0.0, 0.5, 0.3, 0.0], [0.0, 0.0, 0.0, 1.0, 0.0], [0.1, 0.2, 0.3, 0.4, 0.0]], dtype
+    )
     loss, grad = check_against_oracle(logits, target, reduction)
     assert np.all(np.isfinite(loss))
     assert np.all(grad[np.isneginf(logits)] == 0)
@@ -161,9 +188,14 @@ def test_label_smoothing_puts_mass_on_masked_classes(dtype):
 def test_target_on_a_masked_class_has_infinite_loss(dtype, soft):
     logits = MASKED.astype(dtype)
     if soft:
-        target = np.array([[0.5, 0.5, 0.0, 0.0, 0.0],    # mass on masked class 1
-                           [0.0, 0.0, 0.0, 1.0, 0.0],
-                           [0.5, 0.0, 0.0, 0.5, 0.0]], dtype)
+        target = np.array(
+            [
+                [0.5, 0.5, 0.0, 0.0, 0.0],  # mass on masked class 1
+                [0.0, 0.0, 0.0, 1.0, 0.0],
+                [0.5, 0.0, 0.0, 0.5, 0.0],
+            ],
+            dtype,
+        )
     else:
         target = np.array([1, 3, 0])
     loss, grad = check_against_oracle(logits, target, "none")
@@ -212,23 +244,28 @@ def test_bad_row_is_nan_for_that_row_only_softmax_family(kind, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", list(BAD_ROWS))
 @pytest.mark.parametrize("soft", [False, True])
-@pytest.mark.parametrize("options", [{}, {"weight": [1.0, 2.0, 0.5, 1.5], "label_smoothing": 0.2}],
-                         ids=["plain", "weight_smoothing"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"weight": [1.0, 2.0, 0.5, 1.5], "label_smoothing": 0.2}],
+    ids=["plain", "weight_smoothing"],
+)
 def test_bad_row_is_nan_for_that_row_only_cross_entropy(kind, dtype, soft, options):
     logits, clean = batch_with_bad_row(kind, dtype)
-    target = (np.full((5, 4), 0.25, dtype) if soft else np.array([0, 1, 2, 3, 0]))
+    target = np.full((5, 4), 0.25, dtype) if soft else np.array([0, 1, 2, 3, 0])
     others = [0, 1, 3, 4]
     loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction="none", **options)
     assert np.isnan(loss[2]) and np.all(np.isnan(grad[2]))
-    clean_loss, clean_grad = fastsce.cross_entropy_with_grad(clean, target, reduction="none",
-                                                             **options)
+    clean_loss, clean_grad = fastsce.cross_entropy_with_grad(
+        clean, target, reduction="none", **options
+    )
     np.testing.assert_array_equal(loss[others], clean_loss[others])
     np.testing.assert_array_equal(grad[others], clean_grad[others])
     # with 'mean' the loss is NaN; other rows' gradients are unchanged (same divisor)
     loss, grad = fastsce.cross_entropy_with_grad(logits, target, **options)
     assert math.isnan(loss)
     np.testing.assert_array_equal(
-        grad[others], fastsce.cross_entropy_with_grad(clean, target, **options)[1][others])
+        grad[others], fastsce.cross_entropy_with_grad(clean, target, **options)[1][others]
+    )
     check_against_oracle(logits, target, "none", **options)
 
 
@@ -238,9 +275,11 @@ def test_bad_row_is_nan_for_that_row_only_cross_entropy(kind, dtype, soft, optio
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.3},
-                                     {"weight": [1.0, 2.0, 0.5, 1.5], "label_smoothing": 0.3}],
-                         ids=["plain", "smoothing", "weight_smoothing"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"label_smoothing": 0.3}, {"weight": [1.0, 2.0, 0.5, 1.5], "label_smoothing": 0.3}],
+    ids=["plain", "smoothing", "weight_smoothing"],
+)
 def test_ignored_rows_with_non_finite_logits_give_zero(dtype, reduction, options):
     logits, clean = batch_with_bad_row("all_neg_inf", dtype, bad_row=1)
     logits[3] = BAD_ROWS["one_nan"]
@@ -249,8 +288,9 @@ def test_ignored_rows_with_non_finite_logits_give_zero(dtype, reduction, options
     loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction, **options)
     assert np.all(np.isfinite(loss))
     np.testing.assert_array_equal(grad[[1, 3, 4]], 0.0)
-    kept_loss, kept_grad = fastsce.cross_entropy_with_grad(clean[[0, 2]], target[[0, 2]],
-                                                           reduction=reduction, **options)
+    kept_loss, kept_grad = fastsce.cross_entropy_with_grad(
+        clean[[0, 2]], target[[0, 2]], reduction=reduction, **options
+    )
     if reduction == "none":
         np.testing.assert_array_equal(loss[[1, 3, 4]], 0.0)
         np.testing.assert_array_equal(loss[[0, 2]], kept_loss)
@@ -262,7 +302,8 @@ def test_ignored_rows_with_non_finite_logits_give_zero(dtype, reduction, options
     fastsce.cross_entropy_with_grad(in_place, target, reduction=reduction, out=in_place, **options)
     np.testing.assert_array_equal(in_place, grad)
     assert fastsce.cross_entropy(logits, target, reduction=reduction, **options) == pytest.approx(
-        loss)
+        loss
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -280,8 +321,7 @@ def test_mean_over_no_kept_rows_is_nan_with_zero_gradient(dtype):
 def test_an_infinite_row_loss_makes_the_reduced_loss_infinite(dtype, reduction, soft):
     """Row losses [inf] or [1.3, inf, 0.4] reduce to inf (PyTorch, reference), not NaN."""
     logits = np.array([[0.0, 1.0, 2.0], [0.0, -INF, 1.0], [3.0, 0.0, 1.0]], dtype)
-    target = np.array([1, 1, 0]) if not soft else np.array(
-        [[0, 1, 0], [0, 1, 0], [1, 0, 0]], dtype)
+    target = np.array([1, 1, 0]) if not soft else np.array([[0, 1, 0], [0, 1, 0], [1, 0, 0]], dtype)
     assert fastsce.cross_entropy(logits, target, reduction="none")[1] == INF
     assert fastsce.cross_entropy(logits, target, reduction=reduction) == INF
     assert fastsce.cross_entropy(logits[1:2], target[1:2], reduction=reduction) == INF

@@ -8,21 +8,30 @@ are left out of the gradient comparison.  A second one: PyTorch raises when
 ignore_index is given with probability targets, fastsce accepts and ignores it
 (it only applies to class indices), so soft targets are compared without it.
 """
+
 import numpy as np
 import pytest
 
 import fastsce
-
-from conftest import (LOG_SUM_ATOL, assert_close, grad_magnitude, logsumexp_magnitude, loss_atol,
-                      make_logits, make_soft_target, rng_for)
+from conftest import (
+    LOG_SUM_ATOL,
+    assert_close,
+    grad_magnitude,
+    logsumexp_magnitude,
+    loss_atol,
+    make_logits,
+    make_soft_target,
+    rng_for,
+)
 
 torch = pytest.importorskip("torch")
 
 RTOL = 1e-10
 
 
-def torch_loss_and_grad(logits, target, reduction, weight=None, ignore_index=-100,
-                        label_smoothing=0.0):
+def torch_loss_and_grad(
+    logits, target, reduction, weight=None, ignore_index=-100, label_smoothing=0.0
+):
     """PyTorch's loss and d(loss)/d(logits), class axis moved to 1 and back."""
     x = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
     moved = torch.movedim(x, -1, 1) if x.ndim > 1 else x
@@ -32,8 +41,14 @@ def torch_loss_and_grad(logits, target, reduction, weight=None, ignore_index=-10
     else:
         t = torch.tensor(target, dtype=torch.int64)
     w = None if weight is None else torch.tensor(weight, dtype=torch.float64)
-    loss = torch.nn.functional.cross_entropy(moved, t, weight=w, ignore_index=ignore_index,
-                                             reduction=reduction, label_smoothing=label_smoothing)
+    loss = torch.nn.functional.cross_entropy(
+        moved,
+        t,
+        weight=w,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
     (loss.sum() if reduction == "none" else loss).backward()
     return loss.detach().numpy(), x.grad.numpy()
 
@@ -71,21 +86,30 @@ def test_matches_pytorch(soft, kind, reduction, shape):
     expected_loss, expected_grad = torch_loss_and_grad(logits, target, reduction, **options)
     atol = loss_atol(logits, target, reduction, **options)
     assert_close(np.asarray(loss), expected_loss, RTOL, atol=atol)
-    assert_close(grad, expected_grad, RTOL,
-                 magnitude=grad_magnitude(logits, target, reduction, **options))
-    assert_close(fastsce.cross_entropy(logits, target, reduction=reduction, **options),
-                 expected_loss, RTOL, atol=atol)
+    assert_close(
+        grad, expected_grad, RTOL, magnitude=grad_magnitude(logits, target, reduction, **options)
+    )
+    assert_close(
+        fastsce.cross_entropy(logits, target, reduction=reduction, **options),
+        expected_loss,
+        RTOL,
+        atol=atol,
+    )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 def test_masked_classes_and_ignored_rows_match_pytorch(reduction, label_smoothing):
     inf = np.inf
-    logits = np.array([[0.5, -inf, 2.0, -1.0],
-                       [-inf, -inf, 3.0, 1.0],
-                       [1.0, 2.0, 3.0, 4.0],
-                       [-inf, -inf, -inf, -inf],      # ignored
-                       [0.0, np.nan, 1.0, 1.0]])     # ignored
+    logits = np.array(
+        [
+            [0.5, -inf, 2.0, -1.0],
+            [-inf, -inf, 3.0, 1.0],
+            [1.0, 2.0, 3.0, 4.0],
+            [-inf, -inf, -inf, -inf],  # ignored
+            [0.0, np.nan, 1.0, 1.0],  # ignored
+        ]
+    )
     target = np.array([2, 3, 0, -100, -100])
     options = {"label_smoothing": label_smoothing}
     loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction, **options)
@@ -95,8 +119,12 @@ def test_masked_classes_and_ignored_rows_match_pytorch(reduction, label_smoothin
     # PyTorch: NaN gradient on ignored rows with non-finite logits; fastsce: exactly 0
     assert np.all(np.isnan(expected_grad[~kept]))
     np.testing.assert_array_equal(grad[~kept], 0.0)
-    assert_close(grad[kept], expected_grad[kept], RTOL,
-                 magnitude=grad_magnitude(logits, target, reduction, **options)[kept])
+    assert_close(
+        grad[kept],
+        expected_grad[kept],
+        RTOL,
+        magnitude=grad_magnitude(logits, target, reduction, **options)[kept],
+    )
 
 
 def test_nan_rows_match_pytorch():
@@ -105,8 +133,7 @@ def test_nan_rows_match_pytorch():
     loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction="none")
     expected_loss, expected_grad = torch_loss_and_grad(logits, target, "none")
     assert_close(loss, expected_loss, RTOL)
-    assert_close(grad, expected_grad, RTOL,
-                 magnitude=grad_magnitude(logits, target, "none"))
+    assert_close(grad, expected_grad, RTOL, magnitude=grad_magnitude(logits, target, "none"))
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
@@ -124,11 +151,19 @@ def test_zero_total_weight_matches_pytorch(label_smoothing):
 def test_softmax_family_matches_pytorch(temperature):
     x = make_logits((4, 3, 50), np.float64)
     tx = torch.tensor(x) / temperature
-    np.testing.assert_allclose(fastsce.softmax(x, temperature=temperature),
-                               torch.softmax(tx, -1).numpy(), rtol=RTOL, atol=0)
+    np.testing.assert_allclose(
+        fastsce.softmax(x, temperature=temperature),
+        torch.softmax(tx, -1).numpy(),
+        rtol=RTOL,
+        atol=0,
+    )
     expected = torch.log_softmax(tx, -1).numpy()
-    assert_close(fastsce.log_softmax(x, temperature=temperature), expected, RTOL,
-                 atol=LOG_SUM_ATOL)
+    assert_close(fastsce.log_softmax(x, temperature=temperature), expected, RTOL, atol=LOG_SUM_ATOL)
     expected = torch.logsumexp(tx, -1).numpy()
-    assert_close(fastsce.logsumexp(x, temperature=temperature), expected, RTOL,
-                 magnitude=logsumexp_magnitude(x, temperature=temperature), atol=LOG_SUM_ATOL)
+    assert_close(
+        fastsce.logsumexp(x, temperature=temperature),
+        expected,
+        RTOL,
+        magnitude=logsumexp_magnitude(x, temperature=temperature),
+        atol=LOG_SUM_ATOL,
+    )

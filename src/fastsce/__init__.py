@@ -6,11 +6,18 @@ Public functions (class axis last):
 plus ``fastsce.reference`` (the same functions in plain NumPy, the test oracle),
 and the thread controls get_num_threads / set_num_threads.
 """
+
 from ._config import get_num_threads, set_num_threads
 from ._loss import CrossEntropyLoss, cross_entropy, cross_entropy_with_grad
 from ._show_config import show_config
-from ._softmax import (log_softmax, log_softmax_backward, logsumexp, softmax, softmax_backward,
-                       softmax_jacobian)
+from ._softmax import (
+    log_softmax,
+    log_softmax_backward,
+    logsumexp,
+    softmax,
+    softmax_backward,
+    softmax_jacobian,
+)
 from ._version import __version__
 
 __all__ = [

@@ -7,6 +7,7 @@ defaults to the CPUs this process may run on and can be set with
 it has rows.  Results never depend on the thread count: each row is computed
 the same way on any thread and the batch loss is summed in row order.
 """
+
 import os
 
 #: inputs with fewer elements than this run on one thread
@@ -41,13 +42,13 @@ def set_num_threads(n_threads: int | None) -> None:
     _num_threads = n_threads
 
 
-def _positive_int(value, name):
+def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise TypeError(f"`{name}` must be a positive integer, got {value!r}")
-    value = value.__index__()
-    if value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-    return value
+    number: int = value.__index__()
+    if number < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {number!r}")
+    return number
 
 
 def threads_for(n_rows: int, n_elements: int) -> int:

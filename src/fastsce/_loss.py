@@ -6,20 +6,37 @@ before the kernel runs.  The kernel computes per-row losses (float64) and,
 when asked, the gradient of the reduced loss straight into the output buffer.
 Semantics are PyTorch's F.cross_entropy with the class axis last.
 """
+
+from __future__ import annotations
+
 import math
 import operator
 import threading
+from typing import Any, Literal, NoReturn, SupportsIndex, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _loss_kernels as kernels
 from ._config import PARALLEL_MIN_ELEMENTS, threads_for
-from ._validation import (FLOAT64, as_array, as_contiguous_rows, as_float_array, as_rows,
-                          check_inverse_temperature, check_out, check_reduction,
-                          check_temperature, real_number)
+from ._validation import (
+    FLOAT64,
+    Reduction,
+    as_array,
+    as_contiguous_rows,
+    as_float_array,
+    as_rows,
+    check_inverse_temperature,
+    check_out,
+    check_reduction,
+    check_temperature,
+    real_number,
+)
 
 INT64 = np.dtype(np.int64)
 INT64_MAX = np.iinfo(np.int64).max
+
+_Floats = npt.NDArray[np.floating[Any]]
 
 
 OPTIONS_DOC = """
@@ -37,78 +54,229 @@ OPTIONS_DOC = """
 """
 
 
-def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0, lse_out=None,
-                  argmax_out=None):
-    plain = _plain_options(weight, ignore_index, reduction, label_smoothing, temperature, softcap,
-                           z_loss)
-    loss = _small_call(plain, logits, target, None, False, reduction, ignore_index, label_smoothing,
-                       lse_out, argmax_out)
+def cross_entropy(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    lse_out: npt.NDArray[np.float64] | None = None,
+    argmax_out: npt.NDArray[np.int64] | None = None,
+) -> float | _Floats:
+    plain = _plain_options(
+        weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
+    )
+    loss: float | _Floats | None = _small_call(
+        plain,
+        logits,
+        target,
+        None,
+        False,
+        reduction,
+        ignore_index,
+        label_smoothing,
+        lse_out,
+        argmax_out,
+    )
     if loss is not None:
         return loss
-    loss, _ = run(logits, target, LossOptions(weight, ignore_index, reduction, label_smoothing,
-                                              temperature, softcap, z_loss),
-                  want_grad=False, out=None, lse_out=lse_out, argmax_out=argmax_out)
+    loss, _ = run(
+        logits,
+        target,
+        LossOptions(weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss),
+        want_grad=False,
+        out=None,
+        lse_out=lse_out,
+        argmax_out=argmax_out,
+    )
     return loss
 
 
-cross_entropy.__doc__ = """Softmax cross-entropy of `logits` (..., C) against `target`.
-""" + OPTIONS_DOC + """
+cross_entropy.__doc__ = (
+    """Softmax cross-entropy of `logits` (..., C) against `target`.
+"""
+    + OPTIONS_DOC
+    + """
     Returns a float ('mean', 'sum') or an array of shape logits.shape[:-1] ('none').
 """
+)
 
 
-def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                            label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0,
-                            out=None, lse_out=None, argmax_out=None):
-    plain = _plain_options(weight, ignore_index, reduction, label_smoothing, temperature, softcap,
-                           z_loss)
-    result = _small_call(plain, logits, target, out, True, reduction, ignore_index, label_smoothing,
-                         lse_out, argmax_out)
+def cross_entropy_with_grad(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    out: _Floats | None = None,
+    lse_out: npt.NDArray[np.float64] | None = None,
+    argmax_out: npt.NDArray[np.int64] | None = None,
+) -> tuple[float | _Floats, _Floats]:
+    plain = _plain_options(
+        weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
+    )
+    result = _small_call(
+        plain,
+        logits,
+        target,
+        out,
+        True,
+        reduction,
+        ignore_index,
+        label_smoothing,
+        lse_out,
+        argmax_out,
+    )
     if result is not None:
         return result
-    return run(logits, target, LossOptions(weight, ignore_index, reduction, label_smoothing,
-                                           temperature, softcap, z_loss),
-               want_grad=True, out=out, lse_out=lse_out, argmax_out=argmax_out)
+    return run(
+        logits,
+        target,
+        LossOptions(weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss),
+        want_grad=True,
+        out=out,
+        lse_out=lse_out,
+        argmax_out=argmax_out,
+    )
 
 
-cross_entropy_with_grad.__doc__ = """(loss, grad): cross_entropy and its gradient with respect to logits, in one pass.
-""" + OPTIONS_DOC + """
+cross_entropy_with_grad.__doc__ = (
+    """(loss, grad): cross_entropy and its gradient with respect to logits, in one pass.
+"""
+    + OPTIONS_DOC
+    + """
     grad has logits' shape and compute dtype; for reduction='none' it is the
     gradient of the sum of the per-row losses.  out= (C-contiguous, that
     dtype and shape) receives the gradient and may be `logits` itself.
     Ignored rows get loss 0 and gradient exactly 0.
 """
+)
 
 
-def _plain_options(weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss):
+def _plain_options(
+    weight: object,
+    ignore_index: object,
+    reduction: object,
+    label_smoothing: object,
+    temperature: object,
+    softcap: object,
+    z_loss: object,
+) -> bool:
     """True when the options are valid and plain enough for kernels.small_call:
     no weight, softcap, temperature or z-loss, and a reduction other than 'none'."""
-    return (weight is None and softcap is None and type(reduction) is str
-            and (reduction == "mean" or reduction == "sum")
-            and type(ignore_index) is int and -INT64_MAX - 1 <= ignore_index <= INT64_MAX
-            and type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0
-            and type(temperature) is float and temperature == 1.0
-            and type(z_loss) is float and z_loss == 0.0)
+    return (
+        weight is None
+        and softcap is None
+        and type(reduction) is str
+        and (reduction == "mean" or reduction == "sum")
+        and type(ignore_index) is int
+        and -INT64_MAX - 1 <= ignore_index <= INT64_MAX
+        and type(label_smoothing) is float
+        and 0.0 <= label_smoothing <= 1.0
+        and type(temperature) is float
+        and temperature == 1.0
+        and type(z_loss) is float
+        and z_loss == 0.0
+    )
 
 
-def _small_call(plain, logits, target, out, want_grad, reduction, ignore_index, smoothing, lse_out,
-                argmax_out):
+@overload
+def _small_call(
+    plain: bool,
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    out: _Floats | None,
+    want_grad: Literal[False],
+    reduction: str,
+    ignore_index: int,
+    smoothing: float,
+    lse_out: npt.NDArray[np.float64] | None,
+    argmax_out: npt.NDArray[np.int64] | None,
+) -> float | None: ...
+@overload
+def _small_call(
+    plain: bool,
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    out: _Floats | None,
+    want_grad: Literal[True],
+    reduction: str,
+    ignore_index: int,
+    smoothing: float,
+    lse_out: npt.NDArray[np.float64] | None,
+    argmax_out: npt.NDArray[np.int64] | None,
+) -> tuple[float, _Floats] | None: ...
+
+
+def _small_call(
+    plain: bool,
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    out: _Floats | None,
+    want_grad: bool,
+    reduction: str,
+    ignore_index: int,
+    smoothing: float,
+    lse_out: npt.NDArray[np.float64] | None,
+    argmax_out: npt.NDArray[np.int64] | None,
+) -> float | tuple[float, _Floats] | None:
     """kernels.small_call when the options allow it, else None (then use run())."""
     if not plain or lse_out is not None or argmax_out is not None:
         return None
-    return kernels.small_call(logits, target, out, want_grad, reduction == "mean", ignore_index,
-                              smoothing, PARALLEL_MIN_ELEMENTS)
+    return kernels.small_call(
+        logits,
+        target,
+        out,
+        want_grad,
+        reduction == "mean",
+        ignore_index,
+        smoothing,
+        PARALLEL_MIN_ELEMENTS,
+    )
 
 
 class LossOptions:
     """Validated loss options (everything but what depends on the logits' shape)."""
 
-    __slots__ = ("weight", "weight_input", "ignore_index", "reduction", "smoothing",
-                 "inv_temperature", "softcap", "z_loss")
+    __slots__ = (
+        "ignore_index",
+        "inv_temperature",
+        "reduction",
+        "smoothing",
+        "softcap",
+        "weight",
+        "weight_input",
+        "z_loss",
+    )
+    ignore_index: int
+    inv_temperature: float
+    reduction: Reduction
+    smoothing: float
+    softcap: float
+    weight: npt.NDArray[np.float64] | None
+    weight_input: npt.ArrayLike | None
+    z_loss: float
 
-    def __init__(self, weight, ignore_index, reduction, label_smoothing, temperature, softcap,
-                 z_loss):
+    def __init__(
+        self,
+        weight: npt.ArrayLike | None,
+        ignore_index: int,
+        reduction: Reduction,
+        label_smoothing: float,
+        temperature: float,
+        softcap: float | None,
+        z_loss: float,
+    ) -> None:
         check_reduction(reduction)
         self.reduction = reduction
         self.smoothing = _check_smoothing(label_smoothing)
@@ -120,7 +288,43 @@ class LossOptions:
         self.z_loss = _non_negative_finite(z_loss, "z_loss")
 
 
-def run(logits, target, options, *, want_grad, out, lse_out, argmax_out, buffers=None):
+@overload
+def run(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    options: LossOptions,
+    *,
+    want_grad: Literal[False],
+    out: None,
+    lse_out: npt.NDArray[np.float64] | None,
+    argmax_out: npt.NDArray[np.int64] | None,
+    buffers: ReusedBuffers | None = None,
+) -> tuple[float | _Floats, None]: ...
+@overload
+def run(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    options: LossOptions,
+    *,
+    want_grad: Literal[True],
+    out: _Floats | None,
+    lse_out: npt.NDArray[np.float64] | None,
+    argmax_out: npt.NDArray[np.int64] | None,
+    buffers: ReusedBuffers | None = None,
+) -> tuple[float | _Floats, _Floats]: ...
+
+
+def run(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    options: LossOptions,
+    *,
+    want_grad: bool,
+    out: _Floats | None,
+    lse_out: npt.NDArray[np.float64] | None,
+    argmax_out: npt.NDArray[np.int64] | None,
+    buffers: ReusedBuffers | None = None,
+) -> tuple[float | _Floats, _Floats | None]:
     """Validate the arrays, then one kernel call; returns (loss, grad or None).
 
     buffers: optional ReusedBuffers supplying the per-row loss and scratch
@@ -134,44 +338,70 @@ def run(logits, target, options, *, want_grad, out, lse_out, argmax_out, buffers
     if weights is not None and weights.shape != (n_classes,):
         raise ValueError(f"`weight` must have shape ({n_classes},), got {weights.shape}")
     target_array = target if type(target) is np.ndarray else as_array(target, "target")
-    soft_target = index = None
+    soft_target: _Floats | None = None
+    index: npt.NDArray[np.int64] | None = None
     if _is_soft(target_array, array.shape):
-        soft_target = as_contiguous_rows(as_float_array(target_array, "target", array.dtype), "target")
+        soft_target = as_contiguous_rows(
+            as_float_array(target_array, "target", array.dtype), "target"
+        )
     else:
         index = _class_indices(target_array, array.shape)
 
     inputs = (("logits", logits), ("target", target), ("weight", options.weight_input))
-    grad = grad_rows = None
+    grad: _Floats | None = None
+    grad_rows: _Floats | None = None
     if want_grad:
         if out is None:
             grad = np.empty(array.shape, array.dtype)
         else:
             grad = check_out(out, array.shape, array.dtype, inputs, in_place_ok=logits)
         grad_rows = grad.reshape(rows.shape)
-    row_lse = row_argmax = None
+    row_lse: npt.NDArray[np.float64] | None = None
+    row_argmax: npt.NDArray[np.int64] | None = None
     if lse_out is not None:
         row_lse = check_out(lse_out, array.shape[:-1], FLOAT64, inputs, name="lse_out").reshape(-1)
     if argmax_out is not None:
-        row_argmax = check_out(argmax_out, array.shape[:-1], INT64, inputs,
-                               name="argmax_out").reshape(-1)
+        row_argmax = check_out(
+            argmax_out, array.shape[:-1], INT64, inputs, name="argmax_out"
+        ).reshape(-1)
 
     n_threads = threads_for(rows.shape[0], rows.size)
-    row_loss = scratch = None
+    row_loss: npt.NDArray[np.float64] | None = None
+    scratch: _Floats | None = None
     if buffers is not None:
-        row_loss, scratch = buffers.arrays(n_rows, kernels.scratch_elements(n_classes, n_threads),
-                                           array.dtype)
+        row_loss, scratch = buffers.arrays(
+            n_rows, kernels.scratch_elements(n_classes, n_threads), array.dtype
+        )
     if options.reduction == "none":
         row_loss = np.empty(n_rows, FLOAT64)
+    loss: float | _Floats
     first_bad, loss = kernels.cross_entropy(
-        rows, index, soft_target, weights, options.ignore_index, options.smoothing, options.z_loss,
-        options.softcap, options.inv_temperature, options.reduction == "mean", row_loss, grad_rows,
-        row_lse, row_argmax, scratch, n_threads)
+        rows,
+        index,
+        soft_target,
+        weights,
+        options.ignore_index,
+        options.smoothing,
+        options.z_loss,
+        options.softcap,
+        options.inv_temperature,
+        options.reduction == "mean",
+        row_loss,
+        grad_rows,
+        row_lse,
+        row_argmax,
+        scratch,
+        n_threads,
+    )
     if first_bad >= 0 and soft_target is not None:
-        raise ValueError(f"`target` probabilities must be finite; row {first_bad} of the "
-                         f"{n_rows} rows has {soft_target[first_bad][~np.isfinite(soft_target[first_bad])][0]}")
+        raise ValueError(
+            f"`target` probabilities must be finite; row {first_bad} of the "
+            f"{n_rows} rows has {soft_target[first_bad][~np.isfinite(soft_target[first_bad])][0]}"
+        )
     if first_bad >= 0:
         _raise_bad_class_index(target_array, first_bad, n_classes, options.ignore_index)
     if options.reduction == "none":
+        assert row_loss is not None  # allocated above for reduction='none'
         loss = row_loss.reshape(array.shape[:-1]).astype(array.dtype, copy=False)
     return loss, grad
 
@@ -179,11 +409,13 @@ def run(logits, target, options, *, want_grad, out, lse_out, argmax_out, buffers
 class ReusedBuffers:
     """Per-row loss and scratch arrays kept between calls, grown when needed."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.row_loss = np.empty(0, FLOAT64)
-        self.scratch = {}
+        self.scratch: dict[np.dtype[Any], _Floats] = {}
 
-    def arrays(self, n_rows, n_scratch, dtype):
+    def arrays(
+        self, n_rows: int, n_scratch: int, dtype: np.dtype[Any]
+    ) -> tuple[npt.NDArray[np.float64], _Floats]:
         if self.row_loss.size < n_rows:
             self.row_loss = np.empty(n_rows, FLOAT64)
         scratch = self.scratch.get(dtype)
@@ -204,89 +436,160 @@ class CrossEntropyLoss:
     allocates no arrays (reduction='none' returns a new array of losses).
     """
 
-    def __init__(self, *, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                 temperature=1.0, softcap=None, z_loss=0.0):
-        self.options = LossOptions(weight, ignore_index, reduction, label_smoothing, temperature,
-                                   softcap, z_loss)
-        self._plain = _plain_options(weight, ignore_index, reduction, label_smoothing, temperature,
-                                     softcap, z_loss)
+    def __init__(
+        self,
+        *,
+        weight: npt.ArrayLike | None = None,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+        label_smoothing: float = 0.0,
+        temperature: float = 1.0,
+        softcap: float | None = None,
+        z_loss: float = 0.0,
+    ) -> None:
+        self.options = LossOptions(
+            weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
+        )
+        self._plain = _plain_options(
+            weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
+        )
         self._local = threading.local()
 
     @property
-    def _buffers(self):
+    def _buffers(self) -> ReusedBuffers:
         """This thread's buffers: the kernels release the GIL, so calls from several
         threads must not share the per-row loss and scratch arrays."""
-        buffers = getattr(self._local, "buffers", None)
+        buffers: ReusedBuffers | None = getattr(self._local, "buffers", None)
         if buffers is None:
             buffers = self._local.buffers = ReusedBuffers()
         return buffers
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_local"]          # buffers are per thread and per object, not state
+        del state["_local"]  # buffers are per thread and per object, not state
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
 
-    def __call__(self, logits, target, *, lse_out=None, argmax_out=None):
+    def __call__(
+        self,
+        logits: npt.ArrayLike,
+        target: npt.ArrayLike,
+        *,
+        lse_out: npt.NDArray[np.float64] | None = None,
+        argmax_out: npt.NDArray[np.int64] | None = None,
+    ) -> float | _Floats:
         """The loss (float, or per-row array for reduction='none')."""
         o = self.options
-        loss = _small_call(self._plain, logits, target, None, False, o.reduction, o.ignore_index,
-                           o.smoothing, lse_out, argmax_out)
+        loss: float | _Floats | None = _small_call(
+            self._plain,
+            logits,
+            target,
+            None,
+            False,
+            o.reduction,
+            o.ignore_index,
+            o.smoothing,
+            lse_out,
+            argmax_out,
+        )
         if loss is not None:
             return loss
-        loss, _ = run(logits, target, self.options, want_grad=False, out=None, lse_out=lse_out,
-                      argmax_out=argmax_out, buffers=self._buffers)
+        loss, _ = run(
+            logits,
+            target,
+            self.options,
+            want_grad=False,
+            out=None,
+            lse_out=lse_out,
+            argmax_out=argmax_out,
+            buffers=self._buffers,
+        )
         return loss
 
-    def loss_and_grad(self, logits, target, out=None, *, lse_out=None, argmax_out=None):
+    def loss_and_grad(
+        self,
+        logits: npt.ArrayLike,
+        target: npt.ArrayLike,
+        out: _Floats | None = None,
+        *,
+        lse_out: npt.NDArray[np.float64] | None = None,
+        argmax_out: npt.NDArray[np.int64] | None = None,
+    ) -> tuple[float | _Floats, _Floats]:
         """(loss, grad), grad written into `out` when given (may be `logits` itself)."""
         o = self.options
-        result = _small_call(self._plain, logits, target, out, True, o.reduction, o.ignore_index,
-                             o.smoothing, lse_out, argmax_out)
+        result = _small_call(
+            self._plain,
+            logits,
+            target,
+            out,
+            True,
+            o.reduction,
+            o.ignore_index,
+            o.smoothing,
+            lse_out,
+            argmax_out,
+        )
         if result is not None:
             return result
-        return run(logits, target, self.options, want_grad=True, out=out, lse_out=lse_out,
-                   argmax_out=argmax_out, buffers=self._buffers)
+        return run(
+            logits,
+            target,
+            self.options,
+            want_grad=True,
+            out=out,
+            lse_out=lse_out,
+            argmax_out=argmax_out,
+            buffers=self._buffers,
+        )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         o = self.options
-        return (f"CrossEntropyLoss(reduction={o.reduction!r}, ignore_index={o.ignore_index}, "
-                f"label_smoothing={o.smoothing}, temperature={1.0 / o.inv_temperature}, "
-                f"softcap={o.softcap or None}, z_loss={o.z_loss}, "
-                f"weight={'None' if o.weight is None else 'array(' + str(o.weight.size) + ')'})")
+        return (
+            f"CrossEntropyLoss(reduction={o.reduction!r}, ignore_index={o.ignore_index}, "
+            f"label_smoothing={o.smoothing}, temperature={1.0 / o.inv_temperature}, "
+            f"softcap={o.softcap or None}, z_loss={o.z_loss}, "
+            f"weight={'None' if o.weight is None else 'array(' + str(o.weight.size) + ')'})"
+        )
 
 
-def _raise_bad_class_index(target, flat_position, n_classes, ignore_index):
+def _raise_bad_class_index(
+    target: npt.NDArray[Any],
+    flat_position: int,
+    n_classes: int,
+    ignore_index: int,
+) -> NoReturn:
     position = np.unravel_index(flat_position, target.shape) if target.ndim else ()
-    raise ValueError(f"`target` has class index {target[position]} at position {position}, "
-                     f"outside [0, {n_classes}) and not ignore_index ({ignore_index})")
+    raise ValueError(
+        f"`target` has class index {target[position]} at position {position}, "
+        f"outside [0, {n_classes}) and not ignore_index ({ignore_index})"
+    )
 
 
-def _positive_finite(value, name):
+def _positive_finite(value: object, name: str) -> float:
     number = real_number(value, name)
     if not 0.0 < number < math.inf:
         raise ValueError(f"`{name}` must be positive and finite, got {value!r}")
     return number
 
 
-def _non_negative_finite(value, name):
+def _non_negative_finite(value: object, name: str) -> float:
     number = real_number(value, name)
     if not 0.0 <= number < math.inf:
         raise ValueError(f"`{name}` must be non-negative and finite, got {value!r}")
     return number
 
 
-def _check_smoothing(label_smoothing):
+def _check_smoothing(label_smoothing: object) -> float:
     value = real_number(label_smoothing, "label_smoothing")
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"`label_smoothing` must be in [0, 1], got {label_smoothing!r}")
     return value
 
 
-def _check_ignore_index(ignore_index):
+def _check_ignore_index(ignore_index: SupportsIndex) -> int:
     if type(ignore_index) is not int:
         if isinstance(ignore_index, (bool, np.bool_)):
             raise TypeError(f"`ignore_index` must be an integer, got {ignore_index!r}")
@@ -299,7 +602,7 @@ def _check_ignore_index(ignore_index):
     return ignore_index
 
 
-def _class_weights(weight):
+def _class_weights(weight: npt.ArrayLike) -> npt.NDArray[np.float64]:
     weights = as_float_array(weight, "weight", FLOAT64)
     if weights.ndim != 1:
         raise ValueError(f"`weight` must have shape (C,), got {weights.shape}")
@@ -308,29 +611,38 @@ def _class_weights(weight):
     return np.ascontiguousarray(weights)
 
 
-def _is_soft(target, logits_shape):
+def _is_soft(target: npt.NDArray[Any], logits_shape: tuple[int, ...]) -> bool:
     """True for probability targets, False for class indices; TypeError otherwise."""
     kind = target.dtype.kind
     if kind in "iu":
         return False
     if kind == "f":
         if target.shape != logits_shape:
-            raise TypeError(f"`target` of float dtype must be probabilities of the logits' shape "
-                            f"{logits_shape}, got shape {target.shape}; class indices must be integers")
+            raise TypeError(
+                f"`target` of float dtype must be probabilities of the logits' shape "
+                f"{logits_shape}, got shape {target.shape}; class indices must be integers"
+            )
         return True
-    raise TypeError(f"`target` must hold integer class indices or float probabilities, "
-                    f"got dtype {target.dtype}")
+    raise TypeError(
+        f"`target` must hold integer class indices or float probabilities, got dtype {target.dtype}"
+    )
 
 
-def _class_indices(target, logits_shape):
+def _class_indices(
+    target: npt.NDArray[Any],
+    logits_shape: tuple[int, ...],
+) -> npt.NDArray[np.int64]:
     """Flat int64 class indices, shape-checked (values are checked by the kernel)."""
     if target.shape != logits_shape[:-1]:
-        raise ValueError(f"`target` of class indices must have shape {logits_shape[:-1]}, "
-                         f"got {target.shape}")
+        raise ValueError(
+            f"`target` of class indices must have shape {logits_shape[:-1]}, got {target.shape}"
+        )
     if target.dtype.kind == "u" and target.size and target.max() > INT64_MAX:
         position = np.unravel_index(int(np.argmax(target > INT64_MAX)), target.shape)
-        raise ValueError(f"`target` has class index {target[position]} at position {position}, "
-                         f"outside [0, {logits_shape[-1]})")
+        raise ValueError(
+            f"`target` has class index {target[position]} at position {position}, "
+            f"outside [0, {logits_shape[-1]})"
+        )
     index = target if target.ndim == 1 else target.reshape(-1)
     if index.dtype is not INT64 or not index.flags.c_contiguous:
         index = np.ascontiguousarray(index, dtype=INT64)

@@ -53,4 +53,15 @@ def small_call(
     smoothing: float,
     max_elements: int,
 ) -> tuple[float, _Floats] | None: ...
+@overload
+def small_call(
+    logits: object,
+    target: object,
+    out: object,
+    want_grad: bool,
+    mean: bool,
+    ignore_index: int,
+    smoothing: float,
+    max_elements: int,
+) -> float | tuple[float, _Floats] | None: ...
 def openmp_enabled() -> bool: ...

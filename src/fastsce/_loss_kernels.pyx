@@ -1,11 +1,13 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
 """Cross-entropy kernels: loss and gradient of softmax cross-entropy in one pass per row.
 
 Design: every target is a distribution b over classes, and for one row of
 (transformed) logits z
 
     lse    = m + log sum_j exp(z_j - m),          m = max_j z_j
-    loss   = sum_j b_j (lse - z_j) + lambda lse^2 = A log sum_j exp(z_j - m) - sum_j b_j (z_j - m) + lambda lse^2
+    loss   = sum_j b_j (lse - z_j) + lambda lse^2
+           = A log sum_j exp(z_j - m) - sum_j b_j (z_j - m) + lambda lse^2
     grad_j = scale * ((A + 2 lambda lse) s_j - b_j),  A = sum_j b_j,  s = softmax(z)
 
 * hard targets (class index t, class weight w_t, label smoothing eps without
@@ -94,8 +96,11 @@ cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, doubl
     cdef double log_total = log(total)
     lse[0] = row_lse(m, log_total) + z_shift
     if grad != NULL:
-        # grad_j = scale ((w_t (1 - eps) + eps + 2 lambda lse) s_j - eps / n) - scale w_t (1 - eps) [j = t]
-        row_affine(grad, n, 0, <floating>(scale * (w_t * (1.0 - eps) + eps + weighted(2.0 * z_loss, lse[0])) / total),
+        # grad_j = scale ((w_t (1 - eps) + eps + 2 lambda lse) s_j - eps / n)
+        #          - scale w_t (1 - eps) [j = t]
+        row_affine(grad, n, 0,
+                   <floating>(scale * (w_t * (1.0 - eps) + eps + weighted(2.0 * z_loss, lse[0]))
+                              / total),
                    <floating>(scale * eps / n), grad)
         grad[t] -= <floating>(scale * w_t * (1.0 - eps))
     # loss = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
@@ -118,7 +123,8 @@ cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b,
         # grad_j = scale ((A + 2 lambda lse) s_j - b_j)
         row_axpby(grad, b, n, <floating>(scale * (mass + weighted(2.0 * z_loss, lse[0])) / total),
                   <floating>scale, grad)
-    # loss = sum_j b_j (lse - z_j) + lambda lse^2 = A log(total) - sum_j b_j (z_j - m) + lambda lse^2
+    # loss = sum_j b_j (lse - z_j) + lambda lse^2
+    #      = A log(total) - sum_j b_j (z_j - m) + lambda lse^2
     return mass * log_total - gap + weighted(z_loss, lse[0] * lse[0])
 
 
@@ -258,7 +264,8 @@ cdef void loss_range(void *call, Py_ssize_t start, Py_ssize_t stop, int worker) 
     cdef const LossCall *c = <const LossCall *>call
     cdef Py_ssize_t offset = worker * SCRATCH_ROWS * c.n_classes
     if c.single:
-        loss_rows(<const float *>c.logits, c, start, stop, <float *>c.scratch + offset, <float *>c.grad)
+        loss_rows(<const float *>c.logits, c, start, stop, <float *>c.scratch + offset,
+                  <float *>c.grad)
     else:
         loss_rows(<const double *>c.logits, c, start, stop, <double *>c.scratch + offset,
                   <double *>c.grad)
@@ -322,7 +329,8 @@ cdef class Workspace:
     cdef void *scratch
     cdef bint owns_row_loss, owns_scratch
 
-    def __cinit__(self, object row_loss, Py_ssize_t n_rows, object scratch, Py_ssize_t scratch_bytes):
+    def __cinit__(self, object row_loss, Py_ssize_t n_rows, object scratch,
+                  Py_ssize_t scratch_bytes):
         self.owns_row_loss = row_loss is None
         self.owns_scratch = scratch is None and scratch_bytes > 0
         self.row_loss = (<double *>malloc(max(n_rows, 1) * sizeof(double)) if self.owns_row_loss

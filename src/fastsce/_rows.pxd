@@ -17,12 +17,16 @@ cdef extern from "fsce_rows.h" nogil:
 
     ctypedef struct fsce_ops_f32:
         float (*row_max)(const float *x, Py_ssize_t n) noexcept nogil
-        double (*row_exp_sum)(const float *x, Py_ssize_t n, float shift, float scale, float *out) noexcept nogil
-        void (*row_affine)(const float *y, Py_ssize_t n, float shift, float a, float c, float *out) noexcept nogil
-        void (*row_axpby)(const float *y, const float *b, Py_ssize_t n, float a, float c, float *out) noexcept nogil
+        double (*row_exp_sum)(const float *x, Py_ssize_t n, float shift, float scale,
+                              float *out) noexcept nogil
+        void (*row_affine)(const float *y, Py_ssize_t n, float shift, float a, float c,
+                           float *out) noexcept nogil
+        void (*row_axpby)(const float *y, const float *b, Py_ssize_t n, float a, float c,
+                          float *out) noexcept nogil
         double (*row_sum)(const float *x, Py_ssize_t n, float shift, float scale) noexcept nogil
         double (*row_dot)(const float *x, const float *b, Py_ssize_t n, float shift) noexcept nogil
-        void (*row_mul_shifted)(const float *s, const float *g, Py_ssize_t n, float d, float *out) noexcept nogil
+        void (*row_mul_shifted)(const float *s, const float *g, Py_ssize_t n, float d,
+                                float *out) noexcept nogil
         void (*small_rows)(const float *x, Py_ssize_t x_stride, Py_ssize_t n_rows, Py_ssize_t n,
                            const int64_t *target, int64_t ignore_index, const double *weight,
                            double eps, double scale, double *row_loss, float *grad,
@@ -30,12 +34,17 @@ cdef extern from "fsce_rows.h" nogil:
 
     ctypedef struct fsce_ops_f64:
         double (*row_max)(const double *x, Py_ssize_t n) noexcept nogil
-        double (*row_exp_sum)(const double *x, Py_ssize_t n, double shift, double scale, double *out) noexcept nogil
-        void (*row_affine)(const double *y, Py_ssize_t n, double shift, double a, double c, double *out) noexcept nogil
-        void (*row_axpby)(const double *y, const double *b, Py_ssize_t n, double a, double c, double *out) noexcept nogil
+        double (*row_exp_sum)(const double *x, Py_ssize_t n, double shift, double scale,
+                              double *out) noexcept nogil
+        void (*row_affine)(const double *y, Py_ssize_t n, double shift, double a, double c,
+                           double *out) noexcept nogil
+        void (*row_axpby)(const double *y, const double *b, Py_ssize_t n, double a, double c,
+                          double *out) noexcept nogil
         double (*row_sum)(const double *x, Py_ssize_t n, double shift, double scale) noexcept nogil
-        double (*row_dot)(const double *x, const double *b, Py_ssize_t n, double shift) noexcept nogil
-        void (*row_mul_shifted)(const double *s, const double *g, Py_ssize_t n, double d, double *out) noexcept nogil
+        double (*row_dot)(const double *x, const double *b, Py_ssize_t n,
+                          double shift) noexcept nogil
+        void (*row_mul_shifted)(const double *s, const double *g, Py_ssize_t n, double d,
+                                double *out) noexcept nogil
         void (*small_rows)(const double *x, Py_ssize_t x_stride, Py_ssize_t n_rows, Py_ssize_t n,
                            const int64_t *target, int64_t ignore_index, const double *weight,
                            double eps, double scale, double *row_loss, double *grad,
@@ -113,7 +122,8 @@ cdef inline void small_rows(const floating *x, Py_ssize_t x_stride, Py_ssize_t n
                             Py_ssize_t n, const int64_t *target, int64_t ignore_index,
                             const double *weight, double eps, double scale, double *row_loss,
                             floating *grad, double *row_lse, int64_t *row_argmax) noexcept nogil:
-    """Hard-target cross-entropy of rows of n <= FSCE_SMALL_ROW_CLASSES classes, one row per lane."""
+    """Hard-target cross-entropy of rows of n <= FSCE_SMALL_ROW_CLASSES classes, one row
+    per lane."""
     if floating is float:
         fsce_get_ops_f32().small_rows(x, x_stride, n_rows, n, target, ignore_index, weight, eps,
                                       scale, row_loss, grad, row_lse, row_argmax)

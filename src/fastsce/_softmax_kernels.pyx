@@ -1,4 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
 """Softmax-family kernels: softmax, log_softmax, logsumexp, backward, Jacobian.
 
 Design: the Python layer (``_softmax.py``) hands every kernel clean 2-D
@@ -28,7 +29,7 @@ ctypedef struct RowOpCall:
     RowOp op
     bint single                   # float32 (else float64)
     const void *x                 # IN (n_rows, n_classes), rows x_stride apart
-    const void *other             # IN upstream gradient for the backward ops (C-contiguous), else NULL
+    const void *other             # IN upstream gradient for backward ops (C-contiguous), else NULL
     Py_ssize_t x_stride
     Py_ssize_t n_classes
     double inv_temperature
@@ -127,7 +128,8 @@ cdef run(RowOp op, cnp.ndarray x, object other, double inv_temperature, cnp.ndar
     call.x_stride = x.strides[0] // x.itemsize if n_rows > 1 else call.n_classes
     call.inv_temperature = inv_temperature
     call.out = cnp.PyArray_DATA(out)
-    run_rows(row_op_range, &call, n_rows, max(cnp.PyArray_SIZE(x), cnp.PyArray_SIZE(out)), n_threads)
+    run_rows(row_op_range, &call, n_rows, max(cnp.PyArray_SIZE(x), cnp.PyArray_SIZE(out)),
+             n_threads)
 
 
 # ---------------------------------------------------------------------------

@@ -8,13 +8,23 @@ TypeError; shape problems raise ValueError.  Arrays are coerced without a copy
 whenever the kernels can read them as they are (rows contiguous, native byte
 order, aligned); otherwise one copy is made.
 """
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
 import numpy as np
+import numpy.typing as npt
+
+#: the values of the `reduction` option
+Reduction = Literal["mean", "sum", "none"]
 
 FLOAT32 = np.dtype(np.float32)
 FLOAT64 = np.dtype(np.float64)
 
 
-def float_dtype_for(dtype, name):
+def float_dtype_for(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
     """The dtype a kernel computes in for input `dtype`, or TypeError."""
     if dtype.kind == "f":
         return FLOAT32 if dtype.itemsize <= 4 else FLOAT64
@@ -23,7 +33,7 @@ def float_dtype_for(dtype, name):
     raise TypeError(f"`{name}` must hold real numbers (float or integer), got dtype {dtype}")
 
 
-def as_array(value, name):
+def as_array(value: object, name: str) -> npt.NDArray[Any]:
     """np.asarray(value), with numpy's error for a ragged nested sequence naming `name`."""
     if type(value) is np.ndarray:
         return value
@@ -33,7 +43,9 @@ def as_array(value, name):
         raise ValueError(f"`{name}` is not a rectangular array: {error}") from None
 
 
-def as_float_array(value, name, dtype=None):
+def as_float_array(
+    value: object, name: str, dtype: np.dtype[Any] | None = None
+) -> npt.NDArray[np.floating[Any]]:
     """`value` as a float32/float64 ndarray (the compute dtype, or `dtype`)."""
     array = value if type(value) is np.ndarray else as_array(value, name)
     current = array.dtype
@@ -47,7 +59,7 @@ def as_float_array(value, name, dtype=None):
     return array
 
 
-def as_rows(array, name):
+def as_rows(array: npt.NDArray[Any], name: str) -> npt.NDArray[Any]:
     """2-D view (n_rows, n_classes) of `array` (classes last) with contiguous rows."""
     shape = array.shape
     if not shape:
@@ -58,28 +70,33 @@ def as_rows(array, name):
     rows = array if len(shape) == 2 else array.reshape(-1, n_classes)
     itemsize = rows.itemsize
     strides = rows.strides
-    if ((n_classes > 1 and strides[1] != itemsize)
-            or strides[0] % itemsize or not rows.flags.aligned):
+    if (
+        (n_classes > 1 and strides[1] != itemsize)
+        or strides[0] % itemsize
+        or not rows.flags.aligned
+    ):
         rows = np.ascontiguousarray(rows)
     return rows
 
 
-def as_contiguous_rows(array, name):
+def as_contiguous_rows(array: npt.NDArray[Any], name: str) -> npt.NDArray[Any]:
     """Like as_rows, but C-contiguous (for arrays read alongside the logits)."""
     rows = as_rows(array, name)
     return rows if rows.flags.c_contiguous else np.ascontiguousarray(rows)
 
 
-def check_reduction(reduction):
+def check_reduction(reduction: object) -> None:
     if not isinstance(reduction, str) or reduction not in ("mean", "sum", "none"):
         raise ValueError(f"`reduction` must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def real_number(value, name):
+def real_number(value: object, name: str) -> float:
     """`value` as a Python float, TypeError if it is not a real number."""
     if type(value) is float:
         return value
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
         raise TypeError(f"`{name}` must be a real number, got {value!r}")
     try:
         return float(value)
@@ -93,30 +110,42 @@ MAX_INVERSE_TEMPERATURE = {4: float(np.finfo(np.float32).max), 8: float(np.finfo
 
 #: the smallest 1 / temperature that does not round to 0 in float32 (half the smallest
 #: subnormal rounds to 0; in float64, 1 / temperature of a finite temperature never does)
-MIN_INVERSE_TEMPERATURE_FLOAT32 = float(np.nextafter(
-    np.float64(np.finfo(np.float32).smallest_subnormal) / 2, np.inf))
+MIN_INVERSE_TEMPERATURE_FLOAT32 = float(
+    np.nextafter(np.float64(np.finfo(np.float32).smallest_subnormal) / 2, np.inf)
+)
 
 
-def check_inverse_temperature(inverse, dtype):
+def check_inverse_temperature(inverse: float, dtype: np.dtype[Any]) -> None:
     """ValueError when 1 / temperature overflows the compute dtype, or rounds to 0 in
     float32: the kernels would compute 0 * inf = NaN for every row (float32: temperature
     below ~3e-39 or above ~7e44; float64: below ~6e-309)."""
     if inverse > MAX_INVERSE_TEMPERATURE[dtype.itemsize]:
-        raise ValueError(f"`temperature` is too small for {dtype} (1 / temperature "
-                         f"overflows), got {1.0 / inverse!r}")
+        raise ValueError(
+            f"`temperature` is too small for {dtype} (1 / temperature "
+            f"overflows), got {1.0 / inverse!r}"
+        )
     if dtype.itemsize == 4 and inverse < MIN_INVERSE_TEMPERATURE_FLOAT32:
-        raise ValueError(f"`temperature` is too large for {dtype} (1 / temperature "
-                         f"rounds to 0), got {1.0 / inverse!r}")
+        raise ValueError(
+            f"`temperature` is too large for {dtype} (1 / temperature "
+            f"rounds to 0), got {1.0 / inverse!r}"
+        )
 
 
-def check_temperature(temperature):
+def check_temperature(temperature: object) -> float:
     value = real_number(temperature, "temperature")
     if not (0.0 < value < np.inf):
         raise ValueError(f"`temperature` must be positive and finite, got {temperature!r}")
     return value
 
 
-def check_out(out, shape, dtype, inputs, in_place_ok=None, name="out"):
+def check_out(
+    out: object,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    inputs: Iterable[tuple[str, object]],
+    in_place_ok: object = None,
+    name: str = "out",
+) -> npt.NDArray[Any]:
     """Validate a caller's output buffer (the argument `name`).
 
     `inputs` are (name, value) pairs of the caller's original arguments: `out`
@@ -136,8 +165,10 @@ def check_out(out, shape, dtype, inputs, in_place_ok=None, name="out"):
     if not flags.writeable:
         raise ValueError(f"`{name}` is read-only")
     for input_name, value in inputs:
-        array = value
-        if type(value) is not np.ndarray and not isinstance(value, np.ndarray):
+        array: npt.NDArray[Any] | None
+        if type(value) is np.ndarray or isinstance(value, np.ndarray):
+            array = value
+        else:
             array = _memory_of(value)
             if array is None:
                 continue
@@ -145,17 +176,20 @@ def check_out(out, shape, dtype, inputs, in_place_ok=None, name="out"):
             continue
         if value is in_place_ok and same_buffer(out, array):
             continue
-        raise ValueError(f"`{name}` overlaps `{input_name}`; pass a separate buffer"
-                         + (" or exactly that array for an in-place result" if in_place_ok is value else ""))
+        raise ValueError(
+            f"`{name}` overlaps `{input_name}`; pass a separate buffer"
+            + (" or exactly that array for an in-place result" if in_place_ok is value else "")
+        )
     return out
 
 
-def _memory_of(value):
+def _memory_of(value: object) -> npt.NDArray[Any] | None:
     """An ndarray over the memory of a non-ndarray input that may share it with `out`
     (a memoryview, an object with __array_interface__ or __array__), or None for values
     that cannot (None, Python scalars and strings, lists and tuples, which numpy copies)."""
-    if value is None or isinstance(value, (int, float, complex, str, bytes, list, tuple,
-                                           np.generic)):
+    if value is None or isinstance(
+        value, (int, float, complex, str, bytes, list, tuple, np.generic)
+    ):
         return None
     try:
         return np.asarray(value)
@@ -163,7 +197,11 @@ def _memory_of(value):
         return None
 
 
-def same_buffer(a, b):
+def same_buffer(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> bool:
     """True when a and b view exactly the same memory with the same layout and dtype."""
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+    )

@@ -9,12 +9,26 @@ exactly as PyTorch's F.cross_entropy does (see ``_target_distribution``).
 Each function computes in the float dtype of its input (pass float64 arrays
 to get a float64 oracle) and returns the same kinds of values as fastsce.
 """
+
+from __future__ import annotations
+
+from typing import Any, SupportsIndex, cast
+
 import numpy as np
+import numpy.typing as npt
 
-from ._validation import as_float_array
+from ._validation import Reduction, as_float_array
+
+_Floats = npt.NDArray[np.floating[Any]]
 
 
-def softmax(x, axis=-1, *, temperature=1.0, out=None):
+def softmax(
+    x: npt.ArrayLike,
+    axis: SupportsIndex = -1,
+    *,
+    temperature: float = 1.0,
+    out: _Floats | None = None,
+) -> _Floats:
     """s = exp(z - max z) / sum exp(z - max z), z = x / T, along axis."""
     z = as_float_array(x, "x") / temperature
     e = np.exp(z - np.max(z, axis=axis, keepdims=True))
@@ -22,7 +36,13 @@ def softmax(x, axis=-1, *, temperature=1.0, out=None):
     return _into(result, out)
 
 
-def log_softmax(x, axis=-1, *, temperature=1.0, out=None):
+def log_softmax(
+    x: npt.ArrayLike,
+    axis: SupportsIndex = -1,
+    *,
+    temperature: float = 1.0,
+    out: _Floats | None = None,
+) -> _Floats:
     """log s = (z - max z) - log sum exp(z - max z), z = x / T."""
     z = as_float_array(x, "x") / temperature
     shifted = z - np.max(z, axis=axis, keepdims=True)
@@ -30,54 +50,97 @@ def log_softmax(x, axis=-1, *, temperature=1.0, out=None):
     return _into(result, out)
 
 
-def logsumexp(x, axis=-1, *, keepdims=False, temperature=1.0):
+def logsumexp(
+    x: npt.ArrayLike,
+    axis: SupportsIndex = -1,
+    *,
+    keepdims: bool = False,
+    temperature: float = 1.0,
+) -> _Floats:
     """max z + log sum exp(z - max z), z = x / T; max z itself when it is +-inf."""
     z = as_float_array(x, "x") / temperature
     m = np.max(z, axis=axis, keepdims=True)
     with np.errstate(invalid="ignore"):
-        lse = m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
+        lse: _Floats = m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
     lse = np.where(np.isinf(m), m, lse)
     return lse if keepdims else np.squeeze(lse, axis=axis)
 
 
-def softmax_jacobian(s):
+def softmax_jacobian(s: npt.ArrayLike) -> _Floats:
     """diag(s) - s s^T for every row of s (class axis last)."""
     s = as_float_array(s, "s")
     rows = s.reshape(-1, s.shape[-1])
-    jac = np.stack([np.diag(row) - np.outer(row, row) for row in rows]) if len(rows) else \
-        np.empty((0, s.shape[-1], s.shape[-1]), s.dtype)
+    jac = (
+        np.stack([np.diag(row) - np.outer(row, row) for row in rows])
+        if len(rows)
+        else np.empty((0, s.shape[-1], s.shape[-1]), s.dtype)
+    )
     return jac.reshape(s.shape + (s.shape[-1],))
 
 
-def softmax_backward(grad_s, s):
+def softmax_backward(grad_s: npt.ArrayLike, s: npt.ArrayLike) -> _Floats:
     """J^T grad_s row by row, J = diag(s) - s s^T (symmetric)."""
     s = as_float_array(s, "s")
     grad_s = as_float_array(grad_s, "grad_s")
     jac = softmax_jacobian(s)
-    return np.einsum("...jk,...k->...j", jac, grad_s)
+    product: _Floats = np.einsum("...jk,...k->...j", jac, grad_s)
+    return product
 
 
-def log_softmax_backward(grad_out, log_s):
+def log_softmax_backward(grad_out: npt.ArrayLike, log_s: npt.ArrayLike) -> _Floats:
     """grad_out - exp(log_s) * sum(grad_out) row by row (d log s_i / d x_j = [i = j] - s_j)."""
     log_s = as_float_array(log_s, "log_s")
     grad_out = as_float_array(grad_out, "grad_out")
-    return grad_out - np.exp(log_s) * np.sum(grad_out, axis=-1, keepdims=True)
+    grad_x: _Floats = grad_out - np.exp(log_s) * np.sum(grad_out, axis=-1, keepdims=True)
+    return grad_x
 
 
-def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0, lse_out=None,
-                  argmax_out=None):
+def cross_entropy(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    lse_out: npt.NDArray[np.float64] | None = None,
+    argmax_out: npt.NDArray[np.int64] | None = None,
+) -> float | _Floats:
     """Loss only; see cross_entropy_with_grad."""
-    loss, _ = cross_entropy_with_grad(logits, target, weight=weight, ignore_index=ignore_index,
-                                      reduction=reduction, label_smoothing=label_smoothing,
-                                      temperature=temperature, softcap=softcap, z_loss=z_loss,
-                                      lse_out=lse_out, argmax_out=argmax_out)
+    loss, _ = cross_entropy_with_grad(
+        logits,
+        target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        temperature=temperature,
+        softcap=softcap,
+        z_loss=z_loss,
+        lse_out=lse_out,
+        argmax_out=argmax_out,
+    )
     return loss
 
 
-def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
-                            label_smoothing=0.0, temperature=1.0, softcap=None, z_loss=0.0,
-                            out=None, lse_out=None, argmax_out=None):
+def cross_entropy_with_grad(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    out: _Floats | None = None,
+    lse_out: npt.NDArray[np.float64] | None = None,
+    argmax_out: npt.NDArray[np.int64] | None = None,
+) -> tuple[float | _Floats, _Floats]:
     """Row by row: z = x / T, or c tanh(x / c) / T with a softcap c (-inf kept);
     y = target distribution, s = softmax(z), lse = log sum exp z,
     loss = -sum_j y_j log s_j (terms with y_j = 0 skipped) + z_loss lse^2,
@@ -104,12 +167,14 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, r
             continue
         kept_rows[i] = True
         y = _target_distribution(t, n_classes, weight, label_smoothing, soft, x.dtype)
-        denominator += 1.0 if soft else (1.0 if weight is None else weight[t])
+        # weight[t] of the caller's weight as given (a sequence or an array)
+        denominator += 1.0 if soft else (1.0 if weight is None else cast(Any, weight)[t])
         log_s = log_softmax(z)
         kept = y != 0
         losses[i] = -np.sum(y[kept] * log_s[kept]) + (z_loss * lse[i] ** 2 if z_loss else 0.0)
         grad_z = softmax(z) * (np.sum(y) + 2 * z_loss * lse[i]) - y
         grad[i] = np.where(dz_dx == 0, 0, grad_z * dz_dx)
+    loss: float | _Floats
     if reduction == "mean":
         loss = np.sum(losses) / denominator if denominator else np.nan
         if denominator:
@@ -128,17 +193,28 @@ def cross_entropy_with_grad(logits, target, *, weight=None, ignore_index=-100, r
     return (float(loss) if reduction != "none" else loss), _into(grad, out)
 
 
-def _transformed(row, temperature, softcap):
+def _transformed(
+    row: _Floats,
+    temperature: float,
+    softcap: float | None,
+) -> tuple[_Floats, npt.NDArray[np.float64]]:
     """(z, dz/dx) for one row: z = x / T, or softcap * tanh(x / softcap) / T."""
     if softcap is None:
         return row / temperature, np.full(row.shape, 1.0 / temperature)
     th = np.tanh(row / softcap)
     masked = row == -np.inf
     z = np.where(masked, -np.inf, softcap * th / temperature)
-    return z.astype(row.dtype), np.where(masked, 0.0, (1 - th ** 2) / temperature)
+    return z.astype(row.dtype), np.where(masked, 0.0, (1 - th**2) / temperature)
 
 
-def _target_distribution(t, n_classes, weight, eps, soft, dtype):
+def _target_distribution(
+    t: Any,
+    n_classes: int,
+    weight: npt.ArrayLike | None,
+    eps: float,
+    soft: bool,
+    dtype: np.dtype[Any],
+) -> _Floats:
     """PyTorch's target for one row: y = w * ((1 - eps) onehot(t) + eps / C) with
     onehot(t) replaced by the given probabilities for soft targets."""
     if soft:
@@ -152,7 +228,7 @@ def _target_distribution(t, n_classes, weight, eps, soft, dtype):
     return y.astype(dtype)
 
 
-def _into(result, out):
+def _into(result: _Floats, out: _Floats | None) -> _Floats:
     if out is None:
         return result
     np.copyto(out, result)

@@ -7,6 +7,7 @@ output element was left uninitialised (the comparison branches on every value).
 
 Run by tests/sanitizers/run_valgrind.sh; prints the SIMD path and a count of checks.
 """
+
 import sys
 
 import numpy as np
@@ -36,38 +37,54 @@ def main():
                 for x in [np.ascontiguousarray(wide[:, :n_classes]), wide[:, ::2]]:
                     x64 = x.astype(np.float64)
                     close(fastsce.softmax(x), reference.softmax(x64), rtol)
-                    close(fastsce.log_softmax(x, temperature=0.5),
-                          reference.log_softmax(x64, temperature=0.5), rtol)
+                    close(
+                        fastsce.log_softmax(x, temperature=0.5),
+                        reference.log_softmax(x64, temperature=0.5),
+                        rtol,
+                    )
                     close(fastsce.logsumexp(x), reference.logsumexp(x64), rtol)
                     close(fastsce.softmax(x, axis=0), reference.softmax(x64, axis=0), rtol)
                     s = fastsce.softmax(x)
                     g = rng.standard_normal(x.shape).astype(dtype)
-                    close(fastsce.softmax_backward(g, s),
-                          reference.softmax_backward(g.astype(np.float64), s.astype(np.float64)),
-                          rtol)
+                    close(
+                        fastsce.softmax_backward(g, s),
+                        reference.softmax_backward(g.astype(np.float64), s.astype(np.float64)),
+                        rtol,
+                    )
                     log_s = fastsce.log_softmax(x)
-                    close(fastsce.log_softmax_backward(g, log_s),
-                          g - s * g.sum(axis=-1, keepdims=True), rtol)
-                    close(fastsce.softmax_jacobian(s), reference.softmax_jacobian(
-                        s.astype(np.float64)), rtol)
+                    close(
+                        fastsce.log_softmax_backward(g, log_s),
+                        g - s * g.sum(axis=-1, keepdims=True),
+                        rtol,
+                    )
+                    close(
+                        fastsce.softmax_jacobian(s),
+                        reference.softmax_jacobian(s.astype(np.float64)),
+                        rtol,
+                    )
                     hard = rng.integers(0, n_classes, n_rows)
                     soft = rng.random(x.shape).astype(dtype)
                     weight = rng.uniform(0.5, 2.0, n_classes)
                     for target in [hard, soft]:
-                        for options in [{}, {"weight": weight, "label_smoothing": 0.2},
-                                        {"label_smoothing": 0.1, "reduction": "none"},
-                                        {"reduction": "sum", "ignore_index": 0}]:
+                        for options in [
+                            {},
+                            {"weight": weight, "label_smoothing": 0.2},
+                            {"label_smoothing": 0.1, "reduction": "none"},
+                            {"reduction": "sum", "ignore_index": 0},
+                        ]:
                             loss, grad = fastsce.cross_entropy_with_grad(x, target, **options)
                             e_loss, e_grad = reference.cross_entropy_with_grad(
-                                x64, target, **options)
+                                x64, target, **options
+                            )
                             close(loss, e_loss, rtol)
                             close(grad, e_grad, rtol)
                             close(fastsce.cross_entropy(x, target, **options), e_loss, rtol)
                             criterion = fastsce.CrossEntropyLoss(**options)
                             close(criterion(x, target), e_loss, rtol)
                             in_place = np.ascontiguousarray(x).copy()
-                            fastsce.cross_entropy_with_grad(in_place, target, out=in_place,
-                                                            **options)
+                            fastsce.cross_entropy_with_grad(
+                                in_place, target, out=in_place, **options
+                            )
                             close(in_place, e_grad, rtol)
                     # error paths: nothing written
                     bad = hard.copy()
@@ -85,8 +102,7 @@ def main():
     x = rng.standard_normal((130, 520)).astype(np.float32)
     t = rng.integers(0, 520, 130)
     loss, grad = fastsce.cross_entropy_with_grad(x, t, label_smoothing=0.1)
-    e_loss, e_grad = reference.cross_entropy_with_grad(x.astype(np.float64), t,
-                                                       label_smoothing=0.1)
+    e_loss, e_grad = reference.cross_entropy_with_grad(x.astype(np.float64), t, label_smoothing=0.1)
     close(loss, e_loss, 1e-5)
     close(grad, e_grad, 1e-4)
     close(fastsce.softmax(x), reference.softmax(x.astype(np.float64)), 1e-4)
