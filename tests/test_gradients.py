@@ -12,28 +12,16 @@ import pytest
 
 import fastsce
 from conftest import (
+    FD_ATOL,
+    FD_RTOL,
     LOG_SUM_ATOL,
     assert_close,
+    central_difference,
     make_hard_target,
     make_logits,
     make_soft_target,
     rng_for,
 )
-
-H = 1e-5
-FD_RTOL, FD_ATOL = 1e-6, 1e-7
-
-
-def central_difference(func, x):
-    """Gradient of scalar func at x (float64) by central differences."""
-    x = np.array(x, dtype=np.float64)
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[index] = H
-        grad[index] = (func(x + step) - func(x - step)) / (2 * H)
-    return grad
-
 
 SHAPES = [(5,), (4, 3), (2, 3, 4)]
 

@@ -38,11 +38,14 @@ import pytest
 import fastsce
 from conftest import (
     DTYPES,
+    FD_ATOL,
+    FD_RTOL,
     LOG_SUM_ATOL,
     LOSS_RTOL,
     RTOL,
     assert_close,
     assert_unchanged,
+    central_difference,
     f64,
     make_logits,
     make_soft_target,
@@ -468,22 +471,6 @@ def test_lse_and_argmax_out_of_non_finite_rows(z_loss, reduction):
 
 # ---------------------------------------------------------------------------
 # gradients against central finite differences (float64)
-
-H = 1e-5
-#: bound on the difference quotient's own error (see test_gradients.py): truncation
-#: h^2 |L'''| / 6 and rounding eps |L| / h are both < 1e-9 for these |L|, |L'''| ~ 1-10
-FD_RTOL, FD_ATOL = 1e-6, 1e-7
-
-
-def central_difference(func, x):
-    """Gradient of scalar func at x (float64) by central differences."""
-    x = np.array(x, dtype=np.float64)
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[index] = H
-        grad[index] = (func(x + step) - func(x - step)) / (2 * H)
-    return grad
 
 
 FD_TRANSFORMS = ["cold", "hot", "softcap", "softcap_cold", "z_loss", "all"]

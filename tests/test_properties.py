@@ -51,12 +51,15 @@ with warnings.catch_warnings():
 
 import fastsce  # noqa: E402
 from conftest import (  # noqa: E402
+    FD_ATOL,
+    FD_RTOL,
     LAYOUTS,
     LOG_SUM_ATOL,
     LOSS_RTOL,
     RTOL,
     assert_close,
     backward_magnitude,
+    central_difference,
     compute_dtype,
     f64,
     grad_magnitude,
@@ -579,19 +582,6 @@ def test_jacobian_and_backward_agree_with_reference(inputs, data):
 
 # ---------------------------------------------------------------------------
 # finite differences (float64)
-
-H = 1e-5
-#: the central difference's own error for |L|, |L'''| of order 1 (test_gradients.py)
-FD_RTOL, FD_ATOL = 1e-6, 1e-7
-
-
-def central_difference(func, x):
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[index] = H
-        grad[index] = (func(x + step) - func(x - step)) / (2 * H)
-    return grad
 
 
 SMALL_SHAPES = shapes(max_batch_dims=2, max_rows=3, class_counts=st.integers(1, 6))
