@@ -13,7 +13,8 @@
 /* ---- portable baseline: SSE2 on x86-64, NEON on arm64, scalar elsewhere ---- */
 #define FSCE_ISA baseline
 #define FSCE_TARGET
-#define FSCE_MASKED_TAILS 0
+#define FSCE_AVX2_INTRINSICS 0
+#define FSCE_FMA 0
 #define FSCE_DOUBLE 0
 #include "fsce_rows_impl.h"
 #undef FSCE_DOUBLE
@@ -22,7 +23,8 @@
 #undef FSCE_DOUBLE
 #undef FSCE_TARGET
 #undef FSCE_ISA
-#undef FSCE_MASKED_TAILS
+#undef FSCE_AVX2_INTRINSICS
+#undef FSCE_FMA
 
 /*
  * ---- AVX2 + FMA, x86-64 with GCC ----
@@ -34,7 +36,8 @@
 #define FSCE_HAVE_AVX2_PATH 1
 #define FSCE_ISA avx2
 #define FSCE_TARGET __attribute__((target("avx2,fma")))
-#define FSCE_MASKED_TAILS 1
+#define FSCE_AVX2_INTRINSICS 1
+#define FSCE_FMA 1
 #define FSCE_DOUBLE 0
 #include "fsce_rows_impl.h"
 #undef FSCE_DOUBLE
@@ -43,7 +46,8 @@
 #undef FSCE_DOUBLE
 #undef FSCE_TARGET
 #undef FSCE_ISA
-#undef FSCE_MASKED_TAILS
+#undef FSCE_AVX2_INTRINSICS
+#undef FSCE_FMA
 #endif
 
 #if defined(__x86_64__) || defined(_M_X64)

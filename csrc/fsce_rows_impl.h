@@ -5,7 +5,9 @@
  *   FSCE_DOUBLE  0 for float32, 1 for float64
  *   FSCE_ISA     name suffix of the instruction set (baseline, avx2)
  *   FSCE_TARGET  function attribute selecting that instruction set (may be empty)
- *   FSCE_MASKED_TAILS  1 when AVX2 masked loads/stores may be used for row tails
+ *   FSCE_FMA     1 when the target has fused multiply-add (a * b + c contracts)
+ *   FSCE_AVX2_INTRINSICS  1 when AVX2 intrinsics may be used (masked row tails,
+ *                         one-instruction max)
  * Each inclusion defines the helpers as static functions and one table
  * `fsce_ops_<dtype>_<isa>` pointing at them; fsce_rows.c picks a table at run
  * time.  A "row" is n contiguous elements; every helper handles any n >= 0.
@@ -17,14 +19,21 @@
 #define IREAL int64_t
 #define T_(name) fsce_##name##_f64
 #define LANES FSCE_F64_LANES
-/* exp: round-to-integer constant 1.5 * 2**52, exponent field, Cody-Waite ln 2 */
+/* exp: round-to-integer constant 1.5 * 2**52, exponent field, ln 2 in two parts (Cody-Waite) */
 #define EXP_MAGIC 6755399441055744.0
 #define EXP_MANT_BITS 52
 #define EXP_BIAS 1023
 #define EXP_LN2_HI 6.93147180369123816490e-01
 #define EXP_LN2_LO 1.90821492927058770002e-10
-#define EXP_LO -708.39641853226410622 /* log(DBL_MIN): smaller results flush to 0 */
-#define EXP_DEGREE 13                 /* Taylor truncation < 1e-17 on |r| <= ln2/2 */
+#define EXP_CLAMP -760.0 /* below log of the smallest subnormal: exp is 0 there */
+#define EXP_ONE_STEP_REDUCTION 0
+/* c1..c11 of the minimax p(r) = 1 + c1 r + ... on |r| <= ln2/2: relative error 3.5e-18 */
+#define EXP_DEGREE 11
+#define EXP_COEFFS {1.00000000000000002421694, 0.5000000000000012744700838, 0.166666666666662081598179, \
+                    0.04166666666651544067005126, 0.008333333333553178085555399, \
+                    0.001388888894704314802871152, 0.0001984126943191578513256461, \
+                    0.00002480148986326906125266381, 0.00000275576291689657347006676, \
+                    0.0000002763132849728552453859126, 2.499118795058240147071328e-8}
 #else
 #define REAL float
 #define VEC f32v
@@ -37,8 +46,15 @@
 #define EXP_BIAS 127
 #define EXP_LN2_HI 0.693145751953125f
 #define EXP_LN2_LO 1.428606765330187045e-06f
-#define EXP_LO -87.3365447505f /* log(FLT_MIN) */
-#define EXP_DEGREE 7           /* Taylor truncation < 1e-8 on |r| <= ln2/2 */
+/* with FMA, r = t - n ln2 in one rounding: ln2's own rounding moves r by |n| 1.9e-9,
+   at most 5 ULP in results near the smallest normal, 2.4 ULP above 1e-3 */
+#define EXP_ONE_STEP_REDUCTION FSCE_FMA
+#define EXP_LN2 0.693147180559945309f
+#define EXP_CLAMP -104.0f
+/* minimax on |r| <= ln2/2, relative error 9.3e-8 (about one float32 ULP) */
+#define EXP_DEGREE 5
+#define EXP_COEFFS {0.9999997036606623f, 0.4999914274688023f, 0.1666764397516011f, \
+                    0.04189885226322740f, 0.008290142103835597f}
 #endif
 
 #define CAT3_(a, b, c) a##_##b##_##c
@@ -50,34 +66,57 @@
 #endif
 
 /*
+ * max(a, b) = a > b ? a : b lane by lane: b where either is NaN (the x86
+ * maxps rule, one instruction with AVX2).
+ */
+#if FSCE_AVX2_INTRINSICS
+#if FSCE_DOUBLE
+#define VMAX(a, b) ((VEC)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+#else
+#define VMAX(a, b) ((VEC)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#endif
+FSCE_TARGET FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return VMAX(a, b); }
+#undef VMAX
+#else
+FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return T_(select)(FSCE_MASK(a > b), a, b); }
+#endif
+
+/*
  * exp(t) lane by lane for t <= 0 (the only arguments the row helpers pass:
  * t = (x - max) * scale), a few ULP accurate, NaN in -> NaN out.
  *   t = n ln2 + r,  n = round(t / ln2),  |r| <= ln2 / 2
- *   exp(t) = 2**n * sum_{k <= EXP_DEGREE} r**k / k!
- * n is rounded by adding 1.5 * 2**mantissa_bits (its integer value then sits
- * in the low mantissa bits) and 2**n is built directly in the exponent field.
- * Results below the smallest normal number are flushed to 0 (exp(-inf) = 0).
+ *   exp(t) = 2**n * p(r),  p(r) = 1 + c1 r + ... + cD r**D  (EXP_COEFFS)
+ * t is first raised to EXP_CLAMP (a NaN stays NaN), n is rounded by adding
+ * 1.5 * 2**mantissa_bits (its integer value then sits in the low mantissa
+ * bits) and 2**n is built directly in the exponent field from n + bias, which
+ * is clamped at 0: 2**n is 0 for n <= -bias, so results below about the
+ * smallest normal number are 0 and exp(-inf) = 0.
  */
 FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
 {
-    const VEC lo = T_(splat)(EXP_LO);
+    static const REAL coef[EXP_DEGREE] = EXP_COEFFS;
     const VEC magic = T_(splat)(EXP_MAGIC);
-    const IVEC underflow = FSCE_MASK(t < lo); /* false for NaN */
-    const VEC tc = T_(select)(underflow, lo, t);
+    const VEC tc = N_(max)(T_(splat)(EXP_CLAMP), t);
     const VEC k = tc * (REAL)1.44269504088896340736 + magic; /* log2(e) */
     const VEC n = k - magic;
-    const VEC r = (tc - n * EXP_LN2_HI) - n * EXP_LN2_LO;
-    REAL inv_factorial = (REAL)1;
-    REAL coef[EXP_DEGREE + 1];
-    for (int d = 0; d <= EXP_DEGREE; ++d) {
-        coef[d] = inv_factorial;               /* 1 / d! */
-        inv_factorial /= (REAL)(d + 1);
+#if EXP_ONE_STEP_REDUCTION
+    const VEC r = tc - n * EXP_LN2;
+#else
+    const VEC r = (tc - n * EXP_LN2_HI) - n * EXP_LN2_LO; /* n * EXP_LN2_HI is exact */
+#endif
+    /* p(r) = sum_k a_k r**k (a_0 = 1, a_k = coef[k - 1]) by Estrin's scheme: the pairs
+       q_i = a_2i + a_2i+1 r, then Horner in r**2 over them (half the dependency chain of
+       Horner in r, which bounds the throughput: the scheduler holds few iterations) */
+    const VEC r2 = r * r;
+    VEC p = T_(splat)(0);
+    for (int i = EXP_DEGREE / 2; i >= 0; --i) {
+        const REAL even = i == 0 ? (REAL)1 : coef[2 * i - 1];
+        const VEC q = 2 * i + 1 <= EXP_DEGREE ? r * coef[2 * i] + even : T_(splat)(even);
+        p = i == EXP_DEGREE / 2 ? q : p * r2 + q;
     }
-    VEC p = T_(splat)(coef[EXP_DEGREE]);
-    for (int d = EXP_DEGREE - 1; d >= 0; --d) p = p * r + coef[d];
-    const IVEC biased = T_(bits)(k) - T_(bits)(magic) + (IREAL)EXP_BIAS;
-    const VEC two_n = T_(from_bits)(biased << EXP_MANT_BITS);
-    return T_(from_bits)(~underflow & T_(bits)(p * two_n));
+    const IVEC biased = T_(bits)(k) - (T_(bits)(magic) - (IREAL)EXP_BIAS);
+    const IVEC exponent = FSCE_MASK(biased > 0) & biased;
+    return p * T_(from_bits)(exponent << EXP_MANT_BITS);
 }
 
 /*
@@ -85,7 +124,7 @@ FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
  * (no trip through the stack), a small copy loop otherwise.  Lanes past the
  * row read as `pad`.
  */
-#if FSCE_MASKED_TAILS
+#if FSCE_AVX2_INTRINSICS
 #if FSCE_DOUBLE
 #define MASKLOAD(p, m) ((VEC)_mm256_maskload_pd((p), (__m256i)(m)))
 #define MASKSTORE(p, m, v) _mm256_maskstore_pd((p), (__m256i)(m), (__m256d)(v))
@@ -113,70 +152,122 @@ FSCE_INLINE VEC N_(load_tail)(const REAL *p, ptrdiff_t r, REAL pad) { return T_(
 FSCE_INLINE void N_(store_tail)(REAL *p, ptrdiff_t r, VEC v) { T_(store_tail)(p, r, v); }
 #endif
 
-/* max_j x_j; NaN if any x_j is NaN, -inf for an empty row. */
+/*
+ * The largest non-NaN x_j (-inf if there is none).  NaNs are skipped here
+ * because they reach every exp-based result anyway, through
+ * exp(NaN - max) = NaN; callers that need to know about them ask row_find.
+ * Two running maxima keep two loads in flight.
+ */
 FSCE_TARGET static REAL N_(row_max)(const REAL *x, ptrdiff_t n)
 {
-    VEC best = T_(splat)(-(REAL)INFINITY);
-    IVEC any_nan = FSCE_MASK(best != best);
+    VEC best0 = T_(splat)(-(REAL)INFINITY), best1 = best0;
     ptrdiff_t j = 0;
-    for (; j + LANES <= n; j += LANES) {
-        const VEC v = T_(load)(x + j);
-        best = T_(select)(FSCE_MASK(v > best), v, best);
-        any_nan |= FSCE_MASK(v != v);
+    for (; j + 2 * LANES <= n; j += 2 * LANES) {
+        best0 = N_(max)(T_(load)(x + j), best0);
+        best1 = N_(max)(T_(load)(x + j + LANES), best1);
     }
-    if (j < n) {
-        const VEC v = N_(load_tail)(x + j, n - j, -(REAL)INFINITY);
-        best = T_(select)(FSCE_MASK(v > best), v, best);
-        any_nan |= FSCE_MASK(v != v);
+    if (j + LANES <= n) {
+        best0 = N_(max)(T_(load)(x + j), best0);
+        j += LANES;
     }
+    if (j < n) best1 = N_(max)(N_(load_tail)(x + j, n - j, -(REAL)INFINITY), best1);
     REAL lanes[LANES];
-    IREAL nan_lanes[LANES];
-    T_(store)(lanes, best);
-    memcpy(nan_lanes, &any_nan, sizeof nan_lanes);
+    T_(store)(lanes, N_(max)(best0, best1));
     REAL result = -(REAL)INFINITY;
-    for (ptrdiff_t i = 0; i < LANES; ++i) {
-        if (nan_lanes[i]) return (REAL)NAN;
+    for (ptrdiff_t i = 0; i < LANES; ++i)
         if (lanes[i] > result) result = lanes[i];
-    }
     return result;
 }
 
 /*
- * sum_j exp((x_j - shift) * scale), accumulated in float64.
+ * Index of the first j with x_j == value, or of the first NaN when value is
+ * NaN; -1 if there is none.  Whole vectors are tested a block at a time, the
+ * block holding a match is then searched element by element.
+ */
+FSCE_TARGET static ptrdiff_t N_(row_find)(const REAL *x, ptrdiff_t n, REAL value)
+{
+    const VEC v = T_(splat)(value);
+    const IVEC want_nan = FSCE_MASK(v != v);
+    ptrdiff_t j = 0;
+    for (; j + 4 * LANES <= n; j += 4 * LANES) {
+        IVEC hit = {0};
+        for (ptrdiff_t q = 0; q < 4 * LANES; q += LANES) {
+            const VEC y = T_(load)(x + j + q);
+            hit |= FSCE_MASK(y == v) | (want_nan & FSCE_MASK(y != y));
+        }
+        IREAL lanes[LANES], any = 0;
+        memcpy(lanes, &hit, sizeof lanes);
+        for (ptrdiff_t i = 0; i < LANES; ++i) any |= lanes[i];
+        if (any) break;
+    }
+    for (; j < n; ++j)
+        if (x[j] == value || (value != value && x[j] != x[j])) return j;
+    return -1;
+}
+
+/*
+ * acc += v in float64 lanes (fsce_acc_add_*, with the float32 -> float64
+ * widening spelled in AVX2 intrinsics, which GCC does not find by itself).
+ */
+#if FSCE_AVX2_INTRINSICS && !FSCE_DOUBLE
+FSCE_TARGET FSCE_INLINE void N_(acc_add)(fsce_acc *acc, VEC v)
+{
+    acc->lo += (f64v)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
+    acc->hi += (f64v)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
+}
+#else
+FSCE_INLINE void N_(acc_add)(fsce_acc *acc, VEC v) { T_(acc_add)(acc, v); }
+#endif
+
+/*
+ * sum_j exp((x_j - shift) * scale), accumulated in float64 (in float32 a
+ * row total near 1 would lose the small terms that make a confident row's loss).
  * When out is not NULL, out_j = exp((x_j - shift) * scale) is stored too
  * (out may be x itself: each element is read before it is written).
  */
-FSCE_TARGET FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out)
+FSCE_TARGET FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale,
+                                                REAL *out, int scaled)
 {
     const VEC vshift = T_(splat)(shift);
     fsce_acc acc = fsce_acc_zero();
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) {
-        const VEC e = N_(vexp)((T_(load)(x + j) - vshift) * scale);
+        const VEC t = T_(load)(x + j) - vshift;
+        const VEC e = N_(vexp)(scaled ? t * scale : t);
         if (out) T_(store)(out + j, e);
-        T_(acc_add)(&acc, e);
+        N_(acc_add)(&acc, e);
     }
     if (j < n) {
-        const VEC e = N_(vexp)((N_(load_tail)(x + j, n - j, -(REAL)INFINITY) - vshift) * scale);
+        const VEC t = N_(load_tail)(x + j, n - j, -(REAL)INFINITY) - vshift;
+        const VEC e = N_(vexp)(scaled ? t * scale : t);
         if (out) N_(store_tail)(out + j, n - j, e);
-        T_(acc_add)(&acc, e);
+        N_(acc_add)(&acc, e);
     }
     return fsce_acc_total(acc);
 }
 
 FSCE_TARGET static double N_(row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out)
 {
-    /* two copies of the loop: with and without the store */
-    return out ? N_(exp_sum_body)(x, n, shift, scale, out) : N_(exp_sum_body)(x, n, shift, scale, NULL);
+    /* one copy of the loop per case: with or without the store and the scaling */
+    if (scale == 1)
+        return out ? N_(exp_sum_body)(x, n, shift, 1, out, 0) : N_(exp_sum_body)(x, n, shift, 1, NULL, 0);
+    return out ? N_(exp_sum_body)(x, n, shift, scale, out, 1) : N_(exp_sum_body)(x, n, shift, scale, NULL, 1);
 }
 
 /* out_j = (y_j - shift) * a - c  (out may be y) */
-FSCE_TARGET static void N_(row_affine)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out)
+FSCE_TARGET FSCE_INLINE void N_(affine_body)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out)
 {
     const VEC vshift = T_(splat)(shift), va = T_(splat)(a), vc = T_(splat)(c);
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) T_(store)(out + j, (T_(load)(y + j) - vshift) * va - vc);
     if (j < n) N_(store_tail)(out + j, n - j, (N_(load_tail)(y + j, n - j, 0) - vshift) * va - vc);
+}
+
+FSCE_TARGET static void N_(row_affine)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out)
+{
+    /* y - 0 = y for every y, so the subtraction is left out when shift is 0 */
+    if (shift == 0) N_(affine_body)(y, n, 0, a, c, out);
+    else N_(affine_body)(y, n, shift, a, c, out);
 }
 
 /* out_j = y_j * a - c * b_j  (out may be y) */
@@ -327,7 +418,7 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
 }
 
 static const T_(ops) N_(fsce_ops) = {
-    N_(row_max), N_(row_exp_sum), N_(row_affine), N_(row_axpby),
+    N_(row_max), N_(row_find), N_(row_exp_sum), N_(row_affine), N_(row_axpby),
     N_(row_sum), N_(row_dot), N_(row_mul_shifted), N_(small_rows),
 };
 
@@ -343,5 +434,8 @@ static const T_(ops) N_(fsce_ops) = {
 #undef EXP_BIAS
 #undef EXP_LN2_HI
 #undef EXP_LN2_LO
-#undef EXP_LO
+#undef EXP_CLAMP
+#undef EXP_ONE_STEP_REDUCTION
+#undef EXP_LN2
+#undef EXP_COEFFS
 #undef EXP_DEGREE

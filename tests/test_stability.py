@@ -269,6 +269,37 @@ def test_bad_row_is_nan_for_that_row_only_cross_entropy(kind, dtype, soft, optio
     check_against_oracle(logits, target, "none", **options)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_classes", [17, 40, 1003])
+@pytest.mark.parametrize("largest", [1.0, INF, -INF], ids=["finite_max", "pos_inf", "neg_inf"])
+@pytest.mark.parametrize("nan_at", ["first", "before_max", "after_max", "last"])
+def test_nan_anywhere_in_a_wide_row(dtype, n_classes, largest, nan_at):
+    """The max pass skips NaN (it reaches exp-based results by itself); logsumexp, lse_out
+    and argmax_out must still see it wherever it is, next to a finite or infinite max."""
+    row = np.full(n_classes, -INF if largest == -INF else -2.0, dtype)
+    row[n_classes // 2] = largest
+    at = {
+        "first": 0,
+        "before_max": n_classes // 2 - 1,
+        "after_max": n_classes // 2 + 3,
+        "last": n_classes - 1,
+    }[nan_at]
+    row[at] = np.nan
+    logits = np.stack([row, np.linspace(-1, 1, n_classes, dtype=dtype)])
+    target = np.array([n_classes // 2, 0])
+    lse = fastsce.logsumexp(logits)
+    assert np.isnan(lse[0]) and np.isfinite(lse[1])
+    lse_out = np.zeros(2)
+    argmax_out = np.full(2, -1, np.int64)
+    loss, grad = fastsce.cross_entropy_with_grad(
+        logits, target, reduction="none", lse_out=lse_out, argmax_out=argmax_out
+    )
+    assert np.isnan(loss[0]) and np.all(np.isnan(grad[0])) and np.isfinite(loss[1])
+    assert np.isnan(lse_out[0]) and lse_out[1] == pytest.approx(lse[1], rel=1e-6)
+    np.testing.assert_array_equal(argmax_out, np.argmax(logits, axis=1))  # first NaN
+    assert argmax_out[0] == at
+
+
 # ---------------------------------------------------------------------------
 # ignored rows
 

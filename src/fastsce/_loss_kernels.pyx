@@ -29,13 +29,14 @@ The Python layer (``_loss.py``) validates everything first: kernels cannot fail.
 """
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport INFINITY, NAN, isfinite, isinf, isnan, log, tanh
+from libc.math cimport INFINITY, NAN, isfinite, isinf, log, tanh
 from libc.stdlib cimport free, malloc
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 
-from ._rows cimport (FSCE_SMALL_ROW_CLASSES, fsce_init, row_max, row_exp_sum, row_affine,
-                     row_axpby, row_sum, row_dot, row_mul_shifted, run_rows, small_rows)
+from ._rows cimport (FSCE_SMALL_ROW_CLASSES, fsce_init, row_affine, row_axpby, row_dot,
+                     row_exp_sum, row_find, row_max, row_mul_shifted, row_shift, row_sum,
+                     run_rows, small_rows)
 
 cnp.import_array()
 fsce_init()
@@ -87,7 +88,7 @@ cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, doubl
     """Loss of one row with b = w_t (1 - eps) onehot(t) + eps / n; gradient into grad.
 
     z is the row's z minus z_shift (the loss does not depend on a shift; lse does)."""
-    cdef floating m = row_max(z, n)
+    cdef floating m = row_shift(z, n)
     cdef double z_t = z[t]                       # read before grad may overwrite z
     cdef double mean_gap = 0.0                   # m - mean_j z_j, for smoothing
     if eps != 0.0:
@@ -113,7 +114,7 @@ cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b,
                              double *lse) noexcept nogil:
     """Loss of one row with an explicit target distribution b; gradient into grad
     (z shifted as in hard_row)."""
-    cdef floating m = row_max(z, n)
+    cdef floating m = row_shift(z, n)
     cdef double mass = row_sum(b, n, 0, 1)          # A = sum_j b_j
     cdef double gap = row_dot(z, b, n, m)        # sum_j b_j (z_j - m), read before grad
     cdef double total = row_exp_sum(z, n, m, 1, grad)
@@ -141,7 +142,7 @@ cdef inline double weighted(double coefficient, double term) noexcept nogil:
 
 cdef inline double lse_only(const floating *z, Py_ssize_t n) noexcept nogil:
     """log sum_j exp(z_j) (for the lse of rows whose loss is not computed)."""
-    cdef floating m = row_max(z, n)
+    cdef floating m = row_shift(z, n)
     if not isfinite(m):
         return m
     return m + log(row_exp_sum(z, n, m, 1, NULL))
@@ -149,12 +150,10 @@ cdef inline double lse_only(const floating *z, Py_ssize_t n) noexcept nogil:
 
 cdef inline cnp.int64_t argmax(const floating *z, Py_ssize_t n) noexcept nogil:
     """First index of the largest value (of the first NaN, as numpy.argmax)."""
-    cdef floating m = row_max(z, n)
-    cdef Py_ssize_t j
-    for j in range(n):
-        if z[j] == m or (isnan(m) and isnan(z[j])):
-            return j
-    return 0
+    cdef Py_ssize_t j = row_find(z, n, NAN)
+    if j < 0:
+        j = row_find(z, n, row_max(z, n))
+    return j if j >= 0 else 0
 
 
 cdef inline void softcap_row(const floating *x, Py_ssize_t n, double cap, double inv_t,

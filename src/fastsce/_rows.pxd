@@ -9,6 +9,7 @@ row of ``n`` contiguous elements and never touches Python objects.
 from cython cimport floating
 
 
+from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int64_t
 
 
@@ -17,6 +18,7 @@ cdef extern from "fsce_rows.h" nogil:
 
     ctypedef struct fsce_ops_f32:
         float (*row_max)(const float *x, Py_ssize_t n) noexcept nogil
+        Py_ssize_t (*row_find)(const float *x, Py_ssize_t n, float value) noexcept nogil
         double (*row_exp_sum)(const float *x, Py_ssize_t n, float shift, float scale,
                               float *out) noexcept nogil
         void (*row_affine)(const float *y, Py_ssize_t n, float shift, float a, float c,
@@ -34,6 +36,7 @@ cdef extern from "fsce_rows.h" nogil:
 
     ctypedef struct fsce_ops_f64:
         double (*row_max)(const double *x, Py_ssize_t n) noexcept nogil
+        Py_ssize_t (*row_find)(const double *x, Py_ssize_t n, double value) noexcept nogil
         double (*row_exp_sum)(const double *x, Py_ssize_t n, double shift, double scale,
                               double *out) noexcept nogil
         void (*row_affine)(const double *y, Py_ssize_t n, double shift, double a, double c,
@@ -57,11 +60,29 @@ cdef extern from "fsce_rows.h" nogil:
 
 
 cdef inline floating row_max(const floating *x, Py_ssize_t n) noexcept nogil:
-    """max_j x_j (NaN if any NaN)."""
+    """The largest non-NaN x_j (-inf if none): a NaN reaches exp-based results through
+    exp(NaN - max) = NaN; see row_shift for the max as the shift of a log-sum-exp."""
     if floating is float:
         return fsce_get_ops_f32().row_max(x, n)
     else:
         return fsce_get_ops_f64().row_max(x, n)
+
+
+cdef inline Py_ssize_t row_find(const floating *x, Py_ssize_t n, floating value) noexcept nogil:
+    """First j with x_j == value (first NaN when value is NaN), -1 if none."""
+    if floating is float:
+        return fsce_get_ops_f32().row_find(x, n, value)
+    else:
+        return fsce_get_ops_f64().row_find(x, n, value)
+
+
+cdef inline floating row_shift(const floating *x, Py_ssize_t n) noexcept nogil:
+    """m = max_j x_j for lse = m + log sum_j exp(x_j - m); NaN when m is infinite and the
+    row holds a NaN (beside a finite m the NaN reaches the sum by itself)."""
+    cdef floating m = row_max(x, n)
+    if (m == INFINITY or m == -INFINITY) and row_find(x, n, NAN) >= 0:
+        return NAN
+    return m
 
 
 cdef inline double row_exp_sum(const floating *x, Py_ssize_t n, floating shift,

@@ -14,8 +14,8 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport isinf, log
 
-from ._rows cimport (fsce_init, fsce_simd_path, row_max, row_exp_sum, row_affine, row_axpby,
-                     row_dot, row_mul_shifted, row_sum, run_rows)
+from ._rows cimport (fsce_init, fsce_simd_path, row_affine, row_axpby, row_dot, row_exp_sum,
+                     row_max, row_mul_shifted, row_shift, row_sum, run_rows)
 
 cnp.import_array()
 fsce_init()
@@ -56,7 +56,7 @@ cdef inline void log_softmax_row(const floating *x, Py_ssize_t n, floating inv_t
 
 
 cdef inline floating logsumexp_row(const floating *x, Py_ssize_t n, floating inv_t) noexcept nogil:
-    cdef floating m = row_max(x, n)
+    cdef floating m = row_shift(x, n)
     if isinf(m):
         return m * inv_t          # lse is m itself when the largest logit is +-inf (no NaN)
     # lse = m / T + log sum_j exp((x_j - m) / T)
