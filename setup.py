@@ -25,6 +25,7 @@ build); fastsce.show_config() prints them.
 """
 
 import os
+import pathlib
 import platform
 import pprint
 import shlex
@@ -41,6 +42,7 @@ from setuptools.command.build_ext import build_ext
 
 KERNEL_MODULES = ["_softmax_kernels", "_loss_kernels"]
 C_HELPERS = ["csrc/fsce_rows.c"]
+C_HEADERS = sorted(str(path) for path in pathlib.Path("csrc").glob("*.h"))  # rebuild when they change
 BUILD_INFO_MODULE = "_build_info.py"
 
 
@@ -197,6 +199,7 @@ extensions = [
         f"fastsce.{name}",
         sources=[f"src/fastsce/{name}.pyx", *C_HELPERS],
         include_dirs=["csrc", np.get_include()],
+        depends=C_HEADERS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     )
     for name in KERNEL_MODULES

@@ -10,43 +10,63 @@
 #include "fsce_rows.h"
 #include "fsce_simd.h"
 
+
 /* ---- portable baseline: SSE2 on x86-64, NEON on arm64, scalar elsewhere ---- */
 #define FSCE_ISA baseline
+#define FSCE_WIDTH_SUFFIX
 #define FSCE_TARGET
-#define FSCE_AVX2_INTRINSICS 0
 #define FSCE_FMA 0
+#define FSCE_AVX2_INTRINSICS 0
+#define FSCE_AVX512_INTRINSICS 0
 #define FSCE_DOUBLE 0
 #include "fsce_rows_impl.h"
 #undef FSCE_DOUBLE
 #define FSCE_DOUBLE 1
 #include "fsce_rows_impl.h"
 #undef FSCE_DOUBLE
-#undef FSCE_TARGET
 #undef FSCE_ISA
-#undef FSCE_AVX2_INTRINSICS
+#undef FSCE_TARGET
 #undef FSCE_FMA
+#undef FSCE_AVX2_INTRINSICS
 
 /*
- * ---- AVX2 + FMA, x86-64 with GCC ----
+ * ---- AVX2 + FMA and AVX-512, x86-64 with GCC ----
  * Clang refuses to inline the shared vector helpers (compiled without AVX)
  * into AVX2 functions, so Clang builds (macOS x86-64) keep the baseline path.
  */
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
-#define FSCE_HAVE_AVX2_PATH 1
+#define FSCE_HAVE_X86_PATHS 1
 #define FSCE_ISA avx2
 #define FSCE_TARGET __attribute__((target("avx2,fma")))
-#define FSCE_AVX2_INTRINSICS 1
 #define FSCE_FMA 1
+#define FSCE_AVX2_INTRINSICS 1
 #define FSCE_DOUBLE 0
 #include "fsce_rows_impl.h"
 #undef FSCE_DOUBLE
 #define FSCE_DOUBLE 1
 #include "fsce_rows_impl.h"
 #undef FSCE_DOUBLE
-#undef FSCE_TARGET
 #undef FSCE_ISA
+#undef FSCE_TARGET
 #undef FSCE_AVX2_INTRINSICS
+#undef FSCE_WIDTH_SUFFIX
+#undef FSCE_AVX512_INTRINSICS
+
+/* 64-byte vectors; the subsets every AVX-512 CPU since Skylake-SP has */
+#define FSCE_ISA avx512
+#define FSCE_WIDTH_SUFFIX _512
+#define FSCE_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define FSCE_AVX2_INTRINSICS 0
+#define FSCE_AVX512_INTRINSICS 1
+#define FSCE_DOUBLE 0
+#include "fsce_rows_impl.h"
+#undef FSCE_DOUBLE
+#define FSCE_DOUBLE 1
+#include "fsce_rows_impl.h"
+#undef FSCE_DOUBLE
+#undef FSCE_ISA
+#undef FSCE_TARGET
 #undef FSCE_FMA
 #endif
 
@@ -62,18 +82,26 @@ static const fsce_ops_f32 *chosen_f32 = &fsce_ops_f32_baseline;
 static const fsce_ops_f64 *chosen_f64 = &fsce_ops_f64_baseline;
 static const char *chosen_name = FSCE_BASELINE_NAME;
 
-static int baseline_forced(void)
+/* FASTSCE_SIMD caps the instruction set: "baseline" or "avx2" (unset: the best) */
+static int simd_allowed(const char *isa)
 {
-    const char *wanted = getenv("FASTSCE_SIMD");
-    return wanted != NULL && strcmp(wanted, "baseline") == 0;
+    const char *cap = getenv("FASTSCE_SIMD");
+    if (cap == NULL) return 1;
+    if (strcmp(cap, "baseline") == 0) return 0;
+    return strcmp(cap, "avx2") != 0 || strcmp(isa, "avx2") == 0;
 }
 
 void fsce_init(void)
 {
-    if (baseline_forced()) return;
-#ifdef FSCE_HAVE_AVX2_PATH
+#ifdef FSCE_HAVE_X86_PATHS
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (simd_allowed("avx512") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        chosen_f32 = &fsce_ops_f32_avx512;
+        chosen_f64 = &fsce_ops_f64_avx512;
+        chosen_name = "avx512";
+    } else if (simd_allowed("avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         chosen_f32 = &fsce_ops_f32_avx2;
         chosen_f64 = &fsce_ops_f64_avx2;
         chosen_name = "avx2+fma";

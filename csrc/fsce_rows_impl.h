@@ -3,22 +3,23 @@
  *
  * Included by fsce_rows.c with
  *   FSCE_DOUBLE  0 for float32, 1 for float64
- *   FSCE_ISA     name suffix of the instruction set (baseline, avx2)
+ *   FSCE_ISA     name suffix of the instruction set (baseline, avx2, avx512)
+ *   FSCE_WIDTH_SUFFIX  the vector set of fsce_simd.h (empty: 32 bytes, _512: 64 bytes)
  *   FSCE_TARGET  function attribute selecting that instruction set (may be empty)
  *   FSCE_FMA     1 when the target has fused multiply-add (a * b + c contracts)
- *   FSCE_AVX2_INTRINSICS  1 when AVX2 intrinsics may be used (masked row tails,
- *                         one-instruction max)
+ *   FSCE_AVX2_INTRINSICS, FSCE_AVX512_INTRINSICS  1 when those intrinsics may be
+ *                used (see fsce_isa_ops.h)
  * Each inclusion defines the helpers as static functions and one table
  * `fsce_ops_<dtype>_<isa>` pointing at them; fsce_rows.c picks a table at run
  * time.  A "row" is n contiguous elements; every helper handles any n >= 0.
  */
 #if FSCE_DOUBLE
 #define REAL double
-#define VEC f64v
-#define IVEC i64v
+#define VEC FSCE_CAT(f64v, FSCE_WIDTH_SUFFIX)
+#define IVEC FSCE_CAT(i64v, FSCE_WIDTH_SUFFIX)
 #define IREAL int64_t
-#define T_(name) fsce_##name##_f64
-#define LANES FSCE_F64_LANES
+#define T_(name) FSCE_CAT(fsce_##name##_f64, FSCE_WIDTH_SUFFIX)
+#define OPS fsce_ops_f64
 /* exp: round-to-integer constant 1.5 * 2**52, exponent field, ln 2 in two parts (Cody-Waite) */
 #define EXP_MAGIC 6755399441055744.0
 #define EXP_MANT_BITS 52
@@ -36,11 +37,11 @@
                     0.0000002763132849728552453859126, 2.499118795058240147071328e-8}
 #else
 #define REAL float
-#define VEC f32v
-#define IVEC i32v
+#define VEC FSCE_CAT(f32v, FSCE_WIDTH_SUFFIX)
+#define IVEC FSCE_CAT(i32v, FSCE_WIDTH_SUFFIX)
 #define IREAL int32_t
-#define T_(name) fsce_##name##_f32
-#define LANES FSCE_F32_LANES
+#define T_(name) FSCE_CAT(fsce_##name##_f32, FSCE_WIDTH_SUFFIX)
+#define OPS fsce_ops_f32
 #define EXP_MAGIC 12582912.0f
 #define EXP_MANT_BITS 23
 #define EXP_BIAS 127
@@ -64,22 +65,11 @@
 #else
 #define N_(name) CAT3(name, f32, FSCE_ISA)
 #endif
+#define LANES ((ptrdiff_t)(sizeof(VEC) / sizeof(REAL)))
+#define ACC FSCE_CAT(fsce_acc, FSCE_WIDTH_SUFFIX)
+#define ACC_(name) FSCE_CAT(fsce_acc_##name, FSCE_WIDTH_SUFFIX)
 
-/*
- * max(a, b) = a > b ? a : b lane by lane: b where either is NaN (the x86
- * maxps rule, one instruction with AVX2).
- */
-#if FSCE_AVX2_INTRINSICS
-#if FSCE_DOUBLE
-#define VMAX(a, b) ((VEC)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
-#else
-#define VMAX(a, b) ((VEC)_mm256_max_ps((__m256)(a), (__m256)(b)))
-#endif
-FSCE_TARGET FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return VMAX(a, b); }
-#undef VMAX
-#else
-FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return T_(select)(FSCE_MASK(a > b), a, b); }
-#endif
+#include "fsce_isa_ops.h"
 
 /*
  * exp(t) lane by lane for t <= 0 (the only arguments the row helpers pass:
@@ -118,39 +108,6 @@ FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
     const IVEC exponent = FSCE_MASK(biased > 0) & biased;
     return p * T_(from_bits)(exponent << EXP_MANT_BITS);
 }
-
-/*
- * The last r < LANES elements of a row: masked loads and stores with AVX2
- * (no trip through the stack), a small copy loop otherwise.  Lanes past the
- * row read as `pad`.
- */
-#if FSCE_AVX2_INTRINSICS
-#if FSCE_DOUBLE
-#define MASKLOAD(p, m) ((VEC)_mm256_maskload_pd((p), (__m256i)(m)))
-#define MASKSTORE(p, m, v) _mm256_maskstore_pd((p), (__m256i)(m), (__m256d)(v))
-#else
-#define MASKLOAD(p, m) ((VEC)_mm256_maskload_ps((p), (__m256i)(m)))
-#define MASKSTORE(p, m, v) _mm256_maskstore_ps((p), (__m256i)(m), (__m256)(v))
-#endif
-FSCE_TARGET FSCE_INLINE IVEC N_(tail_mask)(ptrdiff_t r)
-{
-    static const IREAL lane_ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    IVEC ids;
-    memcpy(&ids, lane_ids, sizeof ids);
-    return FSCE_MASK(ids < (IREAL)r);
-}
-FSCE_TARGET FSCE_INLINE VEC N_(load_tail)(const REAL *p, ptrdiff_t r, REAL pad)
-{
-    const IVEC mask = N_(tail_mask)(r);
-    return T_(select)(mask, MASKLOAD(p, mask), T_(splat)(pad));
-}
-FSCE_TARGET FSCE_INLINE void N_(store_tail)(REAL *p, ptrdiff_t r, VEC v) { MASKSTORE(p, N_(tail_mask)(r), v); }
-#undef MASKLOAD
-#undef MASKSTORE
-#else
-FSCE_INLINE VEC N_(load_tail)(const REAL *p, ptrdiff_t r, REAL pad) { return T_(load_tail)(p, r, pad); }
-FSCE_INLINE void N_(store_tail)(REAL *p, ptrdiff_t r, VEC v) { T_(store_tail)(p, r, v); }
-#endif
 
 /*
  * The largest non-NaN x_j (-inf if there is none).  NaNs are skipped here
@@ -206,20 +163,6 @@ FSCE_TARGET static ptrdiff_t N_(row_find)(const REAL *x, ptrdiff_t n, REAL value
 }
 
 /*
- * acc += v in float64 lanes (fsce_acc_add_*, with the float32 -> float64
- * widening spelled in AVX2 intrinsics, which GCC does not find by itself).
- */
-#if FSCE_AVX2_INTRINSICS && !FSCE_DOUBLE
-FSCE_TARGET FSCE_INLINE void N_(acc_add)(fsce_acc *acc, VEC v)
-{
-    acc->lo += (f64v)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
-    acc->hi += (f64v)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
-}
-#else
-FSCE_INLINE void N_(acc_add)(fsce_acc *acc, VEC v) { T_(acc_add)(acc, v); }
-#endif
-
-/*
  * sum_j exp((x_j - shift) * scale), accumulated in float64 (in float32 a
  * row total near 1 would lose the small terms that make a confident row's loss).
  * When out is not NULL, out_j = exp((x_j - shift) * scale) is stored too
@@ -229,7 +172,7 @@ FSCE_TARGET FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL
                                                 REAL *out, int scaled)
 {
     const VEC vshift = T_(splat)(shift);
-    fsce_acc acc = fsce_acc_zero();
+    ACC acc = ACC_(zero)();
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) {
         const VEC t = T_(load)(x + j) - vshift;
@@ -243,7 +186,7 @@ FSCE_TARGET FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL
         if (out) N_(store_tail)(out + j, n - j, e);
         N_(acc_add)(&acc, e);
     }
-    return fsce_acc_total(acc);
+    return ACC_(total)(acc);
 }
 
 FSCE_TARGET static double N_(row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out)
@@ -288,11 +231,11 @@ FSCE_TARGET static void N_(row_axpby)(const REAL *y, const REAL *b, ptrdiff_t n,
 FSCE_TARGET static double N_(row_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale)
 {
     const VEC vshift = T_(splat)(shift);
-    fsce_acc acc = fsce_acc_zero();
+    ACC acc = ACC_(zero)();
     ptrdiff_t j = 0;
-    for (; j + LANES <= n; j += LANES) T_(acc_add)(&acc, (T_(load)(x + j) - vshift) * scale);
-    if (j < n) T_(acc_add)(&acc, (N_(load_tail)(x + j, n - j, shift) - vshift) * scale); /* padding adds 0 */
-    return fsce_acc_total(acc);
+    for (; j + LANES <= n; j += LANES) N_(acc_add)(&acc, (T_(load)(x + j) - vshift) * scale);
+    if (j < n) N_(acc_add)(&acc, (N_(load_tail)(x + j, n - j, shift) - vshift) * scale); /* padding adds 0 */
+    return ACC_(total)(acc);
 }
 
 /*
@@ -302,19 +245,19 @@ FSCE_TARGET static double N_(row_sum)(const REAL *x, ptrdiff_t n, REAL shift, RE
 FSCE_TARGET static double N_(row_dot)(const REAL *x, const REAL *b, ptrdiff_t n, REAL shift)
 {
     const VEC zero = T_(splat)(0), vshift = T_(splat)(shift);
-    fsce_acc acc = fsce_acc_zero();
+    ACC acc = ACC_(zero)();
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) {
         const VEC vb = T_(load)(b + j);
         const VEC term = vb * (T_(load)(x + j) - vshift);
-        T_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
+        N_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
     }
     if (j < n) {
         const VEC vb = N_(load_tail)(b + j, n - j, 0);
         const VEC term = vb * (N_(load_tail)(x + j, n - j, 0) - vshift);
-        T_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
+        N_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
     }
-    return fsce_acc_total(acc);
+    return ACC_(total)(acc);
 }
 
 /* out_j = s_j * (g_j - d): the softmax Jacobian-vector product once d = g . s */
@@ -355,7 +298,7 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
         VEC best = T_(splat)(-(REAL)INFINITY);
         IVEC any_nan = FSCE_MASK(best != best);
         IVEC best_index = any_nan, first_nan = any_nan;   /* all 0 */
-        fsce_acc sum_x = fsce_acc_zero(), sum_e = fsce_acc_zero();
+        ACC sum_x = ACC_(zero)(), sum_e = ACC_(zero)();
         for (ptrdiff_t j = 0; j < n; ++j) {                /* gather column j of the block */
             for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = r < rows ? x[(r0 + r) * x_stride + j] : 0;
             column[j] = T_(load)(lane);
@@ -367,12 +310,12 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
         }
         const VEC m = T_(select)(any_nan, T_(splat)((REAL)NAN), best);
         for (ptrdiff_t j = 0; j < n; ++j) {                /* column j becomes exp(x_j - m) */
-            if (eps != 0.0) T_(acc_add)(&sum_x, (column[j] - m) * (REAL)(1.0 / (double)n)); /* mean, no overflow */
+            if (eps != 0.0) N_(acc_add)(&sum_x, (column[j] - m) * (REAL)(1.0 / (double)n)); /* mean, no overflow */
             column[j] = N_(vexp)(column[j] - m);
-            T_(acc_add)(&sum_e, column[j]);
+            N_(acc_add)(&sum_e, column[j]);
         }
-        fsce_acc_lanes(sum_e, totals, LANES);
-        fsce_acc_lanes(sum_x, sums, LANES);
+        ACC_(lanes)(sum_e, totals, LANES);
+        ACC_(lanes)(sum_x, sums, LANES);
         T_(store)(lane, m);
         if (row_argmax != NULL) {
             IREAL max_at[LANES], nan_at[LANES];
@@ -417,7 +360,7 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
     }
 }
 
-static const T_(ops) N_(fsce_ops) = {
+static const OPS N_(fsce_ops) = {
     N_(row_max), N_(row_find), N_(row_exp_sum), N_(row_affine), N_(row_axpby),
     N_(row_sum), N_(row_dot), N_(row_mul_shifted), N_(small_rows),
 };
@@ -427,8 +370,11 @@ static const T_(ops) N_(fsce_ops) = {
 #undef IVEC
 #undef IREAL
 #undef T_
+#undef OPS
 #undef N_
 #undef LANES
+#undef ACC
+#undef ACC_
 #undef EXP_MAGIC
 #undef EXP_MANT_BITS
 #undef EXP_BIAS

@@ -1,11 +1,13 @@
-"""Both vector code paths of the C row helpers.
+"""Every vector code path of the C row helpers.
 
-The helpers are compiled for a portable baseline and for AVX2+FMA and one is
-chosen when fastsce is imported; FASTSCE_SIMD=baseline forces the baseline.
-The path of this process is checked by the rest of the suite, so the baseline
-is checked here in a subprocess: softmax, log_softmax, logsumexp,
-softmax_backward and cross_entropy_with_grad against the float64 oracle, for
-class counts around every vector width (tails of 1..7 elements) in both dtypes.
+The helpers are compiled for a portable baseline, for AVX2+FMA and for
+AVX-512, and the best one the CPU supports is chosen when fastsce is
+imported; FASTSCE_SIMD=baseline forces the baseline and FASTSCE_SIMD=avx2
+caps the choice at AVX2.  The path of this process is checked by the rest of
+the suite, so the others are checked here in subprocesses: softmax,
+log_softmax, logsumexp, softmax_backward and cross_entropy_with_grad against
+the float64 oracle, for class counts around every vector width (tails of
+1..15 elements) in both dtypes.
 """
 
 import os
@@ -29,7 +31,7 @@ CHECK_SCRIPT = textwrap.dedent("""
 
     print(_softmax_kernels.simd_path())
     failures = []
-    for n_classes in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 4097]:
+    for n_classes in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 47, 1000, 4097]:
         for dtype in [np.float32, np.float64]:
             for shape in [(n_classes,), (5, n_classes), (2, 3, n_classes)]:
                 rng = np.random.default_rng(n_classes)
@@ -100,6 +102,16 @@ def test_baseline_path_matches_reference():
     assert result.stdout.startswith("baseline"), result.stdout
 
 
+def test_avx2_capped_path_matches_reference():
+    """FASTSCE_SIMD=avx2: AVX2+FMA where the CPU has it (else the baseline)."""
+    result = run_with_simd("avx2", CHECK_SCRIPT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    path = result.stdout.split("\n")[0]
+    assert path == "avx2+fma" or path.startswith("baseline"), path
+    if _softmax_kernels.simd_path() in ("avx2+fma", "avx512"):
+        assert path == "avx2+fma"
+
+
 PATH_SCRIPT = "from fastsce import _softmax_kernels; print(_softmax_kernels.simd_path())"
 
 
@@ -117,6 +129,7 @@ def test_environment_variable_forces_the_baseline():
 
 def test_simd_path_names_a_known_instruction_set():
     assert _softmax_kernels.simd_path() in (
+        "avx512",
         "avx2+fma",
         "baseline (sse2)",
         "baseline (neon)",

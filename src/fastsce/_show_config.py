@@ -64,7 +64,7 @@ def _config_dict() -> dict[str, dict[str, Any]]:
         },
         "runtime": {
             "simd_path": _softmax_kernels.simd_path(),
-            "simd_forced_baseline": os.environ.get("FASTSCE_SIMD") == "baseline",
+            "simd_cap": os.environ.get("FASTSCE_SIMD", ""),
             "openmp": openmp,
             "num_threads": requested_threads if openmp else 1,
             "requested_threads": requested_threads,
@@ -95,8 +95,8 @@ def _format(config: dict[str, dict[str, Any]]) -> str:
     if build["macosx_deployment_target"]:
         platform_ += f" (MACOSX_DEPLOYMENT_TARGET={build['macosx_deployment_target']})"
     simd = runtime["simd_path"]
-    if runtime["simd_forced_baseline"]:
-        simd += " (forced by FASTSCE_SIMD=baseline)"
+    if runtime["simd_cap"]:
+        simd += f" (capped by FASTSCE_SIMD={runtime['simd_cap']})"
     rows = [
         ("fastsce", f"{config['fastsce']['version']} ({config['fastsce']['location']})"),
         ("python", f"{python['version']} ({python['implementation']}, {python['platform']})"),

@@ -1,0 +1,87 @@
+/*
+ * fsce_isa_ops.h -- the few operations spelled per instruction set, included
+ * by fsce_rows_impl.h (same parameters) before the row helpers:
+ *   max(a, b)         a > b ? a : b lane by lane, b where either is NaN (the
+ *                     x86 maxps rule: one instruction with AVX2 / AVX-512)
+ *   load_tail(p, r, pad), store_tail(p, r, v)
+ *                     the last r < LANES elements of a row, lanes past the row
+ *                     reading as pad: masked loads and stores with AVX2 /
+ *                     AVX-512 (no trip through the stack), a copy loop otherwise
+ *   acc_add(acc, v)   acc += v in float64 lanes; float32 is widened with the
+ *                     conversion intrinsics, which GCC does not find by itself
+ * The portable versions come last and serve every other target.
+ */
+#if FSCE_AVX512_INTRINSICS
+#if FSCE_DOUBLE
+typedef __mmask8 N_(kmask);
+#define MM_(op) _mm512_##op##_pd
+#define MMVEC __m512d
+#else
+typedef __mmask16 N_(kmask);
+#define MM_(op) _mm512_##op##_ps
+#define MMVEC __m512
+#endif
+FSCE_TARGET FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return (VEC)MM_(max)((MMVEC)a, (MMVEC)b); }
+FSCE_TARGET FSCE_INLINE VEC N_(load_tail)(const REAL *p, ptrdiff_t r, REAL pad)
+{
+    return (VEC)MM_(mask_loadu)(MM_(set1)(pad), (N_(kmask))((1u << r) - 1), p);
+}
+FSCE_TARGET FSCE_INLINE void N_(store_tail)(REAL *p, ptrdiff_t r, VEC v)
+{
+    MM_(mask_storeu)(p, (N_(kmask))((1u << r) - 1), (MMVEC)v);
+}
+#if FSCE_DOUBLE
+FSCE_TARGET FSCE_INLINE void N_(acc_add)(ACC *acc, VEC v) { acc->lo += v; }
+#else
+FSCE_TARGET FSCE_INLINE void N_(acc_add)(ACC *acc, VEC v)
+{
+    acc->lo += (f64v_512)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
+    acc->hi += (f64v_512)_mm512_cvtps_pd((__m256)_mm512_extractf64x4_pd((__m512d)v, 1));
+}
+#endif
+#undef MM_
+#undef MMVEC
+
+#elif FSCE_AVX2_INTRINSICS
+#if FSCE_DOUBLE
+#define MM_(op) _mm256_##op##_pd
+#define MMVEC __m256d
+#else
+#define MM_(op) _mm256_##op##_ps
+#define MMVEC __m256
+#endif
+FSCE_TARGET FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return (VEC)MM_(max)((MMVEC)a, (MMVEC)b); }
+FSCE_TARGET FSCE_INLINE IVEC N_(tail_mask)(ptrdiff_t r)
+{
+    static const IREAL lane_ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    IVEC ids;
+    memcpy(&ids, lane_ids, sizeof ids);
+    return FSCE_MASK(ids < (IREAL)r);
+}
+FSCE_TARGET FSCE_INLINE VEC N_(load_tail)(const REAL *p, ptrdiff_t r, REAL pad)
+{
+    const IVEC mask = N_(tail_mask)(r);
+    return T_(select)(mask, (VEC)MM_(maskload)(p, (__m256i)mask), T_(splat)(pad));
+}
+FSCE_TARGET FSCE_INLINE void N_(store_tail)(REAL *p, ptrdiff_t r, VEC v)
+{
+    MM_(maskstore)(p, (__m256i)N_(tail_mask)(r), (MMVEC)v);
+}
+#if FSCE_DOUBLE
+FSCE_TARGET FSCE_INLINE void N_(acc_add)(ACC *acc, VEC v) { acc->lo += v; }
+#else
+FSCE_TARGET FSCE_INLINE void N_(acc_add)(ACC *acc, VEC v)
+{
+    acc->lo += (f64v)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
+    acc->hi += (f64v)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
+}
+#endif
+#undef MM_
+#undef MMVEC
+
+#else
+FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return T_(select)(FSCE_MASK(a > b), a, b); }
+FSCE_INLINE VEC N_(load_tail)(const REAL *p, ptrdiff_t r, REAL pad) { return T_(load_tail)(p, r, pad); }
+FSCE_INLINE void N_(store_tail)(REAL *p, ptrdiff_t r, VEC v) { T_(store_tail)(p, r, v); }
+FSCE_INLINE void N_(acc_add)(ACC *acc, VEC v) { T_(acc_add)(acc, v); }
+#endif

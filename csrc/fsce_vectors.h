@@ -1,0 +1,124 @@
+/*
+ * fsce_vectors.h -- vector types and helpers of one width, included by
+ * fsce_simd.h once per width with
+ *   FSCE_VECTOR_BYTES   the width in bytes (32, or 64 for AVX-512)
+ *   FSCE_WIDTH_SUFFIX   appended to every name ("" for 32 bytes, _512 for 64)
+ * so f32v / fsce_load_f32 / fsce_acc name the 32-byte set and f32v_512 /
+ * fsce_load_f32_512 / fsce_acc_512 the 64-byte one.  Without GCC or Clang
+ * vector extensions (MSVC) only the 32-byte set exists, one lane wide.
+ */
+#define V_(name) FSCE_CAT(name, FSCE_WIDTH_SUFFIX)
+
+#if defined(__GNUC__) || defined(__clang__)
+typedef float V_(f32v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
+typedef int32_t V_(i32v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
+typedef double V_(f64v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
+typedef int64_t V_(i64v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
+typedef float V_(f32v_half) __attribute__((vector_size(FSCE_VECTOR_BYTES / 2)));
+#else
+typedef float V_(f32v);
+typedef int32_t V_(i32v);
+typedef double V_(f64v);
+typedef int64_t V_(i64v);
+#endif
+
+#define F32_LANES ((ptrdiff_t)(sizeof(V_(f32v)) / sizeof(float)))
+#define F64_LANES ((ptrdiff_t)(sizeof(V_(f64v)) / sizeof(double)))
+
+/* Bit casts through memcpy: free for vectors, well defined for scalars. */
+FSCE_INLINE V_(i32v) V_(fsce_bits_f32)(V_(f32v) v) { V_(i32v) b; memcpy(&b, &v, sizeof b); return b; }
+FSCE_INLINE V_(f32v) V_(fsce_from_bits_f32)(V_(i32v) b) { V_(f32v) v; memcpy(&v, &b, sizeof v); return v; }
+FSCE_INLINE V_(i64v) V_(fsce_bits_f64)(V_(f64v) v) { V_(i64v) b; memcpy(&b, &v, sizeof b); return b; }
+FSCE_INLINE V_(f64v) V_(fsce_from_bits_f64)(V_(i64v) b) { V_(f64v) v; memcpy(&v, &b, sizeof v); return v; }
+
+/* select(mask, a, b) = mask ? a : b, lane by lane. */
+FSCE_INLINE V_(f32v) V_(fsce_select_f32)(V_(i32v) mask, V_(f32v) a, V_(f32v) b)
+{
+    return V_(fsce_from_bits_f32)((mask & V_(fsce_bits_f32)(a)) | (~mask & V_(fsce_bits_f32)(b)));
+}
+FSCE_INLINE V_(f64v) V_(fsce_select_f64)(V_(i64v) mask, V_(f64v) a, V_(f64v) b)
+{
+    return V_(fsce_from_bits_f64)((mask & V_(fsce_bits_f64)(a)) | (~mask & V_(fsce_bits_f64)(b)));
+}
+
+FSCE_INLINE V_(f32v) V_(fsce_splat_f32)(float s) { V_(f32v) v = {0}; return v + s; }
+FSCE_INLINE V_(f64v) V_(fsce_splat_f64)(double s) { V_(f64v) v = {0}; return v + s; }
+
+/* Unaligned loads and stores of a whole vector. */
+FSCE_INLINE V_(f32v) V_(fsce_load_f32)(const float *p) { V_(f32v) v; memcpy(&v, p, sizeof v); return v; }
+FSCE_INLINE V_(f64v) V_(fsce_load_f64)(const double *p) { V_(f64v) v; memcpy(&v, p, sizeof v); return v; }
+FSCE_INLINE void V_(fsce_store_f32)(float *p, V_(f32v) v) { memcpy(p, &v, sizeof v); }
+FSCE_INLINE void V_(fsce_store_f64)(double *p, V_(f64v) v) { memcpy(p, &v, sizeof v); }
+
+/* Partial load of the last r < lanes elements; the other lanes hold `pad`. */
+FSCE_INLINE V_(f32v) V_(fsce_load_tail_f32)(const float *p, ptrdiff_t r, float pad)
+{
+    float tmp[F32_LANES];
+    for (ptrdiff_t i = 0; i < F32_LANES; ++i) tmp[i] = i < r ? p[i] : pad;
+    return V_(fsce_load_f32)(tmp);
+}
+FSCE_INLINE V_(f64v) V_(fsce_load_tail_f64)(const double *p, ptrdiff_t r, double pad)
+{
+    double tmp[F64_LANES];
+    for (ptrdiff_t i = 0; i < F64_LANES; ++i) tmp[i] = i < r ? p[i] : pad;
+    return V_(fsce_load_f64)(tmp);
+}
+FSCE_INLINE void V_(fsce_store_tail_f32)(float *p, ptrdiff_t r, V_(f32v) v)
+{
+    float tmp[F32_LANES];
+    V_(fsce_store_f32)(tmp, v);
+    for (ptrdiff_t i = 0; i < r; ++i) p[i] = tmp[i];
+}
+FSCE_INLINE void V_(fsce_store_tail_f64)(double *p, ptrdiff_t r, V_(f64v) v)
+{
+    double tmp[F64_LANES];
+    V_(fsce_store_f64)(tmp, v);
+    for (ptrdiff_t i = 0; i < r; ++i) p[i] = tmp[i];
+}
+
+/*
+ * Float64 accumulation.  Sums are always carried in double lanes, whatever
+ * the element type: a float32 row of 50257 exponentials summed in float32
+ * would lose ~1e-5 of relative accuracy, which is visible in the loss.
+ */
+typedef struct { V_(f64v) lo, hi; } V_(fsce_acc);
+
+FSCE_INLINE V_(fsce_acc) V_(fsce_acc_zero)(void)
+{
+    V_(fsce_acc) a = {V_(fsce_splat_f64)(0.0), V_(fsce_splat_f64)(0.0)};
+    return a;
+}
+
+FSCE_INLINE void V_(fsce_acc_add_f32)(V_(fsce_acc) *acc, V_(f32v) v)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    V_(f32v_half) lo, hi;
+    memcpy(&lo, &v, sizeof lo);
+    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
+    acc->lo += __builtin_convertvector(lo, V_(f64v));
+    acc->hi += __builtin_convertvector(hi, V_(f64v));
+#else
+    acc->lo += (double)v;
+#endif
+}
+FSCE_INLINE void V_(fsce_acc_add_f64)(V_(fsce_acc) *acc, V_(f64v) v) { acc->lo += v; }
+
+/* The per-lane sums of values added with fsce_acc_add_f32 (F32_LANES lanes) or _f64. */
+FSCE_INLINE void V_(fsce_acc_lanes)(V_(fsce_acc) acc, double *lanes, ptrdiff_t n_lanes)
+{
+    V_(fsce_store_f64)(lanes, acc.lo);
+    if (n_lanes > F64_LANES) V_(fsce_store_f64)(lanes + F64_LANES, acc.hi);
+}
+
+FSCE_INLINE double V_(fsce_acc_total)(V_(fsce_acc) acc)
+{
+    double lanes[F64_LANES];
+    double total = 0.0;
+    V_(fsce_store_f64)(lanes, acc.lo + acc.hi);
+    for (ptrdiff_t i = 0; i < F64_LANES; ++i) total += lanes[i];
+    return total;
+}
+
+#undef F32_LANES
+#undef F64_LANES
+#undef V_
