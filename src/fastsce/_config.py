@@ -3,12 +3,16 @@
 Kernels parallelise over rows with OpenMP only when an input is large enough
 for threads to pay off; below that one thread is used.  The number of threads
 defaults to the CPUs this process may run on and can be set with
-``set_num_threads``; a kernel never uses more threads than those CPUs or than
-it has rows.  Results never depend on the thread count: each row is computed
+``set_num_threads``; a kernel never uses more threads than those CPUs, than
+it has rows, or than the OpenMP runtime allows the calling thread
+(omp_get_max_threads: OMP_NUM_THREADS, or a limit set with threadpoolctl,
+e.g. ``threadpool_limits(1)``, as for NumPy's BLAS and scikit-learn).  Results never depend on the thread count: each row is computed
 the same way on any thread and the batch loss is summed in row order.
 """
 
 import os
+
+from ._loss_kernels import openmp_max_threads
 
 #: inputs with fewer elements than this run on one thread
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -55,4 +59,4 @@ def threads_for(n_rows: int, n_elements: int) -> int:
     """Threads a kernel over n_rows rows of n_elements elements in all uses."""
     if n_elements < PARALLEL_MIN_ELEMENTS:
         return 1
-    return max(1, min(get_num_threads(), USABLE_CPUS, n_rows))
+    return max(1, min(get_num_threads(), USABLE_CPUS, n_rows, openmp_max_threads()))

@@ -45,12 +45,16 @@ fsce_init()
 cdef extern from *:
     """
     #ifdef _OPENMP
+    #include <omp.h>
     #define FSCE_OPENMP 1
+    static int fsce_openmp_max_threads(void) { return omp_get_max_threads(); }
     #else
     #define FSCE_OPENMP 0
+    static int fsce_openmp_max_threads(void) { return 1; }
     #endif
     """
     bint FSCE_OPENMP
+    int fsce_openmp_max_threads()
 
 
 ctypedef struct LossCall:
@@ -507,3 +511,9 @@ def small_call(object logits, object target, object out, bint want_grad, bint me
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(FSCE_OPENMP)
+
+
+def openmp_max_threads():
+    """The OpenMP runtime's thread limit for this thread (omp_get_max_threads: OMP_NUM_THREADS,
+    or a threadpoolctl limit); 1 without OpenMP."""
+    return fsce_openmp_max_threads()
