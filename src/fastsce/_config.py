@@ -6,8 +6,9 @@ defaults to the CPUs this process may run on and can be set with
 ``set_num_threads``; a kernel never uses more threads than those CPUs, than
 it has rows, or than the OpenMP runtime allows the calling thread
 (omp_get_max_threads: OMP_NUM_THREADS, or a limit set with threadpoolctl,
-e.g. ``threadpool_limits(1)``, as for NumPy's BLAS and scikit-learn).  Results never depend on the thread count: each row is computed
-the same way on any thread and the batch loss is summed in row order.
+e.g. ``threadpool_limits(1)``, as for NumPy's BLAS and scikit-learn).
+Results never depend on the thread count: each row is computed the same way
+on any thread and the batch loss is summed in row order.
 """
 
 import os
