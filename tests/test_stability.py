@@ -300,6 +300,28 @@ def test_nan_anywhere_in_a_wide_row(dtype, n_classes, largest, nan_at):
     assert argmax_out[0] == at
 
 
+NAN_PAYLOADS = {
+    np.float32: [0x7FC00001, 0xFFC00123, 0x7F800001, 0x7FC001FF],
+    np.float64: [0x7FF8000000000001, 0xFFF80000000001FF, 0x7FF0000000000001],
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_with_any_payload_or_sign_propagates(dtype):
+    """Not only numpy's default NaN: exp's bit tricks must not turn a NaN into a number."""
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    for payload in NAN_PAYLOADS[dtype]:
+        row = np.linspace(-3, 3, 100).astype(dtype)
+        row.view(uint)[57] = payload
+        assert np.isnan(row[57])
+        logits = np.stack([row, row])
+        assert np.all(np.isnan(fastsce.softmax(logits))), hex(payload)
+        assert np.all(np.isnan(fastsce.log_softmax(logits))), hex(payload)
+        assert np.all(np.isnan(fastsce.logsumexp(logits))), hex(payload)
+        loss, grad = fastsce.cross_entropy_with_grad(logits, np.array([1, 57]), reduction="none")
+        assert np.all(np.isnan(loss)) and np.all(np.isnan(grad)), hex(payload)
+
+
 # ---------------------------------------------------------------------------
 # ignored rows
 

@@ -2,7 +2,9 @@
 # Run a small workload (tests/sanitizers/valgrind_subset.py: every public function, row
 # tails of every length, both dtypes, options, out=, error paths, one multi-threaded
 # call) under valgrind memcheck, once with the SIMD path chosen for this CPU and once
-# with FASTSCE_SIMD=baseline, against the installed (in place) build.
+# with FASTSCE_SIMD=baseline, against the installed (in place) build.  Valgrind does not
+# emulate AVX-512, so under it the chosen path is at most AVX2+FMA; the AVX-512 path is
+# covered by run_asan.sh.
 #
 # Python's own allocator noise is avoided with PYTHONMALLOC=malloc; what remains from
 # the interpreter and numpy is not ours, so only errors with a frame in fastsce's
