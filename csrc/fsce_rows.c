@@ -78,8 +78,8 @@
 #define FSCE_BASELINE_NAME "baseline"
 #endif
 
-static const fsce_ops_f32 *chosen_f32 = &fsce_ops_f32_baseline;
-static const fsce_ops_f64 *chosen_f64 = &fsce_ops_f64_baseline;
+const fsce_ops_f32 *fsce_chosen_f32 = &fsce_ops_f32_baseline;
+const fsce_ops_f64 *fsce_chosen_f64 = &fsce_ops_f64_baseline;
 static const char *chosen_name = FSCE_BASELINE_NAME;
 
 /* FASTSCE_SIMD caps the instruction set: "baseline" or "avx2" (unset: the best) */
@@ -98,17 +98,15 @@ void fsce_init(void)
     if (simd_allowed("avx512") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
         && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
         && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        chosen_f32 = &fsce_ops_f32_avx512;
-        chosen_f64 = &fsce_ops_f64_avx512;
+        fsce_chosen_f32 = &fsce_ops_f32_avx512;
+        fsce_chosen_f64 = &fsce_ops_f64_avx512;
         chosen_name = "avx512";
     } else if (simd_allowed("avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        chosen_f32 = &fsce_ops_f32_avx2;
-        chosen_f64 = &fsce_ops_f64_avx2;
+        fsce_chosen_f32 = &fsce_ops_f32_avx2;
+        fsce_chosen_f64 = &fsce_ops_f64_avx2;
         chosen_name = "avx2+fma";
     }
 #endif
 }
 
-const fsce_ops_f32 *fsce_get_ops_f32(void) { return chosen_f32; }
-const fsce_ops_f64 *fsce_get_ops_f64(void) { return chosen_f64; }
 const char *fsce_simd_path(void) { return chosen_name; }

@@ -38,9 +38,16 @@ FSCE_DECLARE_OPS(double, f64)
 
 /* Choose the instruction set; idempotent.  Call before any helper runs. */
 void fsce_init(void);
-/* The chosen tables. */
-const fsce_ops_f32 *fsce_get_ops_f32(void);
-const fsce_ops_f64 *fsce_get_ops_f64(void);
+/* The chosen tables (inline: the kernels fetch them for every row). */
+#if defined(__GNUC__) || defined(__clang__)
+#define FSCE_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define FSCE_HIDDEN
+#endif
+extern FSCE_HIDDEN const fsce_ops_f32 *fsce_chosen_f32;
+extern FSCE_HIDDEN const fsce_ops_f64 *fsce_chosen_f64;
+static inline const fsce_ops_f32 *fsce_get_ops_f32(void) { return fsce_chosen_f32; }
+static inline const fsce_ops_f64 *fsce_get_ops_f64(void) { return fsce_chosen_f64; }
 /* Name of the chosen instruction set, e.g. "avx2+fma" or "baseline (sse2)". */
 const char *fsce_simd_path(void);
 

@@ -130,10 +130,10 @@ FSCE_TARGET static REAL N_(row_max)(const REAL *x, ptrdiff_t n)
     if (j < n) best1 = N_(max)(N_(load_tail)(x + j, n - j, -(REAL)INFINITY), best1);
     REAL lanes[LANES];
     T_(store)(lanes, N_(max)(best0, best1));
-    REAL result = -(REAL)INFINITY;
-    for (ptrdiff_t i = 0; i < LANES; ++i)
-        if (lanes[i] > result) result = lanes[i];
-    return result;
+    for (ptrdiff_t width = LANES / 2; width > 0; width /= 2) /* a tree: log2(LANES) steps deep */
+        for (ptrdiff_t i = 0; i < width; ++i)
+            if (lanes[i + width] > lanes[i]) lanes[i] = lanes[i + width];
+    return lanes[0];
 }
 
 /*

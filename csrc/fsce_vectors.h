@@ -113,10 +113,10 @@ FSCE_INLINE void V_(fsce_acc_lanes)(V_(fsce_acc) acc, double *lanes, ptrdiff_t n
 FSCE_INLINE double V_(fsce_acc_total)(V_(fsce_acc) acc)
 {
     double lanes[F64_LANES];
-    double total = 0.0;
     V_(fsce_store_f64)(lanes, acc.lo + acc.hi);
-    for (ptrdiff_t i = 0; i < F64_LANES; ++i) total += lanes[i];
-    return total;
+    for (ptrdiff_t width = F64_LANES / 2; width > 0; width /= 2) /* a tree, not a chain */
+        for (ptrdiff_t i = 0; i < width; ++i) lanes[i] += lanes[i + width];
+    return lanes[0];
 }
 
 #undef F32_LANES
