@@ -9,16 +9,27 @@
  *                     AVX-512 (no trip through the stack), a copy loop otherwise
  *   acc_add(acc, v)   acc += v in float64 lanes; float32 is widened with the
  *                     conversion intrinsics, which GCC does not find by itself
+ *   exp_clamp(t), exp_scale(t, p, k, n)
+ *                     the ends of vexp (fsce_rows_impl.h): t made safe for the
+ *                     reduction, then 2**n p (k = n + the rounding constant),
+ *                     0 where t is below about log(smallest normal number),
+ *                     NaN where t is NaN.  Portable: t raised to EXP_CLAMP,
+ *                     2**n built in the exponent field from the bits of k
+ *                     (0 for n <= -bias).  AVX-512: no clamp, one vscalef with
+ *                     the lanes t < EXP_LO masked to 0 (so no underflow is
+ *                     ever raised: masked lanes do not signal).
  * The portable versions come last and serve every other target.
  */
 #if FSCE_AVX512_INTRINSICS
 #if FSCE_DOUBLE
 typedef __mmask8 N_(kmask);
 #define MM_(op) _mm512_##op##_pd
+#define MM_CMP _mm512_cmp_pd_mask
 #define MMVEC __m512d
 #else
 typedef __mmask16 N_(kmask);
 #define MM_(op) _mm512_##op##_ps
+#define MM_CMP _mm512_cmp_ps_mask
 #define MMVEC __m512
 #endif
 FSCE_TARGET FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return (VEC)MM_(max)((MMVEC)a, (MMVEC)b); }
@@ -39,7 +50,15 @@ FSCE_TARGET FSCE_INLINE void N_(acc_add)(ACC *acc, VEC v)
     acc->hi += (f64v_512)_mm512_cvtps_pd((__m256)_mm512_extractf64x4_pd((__m512d)v, 1));
 }
 #endif
+FSCE_TARGET FSCE_INLINE VEC N_(exp_clamp)(VEC t) { return t; }
+FSCE_TARGET FSCE_INLINE VEC N_(exp_scale)(VEC t, VEC p, VEC k, VEC n)
+{
+    (void)k;
+    const N_(kmask) keep = MM_CMP((MMVEC)t, MM_(set1)(EXP_LO), _CMP_NLT_UQ); /* or NaN */
+    return (VEC)MM_(maskz_scalef)(keep, (MMVEC)p, (MMVEC)n);
+}
 #undef MM_
+#undef MM_CMP
 #undef MMVEC
 
 #elif FSCE_AVX2_INTRINSICS
@@ -84,4 +103,16 @@ FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return T_(select)(FSCE_MASK(a > b), a, b
 FSCE_INLINE VEC N_(load_tail)(const REAL *p, ptrdiff_t r, REAL pad) { return T_(load_tail)(p, r, pad); }
 FSCE_INLINE void N_(store_tail)(REAL *p, ptrdiff_t r, VEC v) { T_(store_tail)(p, r, v); }
 FSCE_INLINE void N_(acc_add)(ACC *acc, VEC v) { T_(acc_add)(acc, v); }
+#endif
+
+#if !FSCE_AVX512_INTRINSICS
+FSCE_TARGET FSCE_INLINE VEC N_(exp_clamp)(VEC t) { return N_(max)(T_(splat)(EXP_CLAMP), t); }
+FSCE_TARGET FSCE_INLINE VEC N_(exp_scale)(VEC t, VEC p, VEC k, VEC n)
+{
+    (void)t;
+    (void)n;
+    const IVEC biased = T_(bits)(k) - (T_(bits)(T_(splat)(EXP_MAGIC)) - (IREAL)EXP_BIAS);
+    const IVEC exponent = FSCE_MASK(biased > 0) & biased;
+    return p * T_(from_bits)(exponent << EXP_MANT_BITS);
+}
 #endif

@@ -27,6 +27,7 @@
 #define EXP_LN2_HI 6.93147180369123816490e-01
 #define EXP_LN2_LO 1.90821492927058770002e-10
 #define EXP_CLAMP -760.0 /* below log of the smallest subnormal: exp is 0 there */
+#define EXP_LO -708.39641853226410622 /* log of the smallest normal number */
 #define EXP_ONE_STEP_REDUCTION 0
 /* c1..c11 of the minimax p(r) = 1 + c1 r + ... on |r| <= ln2/2: relative error 3.5e-18 */
 #define EXP_DEGREE 11
@@ -52,6 +53,7 @@
 #define EXP_ONE_STEP_REDUCTION FSCE_FMA
 #define EXP_LN2 0.693147180559945309f
 #define EXP_CLAMP -104.0f
+#define EXP_LO -87.3365447505f
 /* minimax on |r| <= ln2/2, relative error 9.3e-8 (about one float32 ULP) */
 #define EXP_DEGREE 5
 #define EXP_COEFFS {0.9999997036606623f, 0.4999914274688023f, 0.1666764397516011f, \
@@ -76,17 +78,16 @@
  * t = (x - max) * scale), a few ULP accurate, NaN in -> NaN out.
  *   t = n ln2 + r,  n = round(t / ln2),  |r| <= ln2 / 2
  *   exp(t) = 2**n * p(r),  p(r) = 1 + c1 r + ... + cD r**D  (EXP_COEFFS)
- * t is first raised to EXP_CLAMP (a NaN stays NaN), n is rounded by adding
- * 1.5 * 2**mantissa_bits (its integer value then sits in the low mantissa
- * bits) and 2**n is built directly in the exponent field from n + bias, which
- * is clamped at 0: 2**n is 0 for n <= -bias, so results below about the
- * smallest normal number are 0 and exp(-inf) = 0.
+ * n is rounded by adding 1.5 * 2**mantissa_bits (its integer value then
+ * sits in the low mantissa bits of k); exp_clamp and exp_scale
+ * (fsce_isa_ops.h) keep that finite for any t and make 2**n p, with results
+ * below about the smallest normal number flushed to 0: exp(-inf) = 0.
  */
 FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
 {
     static const REAL coef[EXP_DEGREE] = EXP_COEFFS;
     const VEC magic = T_(splat)(EXP_MAGIC);
-    const VEC tc = N_(max)(T_(splat)(EXP_CLAMP), t);
+    const VEC tc = N_(exp_clamp)(t);
     const VEC k = tc * (REAL)1.44269504088896340736 + magic; /* log2(e) */
     const VEC n = k - magic;
 #if EXP_ONE_STEP_REDUCTION
@@ -104,9 +105,7 @@ FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
         const VEC q = 2 * i + 1 <= EXP_DEGREE ? r * coef[2 * i] + even : T_(splat)(even);
         p = i == EXP_DEGREE / 2 ? q : p * r2 + q;
     }
-    const IVEC biased = T_(bits)(k) - (T_(bits)(magic) - (IREAL)EXP_BIAS);
-    const IVEC exponent = FSCE_MASK(biased > 0) & biased;
-    return p * T_(from_bits)(exponent << EXP_MANT_BITS);
+    return N_(exp_scale)(t, p, k, n);
 }
 
 /*
@@ -381,6 +380,7 @@ static const OPS N_(fsce_ops) = {
 #undef EXP_LN2_HI
 #undef EXP_LN2_LO
 #undef EXP_CLAMP
+#undef EXP_LO
 #undef EXP_ONE_STEP_REDUCTION
 #undef EXP_LN2
 #undef EXP_COEFFS
