@@ -11,7 +11,7 @@
 #include "fsce_simd.h"
 
 
-/* ---- portable baseline: SSE2 on x86-64, NEON on arm64, scalar elsewhere ---- */
+/* ---- portable baseline: SSE2 on x86-64, NEON on arm64, scalar without vector extensions ---- */
 #define FSCE_ISA baseline
 #define FSCE_WIDTH_SUFFIX
 #define FSCE_TARGET
@@ -34,7 +34,8 @@
  * Clang refuses to inline the shared vector helpers (compiled without AVX)
  * into AVX2 functions, so Clang builds (macOS x86-64) keep the baseline path.
  */
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#if FSCE_VECTOR_EXTENSIONS && defined(__GNUC__) && !defined(__clang__) \
+    && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #define FSCE_HAVE_X86_PATHS 1
 #define FSCE_ISA avx2
@@ -70,7 +71,9 @@
 #undef FSCE_FMA
 #endif
 
-#if defined(__x86_64__) || defined(_M_X64)
+#if !FSCE_VECTOR_EXTENSIONS
+#define FSCE_BASELINE_NAME "scalar"
+#elif defined(__x86_64__) || defined(_M_X64)
 #define FSCE_BASELINE_NAME "baseline (sse2)"
 #elif defined(__aarch64__) || defined(_M_ARM64)
 #define FSCE_BASELINE_NAME "baseline (neon)"
@@ -82,6 +85,7 @@ const fsce_ops_f32 *fsce_chosen_f32 = &fsce_ops_f32_baseline;
 const fsce_ops_f64 *fsce_chosen_f64 = &fsce_ops_f64_baseline;
 static const char *chosen_name = FSCE_BASELINE_NAME;
 
+#ifdef FSCE_HAVE_X86_PATHS
 /* FASTSCE_SIMD caps the instruction set: "baseline" or "avx2" (unset: the best) */
 static int simd_allowed(const char *isa)
 {
@@ -90,6 +94,7 @@ static int simd_allowed(const char *isa)
     if (strcmp(cap, "baseline") == 0) return 0;
     return strcmp(cap, "avx2") != 0 || strcmp(isa, "avx2") == 0;
 }
+#endif
 
 void fsce_init(void)
 {

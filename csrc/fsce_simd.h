@@ -22,17 +22,32 @@
 #include <stdint.h>
 #include <string.h>
 
+/*
+ * Vector extensions: GCC and Clang have them; MSVC has not.  Defining
+ * FSCE_SCALAR_ONLY builds the one-lane code of MSVC with GCC or Clang too,
+ * which is how that code is tested on Linux (.ci/run).
+ */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(FSCE_SCALAR_ONLY)
+#define FSCE_VECTOR_EXTENSIONS 1
+#else
+#define FSCE_VECTOR_EXTENSIONS 0
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 /* every vector function is inlined, so the vector-argument ABI never applies */
 #if defined(__clang__)
 #pragma clang diagnostic ignored "-Wpsabi"
-#elif defined(__GNUC__)
+#else
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 #define FSCE_INLINE static inline __attribute__((always_inline))
-#define FSCE_MASK(cond) (cond)
 #else
 #define FSCE_INLINE static __forceinline
+#endif
+
+#if FSCE_VECTOR_EXTENSIONS
+#define FSCE_MASK(cond) (cond)
+#else
 #define FSCE_MASK(cond) (-(cond))
 #endif
 
@@ -40,7 +55,7 @@
 #define FSCE_CAT(a, b) FSCE_CAT_(a, b)
 
 /* 32-byte vectors (one lane without vector extensions) */
-#if defined(__GNUC__) || defined(__clang__)
+#if FSCE_VECTOR_EXTENSIONS
 #define FSCE_VECTOR_BYTES 32
 #else
 #define FSCE_VECTOR_BYTES 8
@@ -51,7 +66,7 @@
 #undef FSCE_WIDTH_SUFFIX
 
 /* 64-byte vectors, for AVX-512 */
-#if defined(__GNUC__) || defined(__clang__)
+#if FSCE_VECTOR_EXTENSIONS
 #define FSCE_VECTOR_BYTES 64
 #define FSCE_WIDTH_SUFFIX _512
 #include "fsce_vectors.h"

@@ -4,12 +4,12 @@
  *   FSCE_VECTOR_BYTES   the width in bytes (32, or 64 for AVX-512)
  *   FSCE_WIDTH_SUFFIX   appended to every name ("" for 32 bytes, _512 for 64)
  * so f32v / fsce_load_f32 / fsce_acc name the 32-byte set and f32v_512 /
- * fsce_load_f32_512 / fsce_acc_512 the 64-byte one.  Without GCC or Clang
- * vector extensions (MSVC) only the 32-byte set exists, one lane wide.
+ * fsce_load_f32_512 / fsce_acc_512 the 64-byte one.  Without vector
+ * extensions (MSVC, FSCE_SCALAR_ONLY) only the 32-byte set exists, one lane wide.
  */
 #define V_(name) FSCE_CAT(name, FSCE_WIDTH_SUFFIX)
 
-#if defined(__GNUC__) || defined(__clang__)
+#if FSCE_VECTOR_EXTENSIONS
 typedef float V_(f32v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
 typedef int32_t V_(i32v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
 typedef double V_(f64v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
@@ -91,7 +91,7 @@ FSCE_INLINE V_(fsce_acc) V_(fsce_acc_zero)(void)
 
 FSCE_INLINE void V_(fsce_acc_add_f32)(V_(fsce_acc) *acc, V_(f32v) v)
 {
-#if defined(__GNUC__) || defined(__clang__)
+#if FSCE_VECTOR_EXTENSIONS
     V_(f32v_half) lo, hi;
     memcpy(&lo, &v, sizeof lo);
     memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
