@@ -42,7 +42,8 @@ from setuptools.command.build_ext import build_ext
 
 KERNEL_MODULES = ["_softmax_kernels", "_loss_kernels"]
 C_HELPERS = ["csrc/fsce_rows.c"]
-C_HEADERS = sorted(str(path) for path in pathlib.Path("csrc").glob("*.h"))  # rebuild when they change
+#: the extensions are rebuilt when any of these change
+C_HEADERS = sorted(str(path) for path in pathlib.Path("csrc").glob("*.h"))
 BUILD_INFO_MODULE = "_build_info.py"
 
 

@@ -10,6 +10,7 @@
 #include "fsce_rows.h"
 #include "fsce_simd.h"
 
+/* Each instruction set: the settings fsce_rows_impl.h reads, then both dtypes. */
 
 /* ---- portable baseline: SSE2 on x86-64, NEON on arm64, scalar without vector extensions ---- */
 #define FSCE_ISA baseline
@@ -18,16 +19,7 @@
 #define FSCE_FMA 0
 #define FSCE_AVX2_INTRINSICS 0
 #define FSCE_AVX512_INTRINSICS 0
-#define FSCE_DOUBLE 0
-#include "fsce_rows_impl.h"
-#undef FSCE_DOUBLE
-#define FSCE_DOUBLE 1
-#include "fsce_rows_impl.h"
-#undef FSCE_DOUBLE
-#undef FSCE_ISA
-#undef FSCE_TARGET
-#undef FSCE_FMA
-#undef FSCE_AVX2_INTRINSICS
+#include "fsce_rows_dtypes.h"
 
 /*
  * ---- AVX2 + FMA and AVX-512, x86-64 with GCC ----
@@ -38,37 +30,23 @@
     && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #define FSCE_HAVE_X86_PATHS 1
+
 #define FSCE_ISA avx2
+#define FSCE_WIDTH_SUFFIX
 #define FSCE_TARGET __attribute__((target("avx2,fma")))
 #define FSCE_FMA 1
 #define FSCE_AVX2_INTRINSICS 1
-#define FSCE_DOUBLE 0
-#include "fsce_rows_impl.h"
-#undef FSCE_DOUBLE
-#define FSCE_DOUBLE 1
-#include "fsce_rows_impl.h"
-#undef FSCE_DOUBLE
-#undef FSCE_ISA
-#undef FSCE_TARGET
-#undef FSCE_AVX2_INTRINSICS
-#undef FSCE_WIDTH_SUFFIX
-#undef FSCE_AVX512_INTRINSICS
+#define FSCE_AVX512_INTRINSICS 0
+#include "fsce_rows_dtypes.h"
 
 /* 64-byte vectors; the subsets every AVX-512 CPU since Skylake-SP has */
 #define FSCE_ISA avx512
 #define FSCE_WIDTH_SUFFIX _512
 #define FSCE_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define FSCE_FMA 1
 #define FSCE_AVX2_INTRINSICS 0
 #define FSCE_AVX512_INTRINSICS 1
-#define FSCE_DOUBLE 0
-#include "fsce_rows_impl.h"
-#undef FSCE_DOUBLE
-#define FSCE_DOUBLE 1
-#include "fsce_rows_impl.h"
-#undef FSCE_DOUBLE
-#undef FSCE_ISA
-#undef FSCE_TARGET
-#undef FSCE_FMA
+#include "fsce_rows_dtypes.h"
 #endif
 
 #if !FSCE_VECTOR_EXTENSIONS

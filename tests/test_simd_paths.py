@@ -2,12 +2,13 @@
 
 The helpers are compiled for a portable baseline (one lane per "vector"
 without compiler vector extensions: "scalar"), for AVX2+FMA and for AVX-512,
-and the best one the CPU supports is chosen when fastsce is imported; FASTSCE_SIMD=baseline forces the baseline and FASTSCE_SIMD=avx2
-caps the choice at AVX2.  The path of this process is checked by the rest of
-the suite, so the others are checked here in subprocesses: softmax,
-log_softmax, logsumexp, softmax_backward and cross_entropy_with_grad against
-the float64 oracle, for class counts around every vector width (tails of
-1..15 elements) in both dtypes.
+and the best one the CPU supports is chosen when fastsce is imported;
+FASTSCE_SIMD=baseline forces the baseline and FASTSCE_SIMD=avx2 caps the
+choice at AVX2.  The path of this process is checked by the rest of the
+suite, so the others are checked here in subprocesses: softmax, log_softmax,
+logsumexp, softmax_backward and cross_entropy_with_grad against the float64
+oracle, for class counts around every vector width (tails of 1..15 elements)
+in both dtypes.
 """
 
 import os
