@@ -9,15 +9,19 @@
  *                     AVX-512 (no trip through the stack), a copy loop otherwise
  *   acc_add(acc, v)   acc += v in float64 lanes; float32 is widened with the
  *                     conversion intrinsics, which GCC does not find by itself
+ *   fnmadd(a, b, c)   c - a b rounded once (FMA targets only: the float32 exp
+ *                     reduction needs the single rounding, which must not hang
+ *                     on the compiler's -ffp-contract setting)
  *   exp_clamp(t), exp_scale(t, p, k, n)
  *                     the ends of vexp (fsce_rows_impl.h): t made safe for the
  *                     reduction, then 2**n p (k = n + the rounding constant),
- *                     0 where t is below about log(smallest normal number),
- *                     NaN where t is NaN.  Portable: t raised to EXP_CLAMP,
- *                     2**n built in the exponent field from the bits of k
- *                     (0 for n <= -bias).  AVX-512: no clamp, one vscalef with
- *                     the lanes t < EXP_LO masked to 0 (so no underflow is
- *                     ever raised: masked lanes do not signal).
+ *                     0 where t < EXP_LO (log of the smallest normal number),
+ *                     NaN where t is NaN: the same results on every path.
+ *                     Portable: t raised to EXP_CLAMP, 2**n built in the
+ *                     exponent field from the bits of k, the field zeroed
+ *                     where t < EXP_LO or t is NaN.  AVX-512: no clamp, one
+ *                     vscalef with the lanes t < EXP_LO masked to 0 (so no
+ *                     underflow is ever raised: masked lanes do not signal).
  * The portable versions come last and serve every other target.
  */
 #if FSCE_AVX512_INTRINSICS
@@ -50,6 +54,7 @@ FSCE_TARGET FSCE_INLINE void N_(acc_add)(ACC *acc, VEC v)
     acc->hi += (f64v_512)_mm512_cvtps_pd((__m256)_mm512_extractf64x4_pd((__m512d)v, 1));
 }
 #endif
+FSCE_TARGET FSCE_INLINE VEC N_(fnmadd)(VEC a, VEC b, VEC c) { return (VEC)MM_(fnmadd)((MMVEC)a, (MMVEC)b, (MMVEC)c); }
 FSCE_TARGET FSCE_INLINE VEC N_(exp_clamp)(VEC t) { return t; }
 FSCE_TARGET FSCE_INLINE VEC N_(exp_scale)(VEC t, VEC p, VEC k, VEC n)
 {
@@ -70,6 +75,7 @@ FSCE_TARGET FSCE_INLINE VEC N_(exp_scale)(VEC t, VEC p, VEC k, VEC n)
 #define MMVEC __m256
 #endif
 FSCE_TARGET FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return (VEC)MM_(max)((MMVEC)a, (MMVEC)b); }
+FSCE_TARGET FSCE_INLINE VEC N_(fnmadd)(VEC a, VEC b, VEC c) { return (VEC)MM_(fnmadd)((MMVEC)a, (MMVEC)b, (MMVEC)c); }
 FSCE_TARGET FSCE_INLINE IVEC N_(tail_mask)(ptrdiff_t r)
 {
     static const IREAL lane_ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
@@ -109,10 +115,9 @@ FSCE_INLINE void N_(acc_add)(ACC *acc, VEC v) { T_(acc_add)(acc, v); }
 FSCE_TARGET FSCE_INLINE VEC N_(exp_clamp)(VEC t) { return N_(max)(T_(splat)(EXP_CLAMP), t); }
 FSCE_TARGET FSCE_INLINE VEC N_(exp_scale)(VEC t, VEC p, VEC k, VEC n)
 {
-    (void)t;
     (void)n;
-    const IVEC biased = T_(bits)(k) - (T_(bits)(T_(splat)(EXP_MAGIC)) - (IREAL)EXP_BIAS);
-    const IVEC exponent = FSCE_MASK(biased > 0) & biased;
+    const IVEC biased = T_(bits)(k) - (T_(bits)(T_(splat)(EXP_MAGIC)) - (IREAL)EXP_BIAS); /* n + bias */
+    const IVEC exponent = FSCE_MASK(t >= EXP_LO) & biased;  /* in [1, 2 bias] for EXP_LO <= t <= 0 */
     return p * T_(from_bits)(exponent << EXP_MANT_BITS);
 }
 #endif

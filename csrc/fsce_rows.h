@@ -3,9 +3,10 @@
  *
  * A row is n contiguous elements.  Each helper is compiled for several
  * instruction sets (see fsce_rows_impl.h); fsce_init() picks the best one the
- * running CPU supports, once, and fsce_ops_f32()/fsce_ops_f64() return the
- * chosen table.  The environment variable FASTSCE_SIMD=baseline forces the
- * portable path (used by the tests to check both paths on one machine).
+ * running CPU supports, once, and fsce_get_ops_f32()/fsce_get_ops_f64()
+ * return the chosen table.  The environment variable FASTSCE_SIMD caps the
+ * choice: "baseline" forces the portable path, "avx2" stops below AVX-512
+ * (the tests use both to check every path on one machine).
  * No Python API here.
  */
 #ifndef FSCE_ROWS_H

@@ -49,7 +49,7 @@
 #define EXP_LN2_HI 0.693145751953125f
 #define EXP_LN2_LO 1.428606765330187045e-06f
 /* with FMA, r = t - n ln2 in one rounding: ln2's own rounding moves r by |n| 1.9e-9,
-   at most 5 ULP in results near the smallest normal, 2.4 ULP above 1e-3 */
+   about 5 ULP in results near the smallest normal, 2.4 ULP above 1e-3 (measured) */
 #define EXP_ONE_STEP_REDUCTION FSCE_FMA
 #define EXP_LN2 0.693147180559945309f
 #define EXP_CLAMP -104.0f
@@ -74,14 +74,16 @@
 #include "fsce_isa_ops.h"
 
 /*
- * exp(t) lane by lane for t <= 0 (the only arguments the row helpers pass:
- * t = (x - max) * scale), a few ULP accurate, NaN in -> NaN out.
+ * exp(t) lane by lane for t <= 0 or NaN, a few ULP accurate, NaN in -> NaN out.
+ * t <= 0 is the callers' contract: the row helpers pass t = (x - max) * scale,
+ * and log_softmax_backward takes rows with a log_s > 0 elsewhere.  (Above
+ * about ln(largest float) the portable 2**n would overflow its exponent field.)
  *   t = n ln2 + r,  n = round(t / ln2),  |r| <= ln2 / 2
  *   exp(t) = 2**n * p(r),  p(r) = 1 + c1 r + ... + cD r**D  (EXP_COEFFS)
  * n is rounded by adding 1.5 * 2**mantissa_bits (its integer value then
  * sits in the low mantissa bits of k); exp_clamp and exp_scale
- * (fsce_isa_ops.h) keep that finite for any t and make 2**n p, with results
- * below about the smallest normal number flushed to 0: exp(-inf) = 0.
+ * (fsce_isa_ops.h) keep the reduction finite down to t = -inf and make
+ * 2**n p, flushed to 0 below the smallest normal number: exp(-inf) = 0.
  */
 FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
 {
@@ -91,7 +93,7 @@ FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
     const VEC k = tc * (REAL)1.44269504088896340736 + magic; /* log2(e) */
     const VEC n = k - magic;
 #if EXP_ONE_STEP_REDUCTION
-    const VEC r = tc - n * EXP_LN2;
+    const VEC r = N_(fnmadd)(n, T_(splat)(EXP_LN2), tc);
 #else
     const VEC r = (tc - n * EXP_LN2_HI) - n * EXP_LN2_LO; /* n * EXP_LN2_HI is exact */
 #endif
@@ -136,20 +138,19 @@ FSCE_TARGET static REAL N_(row_max)(const REAL *x, ptrdiff_t n)
 }
 
 /*
- * Index of the first j with x_j == value, or of the first NaN when value is
- * NaN; -1 if there is none.  Whole vectors are tested a block at a time, the
- * block holding a match is then searched element by element.
+ * Index of the first j with x_j == value or x_j NaN (so the first NaN when
+ * value is NaN); -1 if there is none.  Whole vectors are tested a block at a
+ * time, the block holding a match is then searched element by element.
  */
 FSCE_TARGET static ptrdiff_t N_(row_find)(const REAL *x, ptrdiff_t n, REAL value)
 {
     const VEC v = T_(splat)(value);
-    const IVEC want_nan = FSCE_MASK(v != v);
     ptrdiff_t j = 0;
     for (; j + 4 * LANES <= n; j += 4 * LANES) {
         IVEC hit = {0};
         for (ptrdiff_t q = 0; q < 4 * LANES; q += LANES) {
             const VEC y = T_(load)(x + j + q);
-            hit |= FSCE_MASK(y == v) | (want_nan & FSCE_MASK(y != y));
+            hit |= FSCE_MASK(y == v) | FSCE_MASK(y != y);
         }
         IREAL lanes[LANES], any = 0;
         memcpy(lanes, &hit, sizeof lanes);
@@ -157,7 +158,7 @@ FSCE_TARGET static ptrdiff_t N_(row_find)(const REAL *x, ptrdiff_t n, REAL value
         if (any) break;
     }
     for (; j < n; ++j)
-        if (x[j] == value || (value != value && x[j] != x[j])) return j;
+        if (x[j] == value || x[j] != x[j]) return j;
     return -1;
 }
 

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from fastsce import _softmax_kernels
 
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
@@ -147,3 +149,23 @@ def test_default_path_matches_reference_on_tails():
         result.stdout.split("\n")[0] == _softmax_kernels.simd_path()
         or os.environ.get("FASTSCE_SIMD") is not None
     )
+
+
+@pytest.mark.parametrize("value", ["avx3", "AVX2", "sse4"])
+def test_unknown_value_warns_and_is_ignored(value):
+    result = run_with_simd(
+        value, "import warnings; warnings.simplefilter('always')\n" + PATH_SCRIPT
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"RuntimeWarning: FASTSCE_SIMD={value!r} is not one of baseline, avx2, avx512" in (
+        result.stderr
+    )
+    if os.environ.get("FASTSCE_SIMD") is None:
+        assert result.stdout.strip() == _softmax_kernels.simd_path()
+
+
+@pytest.mark.parametrize("value", ["baseline", "avx2", "avx512", ""])
+def test_known_values_do_not_warn(value):
+    result = run_with_simd(value, "import warnings; warnings.simplefilter('error')\n" + PATH_SCRIPT)
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr

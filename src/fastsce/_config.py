@@ -9,11 +9,33 @@ it has rows, or than the OpenMP runtime allows the calling thread
 e.g. ``threadpool_limits(1)``, as for NumPy's BLAS and scikit-learn).
 Results never depend on the thread count: each row is computed the same way
 on any thread and the batch loss is summed in row order.
+
+The vector instruction set is chosen by the kernels at import (csrc/fsce_rows.c);
+the environment variable FASTSCE_SIMD caps it, and an unknown value is reported
+here with a warning rather than silently ignored.
 """
 
 import os
+import warnings
 
 from ._loss_kernels import openmp_max_threads
+
+#: values of FASTSCE_SIMD the kernels understand ("avx512": no cap, as unset)
+SIMD_CAPS = ("baseline", "avx2", "avx512")
+
+
+def _warn_unknown_simd_cap() -> None:
+    cap = os.environ.get("FASTSCE_SIMD", "")
+    if cap and cap not in SIMD_CAPS:
+        warnings.warn(
+            f"FASTSCE_SIMD={cap!r} is not one of {', '.join(SIMD_CAPS)}; ignored "
+            "(the best instruction set of this CPU is used)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+_warn_unknown_simd_cap()
 
 #: inputs with fewer elements than this run on one thread
 PARALLEL_MIN_ELEMENTS = 1 << 16

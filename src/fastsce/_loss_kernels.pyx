@@ -154,10 +154,15 @@ cdef inline double lse_only(const floating *z, Py_ssize_t n) noexcept nogil:
 
 cdef inline cnp.int64_t argmax(const floating *z, Py_ssize_t n) noexcept nogil:
     """First index of the largest value (of the first NaN, as numpy.argmax)."""
-    cdef Py_ssize_t j = row_find(z, n, NAN)
+    cdef Py_ssize_t j = row_find(z, n, row_max(z, n))    # the first max or the first NaN
+    cdef Py_ssize_t later_nan
     if j < 0:
-        j = row_find(z, n, row_max(z, n))
-    return j if j >= 0 else 0
+        return 0                                         # n = 0
+    if z[j] == z[j]:                                     # a max, but a later NaN wins
+        later_nan = row_find(z + j, n - j, NAN)
+        if later_nan >= 0:
+            j += later_nan
+    return j
 
 
 cdef inline void softcap_row(const floating *x, Py_ssize_t n, double cap, double inv_t,

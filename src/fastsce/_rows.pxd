@@ -69,7 +69,7 @@ cdef inline floating row_max(const floating *x, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline Py_ssize_t row_find(const floating *x, Py_ssize_t n, floating value) noexcept nogil:
-    """First j with x_j == value (first NaN when value is NaN), -1 if none."""
+    """First j with x_j == value or x_j NaN (the first NaN when value is NaN), -1 if none."""
     if floating is float:
         return fsce_get_ops_f32().row_find(x, n, value)
     else:

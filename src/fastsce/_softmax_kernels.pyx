@@ -12,7 +12,7 @@ is read from memory once and the output written once.
 """
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport isinf, log
+from libc.math cimport exp, isinf, log
 
 from ._rows cimport (fsce_init, fsce_simd_path, row_affine, row_axpby, row_dot, row_exp_sum,
                      row_max, row_mul_shifted, row_shift, row_sum, run_rows)
@@ -74,6 +74,13 @@ cdef inline void log_backward_row(const floating *log_s, const floating *grad_ou
                                   floating *out) noexcept nogil:
     # grad_x = g - s sum_j g_j      (d log s_i / d x_j = [i = j] - s_j)
     cdef floating total = <floating>row_sum(grad_out, n, 0, 1)
+    cdef Py_ssize_t j
+    if row_max(log_s, n) > 0:
+        # not log-probabilities: exp(log s) may exceed the vector exp's range (t <= 0),
+        # so such a row takes libm's exp, element by element
+        for j in range(n):
+            out[j] = grad_out[j] - <floating>exp(log_s[j]) * total
+        return
     row_exp_sum(log_s, n, 0, 1, out)                       # out = s = exp(log s)
     row_axpby(out, grad_out, n, -total, -1, out)            # out = g - s sum_j g_j
 

@@ -17,6 +17,9 @@
 # quarantine, so RSS grows by design; the tracemalloc checks still run), and the fuzz
 # harness self-test, whose worker segfaults on purpose (ASan would report that SEGV).
 #
+# FASTSCE_ASAN_EXTRA_CFLAGS adds compile flags, e.g. -DFSCE_SCALAR_ONLY for the one-lane
+# code of the MSVC wheels.
+#
 # Exit status: 1 if a sanitizer reported anything or the run died, else pytest's status.
 set -uo pipefail
 
@@ -39,7 +42,7 @@ cd "$DEST" || exit 1
 SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -g"
 echo "== building with $SAN_FLAGS and OpenMP (log: $DEST/build-asan.log)"
 # setup.py's OpenMP probe links a test program: it needs the sanitizer flags too
-if ! CC="$CC" CFLAGS="$SAN_FLAGS" LDFLAGS="$SAN_FLAGS" FASTSCE_OPENMP=1 \
+if ! CC="$CC" CFLAGS="$SAN_FLAGS ${FASTSCE_ASAN_EXTRA_CFLAGS:-}" LDFLAGS="$SAN_FLAGS" FASTSCE_OPENMP=1 \
         FASTSCE_OPENMP_CFLAGS="-fopenmp" FASTSCE_OPENMP_LDFLAGS="-fopenmp $SAN_FLAGS" \
         "$PYTHON" setup.py build_ext --inplace -j 2 > build-asan.log 2>&1; then
     tail -40 build-asan.log
