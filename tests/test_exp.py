@@ -143,4 +143,3 @@ def test_positive_log_s_gives_the_same_bits_on_every_path():
     here = run_path(None)
     for cap in ("baseline", "avx2"):
         assert run_path(cap)[1:3] == here[1:3], cap
-
