@@ -22,7 +22,8 @@
     typedef struct {                                                                     \
         REAL (*row_max)(const REAL *x, ptrdiff_t n);                                     \
         ptrdiff_t (*row_find)(const REAL *x, ptrdiff_t n, REAL value);                   \
-        double (*row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out); \
+        double (*row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out, \
+                              const REAL *next);                                         \
         void (*row_affine)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out); \
         void (*row_axpby)(const REAL *y, const REAL *b, ptrdiff_t n, REAL a, REAL c, REAL *out); \
         double (*row_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale);           \

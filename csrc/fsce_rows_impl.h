@@ -167,14 +167,24 @@ FSCE_TARGET static ptrdiff_t N_(row_find)(const REAL *x, ptrdiff_t n, REAL value
  * row total near 1 would lose the small terms that make a confident row's loss).
  * When out is not NULL, out_j = exp((x_j - shift) * scale) is stored too
  * (out may be x itself: each element is read before it is written).
+ * next (may be NULL) is the row of n elements the caller reads after this
+ * one.  A row of 16 KB to 256 KB is too long for the hardware prefetcher to
+ * have the next one in cache when its max pass starts, which then waits for
+ * memory while this compute-bound pass leaves memory idle; so it is
+ * prefetched here, one line per vector (32000 float32 classes, AVX-512:
+ * max pass + exp pass 1.2 -> 0.97 cycles per element).  Shorter rows need no
+ * help, longer ones would push this row's data out of L2.
  */
+#define PREFETCH_MIN_BYTES 16384
+#define PREFETCH_MAX_BYTES 262144
 FSCE_TARGET FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale,
-                                                REAL *out, int scaled)
+                                                REAL *out, int scaled, const REAL *next)
 {
     const VEC vshift = T_(splat)(shift);
     ACC acc = ACC_(zero)();
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) {
+        if (next) FSCE_PREFETCH(next + j);
         const VEC t = T_(load)(x + j) - vshift;
         const VEC e = N_(vexp)(scaled ? t * scale : t);
         if (out) T_(store)(out + j, e);
@@ -189,13 +199,27 @@ FSCE_TARGET FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL
     return ACC_(total)(acc);
 }
 
-FSCE_TARGET static double N_(row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out)
+/* one copy of the loop per case: with or without the store and the scaling */
+FSCE_TARGET FSCE_INLINE double N_(exp_sum_cases)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale,
+                                                 REAL *out, const REAL *next)
 {
-    /* one copy of the loop per case: with or without the store and the scaling */
     if (scale == 1)
-        return out ? N_(exp_sum_body)(x, n, shift, 1, out, 0) : N_(exp_sum_body)(x, n, shift, 1, NULL, 0);
-    return out ? N_(exp_sum_body)(x, n, shift, scale, out, 1) : N_(exp_sum_body)(x, n, shift, scale, NULL, 1);
+        return out ? N_(exp_sum_body)(x, n, shift, 1, out, 0, next)
+                   : N_(exp_sum_body)(x, n, shift, 1, NULL, 0, next);
+    return out ? N_(exp_sum_body)(x, n, shift, scale, out, 1, next)
+               : N_(exp_sum_body)(x, n, shift, scale, NULL, 1, next);
 }
+
+FSCE_TARGET static double N_(row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out,
+                                          const REAL *next)
+{
+    const size_t bytes = (size_t)n * sizeof(REAL);
+    if (next != NULL && bytes >= PREFETCH_MIN_BYTES && bytes <= PREFETCH_MAX_BYTES)
+        return N_(exp_sum_cases)(x, n, shift, scale, out, next);
+    return N_(exp_sum_cases)(x, n, shift, scale, out, NULL); /* no prefetch in the loop */
+}
+#undef PREFETCH_MIN_BYTES
+#undef PREFETCH_MAX_BYTES
 
 /* out_j = (y_j - shift) * a - c  (out may be y) */
 FSCE_TARGET FSCE_INLINE void N_(affine_body)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out)

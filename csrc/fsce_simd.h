@@ -45,6 +45,13 @@
 #define FSCE_INLINE static __forceinline
 #endif
 
+/* a hint to fetch the cache line holding p; never faults */
+#if defined(__GNUC__) || defined(__clang__)
+#define FSCE_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define FSCE_PREFETCH(p) ((void)(p))
+#endif
+
 #if FSCE_VECTOR_EXTENSIONS
 #define FSCE_MASK(cond) (cond)
 #else

@@ -88,16 +88,17 @@ cdef enum:
 
 cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, double w_t,
                             double eps, double z_loss, double scale, floating *grad,
-                            double z_shift, double *lse) noexcept nogil:
+                            double z_shift, double *lse, const floating *next) noexcept nogil:
     """Loss of one row with b = w_t (1 - eps) onehot(t) + eps / n; gradient into grad.
 
-    z is the row's z minus z_shift (the loss does not depend on a shift; lse does)."""
+    z is the row's z minus z_shift (the loss does not depend on a shift; lse does); next is
+    the input row read after this one (NULL if none), prefetched meanwhile."""
     cdef floating m = row_shift(z, n)
     cdef double z_t = z[t]                       # read before grad may overwrite z
     cdef double mean_gap = 0.0                   # m - mean_j z_j, for smoothing
     if eps != 0.0:
         mean_gap = -row_sum(z, n, m, <floating>(1.0 / n))   # shifted and scaled: no overflow
-    cdef double total = row_exp_sum(z, n, m, 1, grad)
+    cdef double total = row_exp_sum(z, n, m, 1, grad, next)
     cdef double log_total = log(total)
     lse[0] = row_lse(m, log_total) + z_shift
     if grad != NULL:
@@ -115,13 +116,13 @@ cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, doubl
 
 cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b, double z_loss,
                              double scale, floating *grad, double z_shift,
-                             double *lse) noexcept nogil:
+                             double *lse, const floating *next) noexcept nogil:
     """Loss of one row with an explicit target distribution b; gradient into grad
-    (z shifted as in hard_row)."""
+    (z shifted and next prefetched as in hard_row)."""
     cdef floating m = row_shift(z, n)
     cdef double mass = row_sum(b, n, 0, 1)          # A = sum_j b_j
     cdef double gap = row_dot(z, b, n, m)        # sum_j b_j (z_j - m), read before grad
-    cdef double total = row_exp_sum(z, n, m, 1, grad)
+    cdef double total = row_exp_sum(z, n, m, 1, grad, next)
     cdef double log_total = log(total)
     lse[0] = row_lse(m, log_total) + z_shift
     if grad != NULL:
@@ -144,12 +145,12 @@ cdef inline double weighted(double coefficient, double term) noexcept nogil:
     return coefficient * term if coefficient != 0.0 else 0.0
 
 
-cdef inline double lse_only(const floating *z, Py_ssize_t n) noexcept nogil:
+cdef inline double lse_only(const floating *z, Py_ssize_t n, const floating *next) noexcept nogil:
     """log sum_j exp(z_j) (for the lse of rows whose loss is not computed)."""
     cdef floating m = row_shift(z, n)
     if not isfinite(m):
         return m
-    return m + log(row_exp_sum(z, n, m, 1, NULL))
+    return m + log(row_exp_sum(z, n, m, 1, NULL, next))
 
 
 cdef inline cnp.int64_t argmax(const floating *z, Py_ssize_t n) noexcept nogil:
@@ -208,6 +209,7 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
     cdef const floating *x_row
     cdef const floating *z
     cdef const floating *y
+    cdef const floating *next
     cdef floating *g = NULL
     cdef double eps = c.smoothing, w_t, lse = NAN, loss, z_shift = 0.0
     # the temperature folds into the gradient scale unless softcap multiplies by dz/dx
@@ -225,6 +227,7 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
         return
     for i in range(start, stop):
         x_row = x + i * c.x_stride
+        next = x_row + c.x_stride if i + 1 < stop else NULL     # to prefetch
         if grad != NULL:
             g = grad + i * n
         if c.softcap != 0.0:
@@ -238,13 +241,13 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
         if ignored:
             loss = 0.0
             if c.row_lse != NULL:
-                lse = lse_only(z, n) + z_shift       # before g (maybe z itself) is zeroed
+                lse = lse_only(z, n, next) + z_shift       # before g (maybe z itself) is zeroed
             if g != NULL:
                 memset(g, 0, n * sizeof(floating))
         elif c.index != NULL and (c.weight == NULL or eps == 0.0):
             t = c.index[i]
             w_t = c.weight[t] if c.weight != NULL else 1.0
-            loss = hard_row(z, n, t, w_t, eps, c.z_loss, scale, g, z_shift, &lse)
+            loss = hard_row(z, n, t, w_t, eps, c.z_loss, scale, g, z_shift, &lse, next)
         else:
             if c.index != NULL:
                 # b_j = eps w_j / C + (1 - eps) w_t [j = t]
@@ -259,7 +262,7 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
                     b[j] = <floating>((1.0 - eps) * y[j] + eps / n)
                     if c.weight != NULL:
                         b[j] = <floating>(b[j] * c.weight[j])
-            loss = dense_row(z, n, b, c.z_loss, scale, g, z_shift, &lse)
+            loss = dense_row(z, n, b, c.z_loss, scale, g, z_shift, &lse, next)
         if g != NULL and c.softcap != 0.0 and not ignored:
             row_mul_shifted(dz_dx, g, n, 0, g)       # chain rule: grad_x = grad_z dz/dx
         c.row_loss[i] = loss

@@ -20,7 +20,7 @@ cdef extern from "fsce_rows.h" nogil:
         float (*row_max)(const float *x, Py_ssize_t n) noexcept nogil
         Py_ssize_t (*row_find)(const float *x, Py_ssize_t n, float value) noexcept nogil
         double (*row_exp_sum)(const float *x, Py_ssize_t n, float shift, float scale,
-                              float *out) noexcept nogil
+                              float *out, const float *next) noexcept nogil
         void (*row_affine)(const float *y, Py_ssize_t n, float shift, float a, float c,
                            float *out) noexcept nogil
         void (*row_axpby)(const float *y, const float *b, Py_ssize_t n, float a, float c,
@@ -38,7 +38,7 @@ cdef extern from "fsce_rows.h" nogil:
         double (*row_max)(const double *x, Py_ssize_t n) noexcept nogil
         Py_ssize_t (*row_find)(const double *x, Py_ssize_t n, double value) noexcept nogil
         double (*row_exp_sum)(const double *x, Py_ssize_t n, double shift, double scale,
-                              double *out) noexcept nogil
+                              double *out, const double *next) noexcept nogil
         void (*row_affine)(const double *y, Py_ssize_t n, double shift, double a, double c,
                            double *out) noexcept nogil
         void (*row_axpby)(const double *y, const double *b, Py_ssize_t n, double a, double c,
@@ -86,12 +86,14 @@ cdef inline floating row_shift(const floating *x, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline double row_exp_sum(const floating *x, Py_ssize_t n, floating shift,
-                               floating scale, floating *out) noexcept nogil:
-    """sum_j exp((x_j - shift) * scale); stores each exp into out unless NULL."""
+                               floating scale, floating *out,
+                               const floating *next) noexcept nogil:
+    """sum_j exp((x_j - shift) * scale); stores each exp into out unless NULL.  next: the
+    n-element row read after this one (NULL if none), prefetched meanwhile."""
     if floating is float:
-        return fsce_get_ops_f32().row_exp_sum(x, n, shift, scale, out)
+        return fsce_get_ops_f32().row_exp_sum(x, n, shift, scale, out, next)
     else:
-        return fsce_get_ops_f64().row_exp_sum(x, n, shift, scale, out)
+        return fsce_get_ops_f64().row_exp_sum(x, n, shift, scale, out, next)
 
 
 cdef inline void row_affine(const floating *y, Py_ssize_t n, floating shift, floating a,

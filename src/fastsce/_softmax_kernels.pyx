@@ -39,28 +39,29 @@ ctypedef struct RowOpCall:
 # ---------------------------------------------------------------------------
 # one row
 
-cdef inline void softmax_row(const floating *x, Py_ssize_t n, floating inv_t,
-                             floating *out) noexcept nogil:
+cdef inline void softmax_row(const floating *x, Py_ssize_t n, floating inv_t, floating *out,
+                             const floating *next) noexcept nogil:
     cdef floating m = row_max(x, n)
     # s_j = exp((x_j - m) / T) / sum_k exp((x_k - m) / T)
-    cdef double total = row_exp_sum(x, n, m, inv_t, out)
+    cdef double total = row_exp_sum(x, n, m, inv_t, out, next)
     row_affine(out, n, 0, <floating>(1.0 / total), 0, out)
 
 
-cdef inline void log_softmax_row(const floating *x, Py_ssize_t n, floating inv_t,
-                                 floating *out) noexcept nogil:
+cdef inline void log_softmax_row(const floating *x, Py_ssize_t n, floating inv_t, floating *out,
+                                 const floating *next) noexcept nogil:
     cdef floating m = row_max(x, n)
-    cdef double total = row_exp_sum(x, n, m, inv_t, NULL)
+    cdef double total = row_exp_sum(x, n, m, inv_t, NULL, next)
     # log s_j = (x_j - m) / T - log sum_k exp((x_k - m) / T)
     row_affine(x, n, m, inv_t, <floating>log(total), out)
 
 
-cdef inline floating logsumexp_row(const floating *x, Py_ssize_t n, floating inv_t) noexcept nogil:
+cdef inline floating logsumexp_row(const floating *x, Py_ssize_t n, floating inv_t,
+                                   const floating *next) noexcept nogil:
     cdef floating m = row_shift(x, n)
     if isinf(m):
         return m * inv_t          # lse is m itself when the largest logit is +-inf (no NaN)
     # lse = m / T + log sum_j exp((x_j - m) / T)
-    return <floating>(m * inv_t + log(row_exp_sum(x, n, m, inv_t, NULL)))
+    return <floating>(m * inv_t + log(row_exp_sum(x, n, m, inv_t, NULL, next)))
 
 
 cdef inline void backward_row(const floating *s, const floating *grad_s, Py_ssize_t n,
@@ -81,7 +82,7 @@ cdef inline void log_backward_row(const floating *log_s, const floating *grad_ou
         for j in range(n):
             out[j] = grad_out[j] - <floating>exp(log_s[j]) * total
         return
-    row_exp_sum(log_s, n, 0, 1, out)                       # out = s = exp(log s)
+    row_exp_sum(log_s, n, 0, 1, out, NULL)                 # out = s = exp(log s)
     row_axpby(out, grad_out, n, -total, -1, out)            # out = g - s sum_j g_j
 
 
@@ -100,13 +101,15 @@ cdef void rows_of(const floating *x, const RowOpCall *c, Py_ssize_t start, Py_ss
                   floating *out) noexcept nogil:
     cdef Py_ssize_t i, n = c.n_classes
     cdef floating inv_t = <floating>c.inv_temperature
+    cdef const floating *next
     for i in range(start, stop):
+        next = x + (i + 1) * c.x_stride if i + 1 < stop else NULL     # to prefetch
         if c.op == SOFTMAX:
-            softmax_row(x + i * c.x_stride, n, inv_t, out + i * n)
+            softmax_row(x + i * c.x_stride, n, inv_t, out + i * n, next)
         elif c.op == LOG_SOFTMAX:
-            log_softmax_row(x + i * c.x_stride, n, inv_t, out + i * n)
+            log_softmax_row(x + i * c.x_stride, n, inv_t, out + i * n, next)
         elif c.op == LOGSUMEXP:
-            out[i] = logsumexp_row(x + i * c.x_stride, n, inv_t)
+            out[i] = logsumexp_row(x + i * c.x_stride, n, inv_t, next)
         elif c.op == BACKWARD:
             backward_row(x + i * c.x_stride, <const floating *>c.other + i * n, n, out + i * n)
         elif c.op == LOG_BACKWARD:
