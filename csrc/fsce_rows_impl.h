@@ -129,12 +129,7 @@ FSCE_TARGET static REAL N_(row_max)(const REAL *x, ptrdiff_t n)
         j += LANES;
     }
     if (j < n) best1 = N_(max)(N_(load_tail)(x + j, n - j, -(REAL)INFINITY), best1);
-    REAL lanes[LANES];
-    T_(store)(lanes, N_(max)(best0, best1));
-    for (ptrdiff_t width = LANES / 2; width > 0; width /= 2) /* a tree: log2(LANES) steps deep */
-        for (ptrdiff_t i = 0; i < width; ++i)
-            if (lanes[i + width] > lanes[i]) lanes[i] = lanes[i + width];
-    return lanes[0];
+    return N_(lanes_max)(N_(max)(best0, best1));
 }
 
 /*
@@ -196,7 +191,7 @@ FSCE_TARGET FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL
         if (out) N_(store_tail)(out + j, n - j, e);
         N_(acc_add)(&acc, e);
     }
-    return ACC_(total)(acc);
+    return N_(acc_total)(acc);
 }
 
 /* one copy of the loop per case: with or without the store and the scaling */
@@ -259,7 +254,7 @@ FSCE_TARGET static double N_(row_sum)(const REAL *x, ptrdiff_t n, REAL shift, RE
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) N_(acc_add)(&acc, (T_(load)(x + j) - vshift) * scale);
     if (j < n) N_(acc_add)(&acc, (N_(load_tail)(x + j, n - j, shift) - vshift) * scale); /* padding adds 0 */
-    return ACC_(total)(acc);
+    return N_(acc_total)(acc);
 }
 
 /*
@@ -281,7 +276,7 @@ FSCE_TARGET static double N_(row_dot)(const REAL *x, const REAL *b, ptrdiff_t n,
         const VEC term = vb * (N_(load_tail)(x + j, n - j, 0) - vshift);
         N_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
     }
-    return ACC_(total)(acc);
+    return N_(acc_total)(acc);
 }
 
 /* out_j = s_j * (g_j - d): the softmax Jacobian-vector product once d = g . s */
