@@ -14,7 +14,11 @@
 
 /* ---- portable baseline: SSE2 on x86-64, NEON on arm64, scalar without vector extensions ---- */
 #define FSCE_ISA baseline
-#define FSCE_WIDTH_SUFFIX
+#if FSCE_VECTOR_EXTENSIONS
+#define FSCE_WIDTH_SUFFIX _128 /* the registers' width: 32-byte compares would be scalarised */
+#else
+#define FSCE_WIDTH_SUFFIX      /* one lane */
+#endif
 #define FSCE_TARGET
 #define FSCE_FMA 0
 #define FSCE_AVX2_INTRINSICS 0

@@ -14,7 +14,7 @@ typedef float V_(f32v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
 typedef int32_t V_(i32v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
 typedef double V_(f64v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
 typedef int64_t V_(i64v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
-typedef float V_(f32v_half) __attribute__((vector_size(FSCE_VECTOR_BYTES / 2)));
+typedef double V_(f64v_wide) __attribute__((vector_size(2 * FSCE_VECTOR_BYTES)));
 #else
 typedef float V_(f32v);
 typedef int32_t V_(i32v);
@@ -92,11 +92,13 @@ FSCE_INLINE V_(fsce_acc) V_(fsce_acc_zero)(void)
 FSCE_INLINE void V_(fsce_acc_add_f32)(V_(fsce_acc) *acc, V_(f32v) v)
 {
 #if FSCE_VECTOR_EXTENSIONS
-    V_(f32v_half) lo, hi;
-    memcpy(&lo, &v, sizeof lo);
-    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
-    acc->lo += __builtin_convertvector(lo, V_(f64v));
-    acc->hi += __builtin_convertvector(hi, V_(f64v));
+    /* widened whole, then split: GCC widens half vectors of two floats lane by lane */
+    const V_(f64v_wide) wide = __builtin_convertvector(v, V_(f64v_wide));
+    V_(f64v) lo, hi;
+    memcpy(&lo, &wide, sizeof lo);
+    memcpy(&hi, (const char *)&wide + sizeof lo, sizeof hi);
+    acc->lo += lo;
+    acc->hi += hi;
 #else
     acc->lo += (double)v;
 #endif
