@@ -31,14 +31,23 @@ FSCE_INLINE V_(f32v) V_(fsce_from_bits_f32)(V_(i32v) b) { V_(f32v) v; memcpy(&v,
 FSCE_INLINE V_(i64v) V_(fsce_bits_f64)(V_(f64v) v) { V_(i64v) b; memcpy(&b, &v, sizeof b); return b; }
 FSCE_INLINE V_(f64v) V_(fsce_from_bits_f64)(V_(i64v) b) { V_(f64v) v; memcpy(&v, &b, sizeof v); return v; }
 
-/* select(mask, a, b) = mask ? a : b, lane by lane. */
+/* select(mask, a, b) = mask ? a : b, lane by lane (one lane: a plain conditional,
+   which compilers turn into a branch-free max or blend, unlike the bit arithmetic). */
 FSCE_INLINE V_(f32v) V_(fsce_select_f32)(V_(i32v) mask, V_(f32v) a, V_(f32v) b)
 {
+#if FSCE_VECTOR_EXTENSIONS
     return V_(fsce_from_bits_f32)((mask & V_(fsce_bits_f32)(a)) | (~mask & V_(fsce_bits_f32)(b)));
+#else
+    return mask ? a : b;
+#endif
 }
 FSCE_INLINE V_(f64v) V_(fsce_select_f64)(V_(i64v) mask, V_(f64v) a, V_(f64v) b)
 {
+#if FSCE_VECTOR_EXTENSIONS
     return V_(fsce_from_bits_f64)((mask & V_(fsce_bits_f64)(a)) | (~mask & V_(fsce_bits_f64)(b)));
+#else
+    return mask ? a : b;
+#endif
 }
 
 FSCE_INLINE V_(f32v) V_(fsce_splat_f32)(float s) { V_(f32v) v = {0}; return v + s; }
