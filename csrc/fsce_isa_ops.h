@@ -13,9 +13,11 @@
  *                     the largest lane of v (no lane is NaN) and the sum of the
  *                     accumulator's lanes, as trees: halves combined until one
  *                     lane is left.  AVX2 / AVX-512: in registers (the same
- *                     tree); portable: through a stack array, whose partial
- *                     reloads stall store forwarding (33 against 16 cycles
- *                     for a 100-element row_max with AVX-512)
+ *                     tree, bit for bit; only the sign of a zero maximum may
+ *                     differ, which no result shows); portable: through a
+ *                     stack array, whose partial reloads stall store
+ *                     forwarding (33 against 16 cycles for a 100-element
+ *                     row_max with AVX-512)
  *   fnmadd(a, b, c)   c - a b rounded once (FMA targets only: the float32 exp
  *                     reduction needs the single rounding, which must not hang
  *                     on the compiler's -ffp-contract setting)

@@ -4,7 +4,8 @@
  * Included by fsce_rows.c with
  *   FSCE_DOUBLE  0 for float32, 1 for float64
  *   FSCE_ISA     name suffix of the instruction set (baseline, avx2, avx512)
- *   FSCE_WIDTH_SUFFIX  the vector set of fsce_simd.h (empty: 32 bytes, _512: 64 bytes)
+ *   FSCE_WIDTH_SUFFIX  the vector set of fsce_simd.h (_128: 16 bytes, empty: 32 bytes
+ *                      or one lane without vector extensions, _512: 64 bytes)
  *   FSCE_TARGET  function attribute selecting that instruction set (may be empty)
  *   FSCE_FMA     1 when the target has fused multiply-add (a * b + c contracts)
  *   FSCE_AVX2_INTRINSICS, FSCE_AVX512_INTRINSICS  1 when those intrinsics may be
@@ -166,8 +167,9 @@ FSCE_TARGET static ptrdiff_t N_(row_find)(const REAL *x, ptrdiff_t n, REAL value
  * one.  A row of 16 KB to 256 KB is too long for the hardware prefetcher to
  * have the next one in cache when its max pass starts, which then waits for
  * memory while this compute-bound pass leaves memory idle; so it is
- * prefetched here, one line per vector (32000 float32 classes, AVX-512:
- * max pass + exp pass 1.2 -> 0.97 cycles per element).  Shorter rows need no
+ * prefetched here, one prefetch per vector: one per cache line with AVX-512,
+ * repeats (which cost little) on narrower paths.  32000 float32 classes,
+ * AVX-512: max pass + exp pass 1.2 -> 0.97 cycles per element.  Shorter rows need no
  * help, longer ones would push this row's data out of L2.
  */
 #define PREFETCH_MIN_BYTES 16384

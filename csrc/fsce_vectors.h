@@ -1,11 +1,12 @@
 /*
  * fsce_vectors.h -- vector types and helpers of one width, included by
  * fsce_simd.h once per width with
- *   FSCE_VECTOR_BYTES   the width in bytes (32, or 64 for AVX-512)
- *   FSCE_WIDTH_SUFFIX   appended to every name ("" for 32 bytes, _512 for 64)
- * so f32v / fsce_load_f32 / fsce_acc name the 32-byte set and f32v_512 /
- * fsce_load_f32_512 / fsce_acc_512 the 64-byte one.  Without vector
- * extensions (MSVC, FSCE_SCALAR_ONLY) only the 32-byte set exists, one lane wide.
+ *   FSCE_VECTOR_BYTES   the width in bytes (16 for the baseline, 32 for AVX2,
+ *                       64 for AVX-512)
+ *   FSCE_WIDTH_SUFFIX   appended to every name (_128, "" and _512 respectively)
+ * so f32v / fsce_load_f32 / fsce_acc name the 32-byte set, f32v_128 ... the
+ * 16-byte one and f32v_512 ... the 64-byte one.  Without vector extensions
+ * (MSVC, FSCE_SCALAR_ONLY) only the unsuffixed set exists, one lane wide.
  */
 #define V_(name) FSCE_CAT(name, FSCE_WIDTH_SUFFIX)
 

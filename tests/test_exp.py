@@ -11,8 +11,8 @@ with FASTSCE_SIMD capping the instruction set, so every path is held to the
 same bounds and the same flush threshold.
 
 log_s > 0 (not log-probabilities) is outside the vector exp's range t <= 0;
-log_softmax_backward takes such rows through libm, checked here against the
-reference up to overflow.
+log_softmax_backward takes such rows through libm, checked here (on every path
+too) against the reference up to overflow.
 """
 
 import numpy as np
@@ -85,15 +85,42 @@ def check_exp(dtype):
 
 
 def positive_log_s_case(dtype):
-    """Rows whose log_s exceeds 0, up to values whose exp overflows."""
+    """Rows with a log_s above 0 (libm's exp), up to values whose exp overflows, beside a
+    row of log-probabilities (the vector exp); several nonzero grad_out in every row."""
     dtype = np.dtype(dtype)
     big = [1.0, 50.0, 88.3, 88.5, 88.7, 89.0, 100.0]
     if dtype == np.float64:
         big += [700.0, 709.7, 710.0, 1000.0]
-    log_s = np.array([[0.5, -1.0] + big, [-2.0, -np.inf] + big], dtype)
-    grad_out = np.zeros_like(log_s)
-    grad_out[:, 0] = [0.25, -1.0]
+    n = 2 + len(big)
+    log_probabilities = reference.log_softmax(np.linspace(-3.0, 4.0, n)).tolist()
+    log_s = np.array([[0.5, -1.0] + big, [-2.0, -np.inf] + big, log_probabilities], dtype)
+    grad_out = np.stack(
+        [np.linspace(-1.0, 2.0, n), np.linspace(0.5, -0.25, n), np.linspace(-0.75, 1.0, n)]
+    ).astype(dtype)
     return grad_out, log_s
+
+
+def check_positive_log_s(dtype):
+    """Failures of log_softmax_backward on positive_log_s_case against the reference:
+    the same infinities and NaNs, finite values within a few ULP of their terms."""
+    grad_out, log_s = positive_log_s_case(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = reference.log_softmax_backward(grad_out, log_s)
+        g64 = grad_out.astype(np.float64)
+        magnitude = np.abs(g64) + np.exp(log_s.astype(np.float64)) * np.abs(
+            g64.sum(axis=-1, keepdims=True)
+        )
+    got = fastsce.log_softmax_backward(grad_out, log_s)
+    failures = []
+    finite = np.isfinite(expected)
+    if not np.array_equal(np.isfinite(got), finite):
+        failures.append(f"{dtype.__name__}: finite at {np.isfinite(got)}, expected {finite}")
+    elif not np.array_equal(got[~finite], expected[~finite]):
+        failures.append(f"{dtype.__name__}: {got[~finite]} where {expected[~finite]} expected")
+    error = np.abs(got[finite].astype(np.float64) - expected[finite])
+    if not np.all(error <= 4 * np.finfo(dtype).eps * magnitude[finite]):
+        failures.append(f"{dtype.__name__}: error {error} against {magnitude[finite]}")
+    return failures
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -103,44 +130,22 @@ def test_exp_accuracy_and_flush_threshold(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_log_softmax_backward_with_positive_log_s_matches_reference(dtype):
-    grad_out, log_s = positive_log_s_case(dtype)
-    with np.errstate(over="ignore", invalid="ignore"):
-        expected = reference.log_softmax_backward(grad_out, log_s)
-    got = fastsce.log_softmax_backward(grad_out, log_s)
-    # the same infinities and NaNs, finite values within a few ULP of the libm exp's
-    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(expected))
-    np.testing.assert_array_equal(got[~np.isfinite(got)], expected[~np.isfinite(expected)])
-    finite = np.isfinite(got)
-    np.testing.assert_allclose(got[finite], expected[finite], rtol=4 * np.finfo(dtype).eps)
+    assert check_positive_log_s(dtype) == []
 
 
 PATH_SCRIPT = """
 import numpy as np
 from fastsce import _softmax_kernels
-from test_exp import check_exp, positive_log_s_case
-import fastsce
+from test_exp import check_exp, check_positive_log_s
 print(_softmax_kernels.simd_path())
-failures = check_exp(np.float32) + check_exp(np.float64)
-for dtype in (np.float32, np.float64):
-    grad_out, log_s = positive_log_s_case(dtype)
-    print(dtype.__name__, fastsce.log_softmax_backward(grad_out, log_s).tobytes().hex())
-print("FAILURES", failures)
+print("FAILURES", [failure for dtype in (np.float32, np.float64)
+                   for failure in check_exp(dtype) + check_positive_log_s(dtype)])
 """
-
-
-def run_path(cap):
-    result = run_with_simd(cap, PATH_SCRIPT)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout.splitlines()
 
 
 @pytest.mark.parametrize("cap", ["baseline", "avx2", None])
 def test_exp_on_every_path(cap):
-    lines = run_path(cap)
+    result = run_with_simd(cap, PATH_SCRIPT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
     assert lines[-1] == "FAILURES []", lines[0] + ": " + lines[-1]
-
-
-def test_positive_log_s_gives_the_same_bits_on_every_path():
-    here = run_path(None)
-    for cap in ("baseline", "avx2"):
-        assert run_path(cap)[1:3] == here[1:3], cap
