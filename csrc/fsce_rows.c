@@ -25,19 +25,14 @@
 #define FSCE_AVX512_INTRINSICS 0
 #include "fsce_rows_dtypes.h"
 
-/*
- * ---- AVX2 + FMA and AVX-512, x86-64 with GCC ----
- * Clang refuses to inline the shared vector helpers (compiled without AVX)
- * into AVX2 functions, so Clang builds (macOS x86-64) keep the baseline path.
- */
-#if FSCE_VECTOR_EXTENSIONS && defined(__GNUC__) && !defined(__clang__) \
-    && (defined(__x86_64__) || defined(__i386__))
+/* ---- AVX2 + FMA and AVX-512, x86-64 with GCC or Clang ---- */
+#if FSCE_X86_VECTOR_TARGETS
 #include <immintrin.h>
 #define FSCE_HAVE_X86_PATHS 1
 
 #define FSCE_ISA avx2
 #define FSCE_WIDTH_SUFFIX
-#define FSCE_TARGET __attribute__((target("avx2,fma")))
+#define FSCE_TARGET FSCE_TARGET_AVX2
 #define FSCE_FMA 1
 #define FSCE_AVX2_INTRINSICS 1
 #define FSCE_AVX512_INTRINSICS 0
@@ -46,7 +41,7 @@
 /* 64-byte vectors; the subsets every AVX-512 CPU since Skylake-SP has */
 #define FSCE_ISA avx512
 #define FSCE_WIDTH_SUFFIX _512
-#define FSCE_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define FSCE_TARGET FSCE_TARGET_AVX512
 #define FSCE_FMA 1
 #define FSCE_AVX2_INTRINSICS 0
 #define FSCE_AVX512_INTRINSICS 1

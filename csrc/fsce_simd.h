@@ -62,6 +62,20 @@
 #define FSCE_CAT_(a, b) a##b
 #define FSCE_CAT(a, b) FSCE_CAT_(a, b)
 
+/*
+ * The x86 instruction sets of the AVX2 and AVX-512 paths (fsce_rows.c).  The
+ * 32- and 64-byte helpers serve only those paths there and are compiled for
+ * them too: Clang refuses to inline a helper that passes a 32- or 64-byte
+ * vector into a function of another target (the vector ABI would change).
+ */
+#define FSCE_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define FSCE_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#if FSCE_VECTOR_EXTENSIONS && (defined(__x86_64__) || defined(__i386__))
+#define FSCE_X86_VECTOR_TARGETS 1
+#else
+#define FSCE_X86_VECTOR_TARGETS 0
+#endif
+
 /* 32-byte vectors (one lane without vector extensions) */
 #if FSCE_VECTOR_EXTENSIONS
 #define FSCE_VECTOR_BYTES 32
@@ -69,27 +83,41 @@
 #define FSCE_VECTOR_BYTES 8
 #endif
 #define FSCE_WIDTH_SUFFIX
+#if FSCE_X86_VECTOR_TARGETS
+#define FSCE_VECTOR_TARGET FSCE_TARGET_AVX2
+#else
+#define FSCE_VECTOR_TARGET
+#endif
 #include "fsce_vectors.h"
 #undef FSCE_VECTOR_BYTES
 #undef FSCE_WIDTH_SUFFIX
+#undef FSCE_VECTOR_TARGET
 
 /* 16-byte vectors, for the baseline (SSE2, NEON): wider generic vectors
    would leave GCC to split their compares, which it does lane by lane */
 #if FSCE_VECTOR_EXTENSIONS
 #define FSCE_VECTOR_BYTES 16
 #define FSCE_WIDTH_SUFFIX _128
+#define FSCE_VECTOR_TARGET
 #include "fsce_vectors.h"
 #undef FSCE_VECTOR_BYTES
 #undef FSCE_WIDTH_SUFFIX
+#undef FSCE_VECTOR_TARGET
 #endif
 
 /* 64-byte vectors, for AVX-512 */
 #if FSCE_VECTOR_EXTENSIONS
 #define FSCE_VECTOR_BYTES 64
 #define FSCE_WIDTH_SUFFIX _512
+#if FSCE_X86_VECTOR_TARGETS
+#define FSCE_VECTOR_TARGET FSCE_TARGET_AVX512
+#else
+#define FSCE_VECTOR_TARGET
+#endif
 #include "fsce_vectors.h"
 #undef FSCE_VECTOR_BYTES
 #undef FSCE_WIDTH_SUFFIX
+#undef FSCE_VECTOR_TARGET
 #endif
 
 #endif /* FSCE_SIMD_H */

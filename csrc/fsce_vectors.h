@@ -4,11 +4,13 @@
  *   FSCE_VECTOR_BYTES   the width in bytes (16 for the baseline, 32 for AVX2,
  *                       64 for AVX-512)
  *   FSCE_WIDTH_SUFFIX   appended to every name (_128, "" and _512 respectively)
+ *   FSCE_VECTOR_TARGET  the target attribute of the functions using that width
  * so f32v / fsce_load_f32 / fsce_acc name the 32-byte set, f32v_128 ... the
  * 16-byte one and f32v_512 ... the 64-byte one.  Without vector extensions
  * (MSVC, FSCE_SCALAR_ONLY) only the unsuffixed set exists, one lane wide.
  */
 #define V_(name) FSCE_CAT(name, FSCE_WIDTH_SUFFIX)
+#define VFUNC FSCE_VECTOR_TARGET FSCE_INLINE
 
 #if FSCE_VECTOR_EXTENSIONS
 typedef float V_(f32v) __attribute__((vector_size(FSCE_VECTOR_BYTES)));
@@ -27,14 +29,14 @@ typedef int64_t V_(i64v);
 #define F64_LANES ((ptrdiff_t)(sizeof(V_(f64v)) / sizeof(double)))
 
 /* Bit casts through memcpy: free for vectors, well defined for scalars. */
-FSCE_INLINE V_(i32v) V_(fsce_bits_f32)(V_(f32v) v) { V_(i32v) b; memcpy(&b, &v, sizeof b); return b; }
-FSCE_INLINE V_(f32v) V_(fsce_from_bits_f32)(V_(i32v) b) { V_(f32v) v; memcpy(&v, &b, sizeof v); return v; }
-FSCE_INLINE V_(i64v) V_(fsce_bits_f64)(V_(f64v) v) { V_(i64v) b; memcpy(&b, &v, sizeof b); return b; }
-FSCE_INLINE V_(f64v) V_(fsce_from_bits_f64)(V_(i64v) b) { V_(f64v) v; memcpy(&v, &b, sizeof v); return v; }
+VFUNC V_(i32v) V_(fsce_bits_f32)(V_(f32v) v) { V_(i32v) b; memcpy(&b, &v, sizeof b); return b; }
+VFUNC V_(f32v) V_(fsce_from_bits_f32)(V_(i32v) b) { V_(f32v) v; memcpy(&v, &b, sizeof v); return v; }
+VFUNC V_(i64v) V_(fsce_bits_f64)(V_(f64v) v) { V_(i64v) b; memcpy(&b, &v, sizeof b); return b; }
+VFUNC V_(f64v) V_(fsce_from_bits_f64)(V_(i64v) b) { V_(f64v) v; memcpy(&v, &b, sizeof v); return v; }
 
 /* select(mask, a, b) = mask ? a : b, lane by lane (one lane: a plain conditional,
    which compilers turn into a branch-free max or blend, unlike the bit arithmetic). */
-FSCE_INLINE V_(f32v) V_(fsce_select_f32)(V_(i32v) mask, V_(f32v) a, V_(f32v) b)
+VFUNC V_(f32v) V_(fsce_select_f32)(V_(i32v) mask, V_(f32v) a, V_(f32v) b)
 {
 #if FSCE_VECTOR_EXTENSIONS
     return V_(fsce_from_bits_f32)((mask & V_(fsce_bits_f32)(a)) | (~mask & V_(fsce_bits_f32)(b)));
@@ -42,7 +44,7 @@ FSCE_INLINE V_(f32v) V_(fsce_select_f32)(V_(i32v) mask, V_(f32v) a, V_(f32v) b)
     return mask ? a : b;
 #endif
 }
-FSCE_INLINE V_(f64v) V_(fsce_select_f64)(V_(i64v) mask, V_(f64v) a, V_(f64v) b)
+VFUNC V_(f64v) V_(fsce_select_f64)(V_(i64v) mask, V_(f64v) a, V_(f64v) b)
 {
 #if FSCE_VECTOR_EXTENSIONS
     return V_(fsce_from_bits_f64)((mask & V_(fsce_bits_f64)(a)) | (~mask & V_(fsce_bits_f64)(b)));
@@ -51,35 +53,35 @@ FSCE_INLINE V_(f64v) V_(fsce_select_f64)(V_(i64v) mask, V_(f64v) a, V_(f64v) b)
 #endif
 }
 
-FSCE_INLINE V_(f32v) V_(fsce_splat_f32)(float s) { V_(f32v) v = {0}; return v + s; }
-FSCE_INLINE V_(f64v) V_(fsce_splat_f64)(double s) { V_(f64v) v = {0}; return v + s; }
+VFUNC V_(f32v) V_(fsce_splat_f32)(float s) { V_(f32v) v = {0}; return v + s; }
+VFUNC V_(f64v) V_(fsce_splat_f64)(double s) { V_(f64v) v = {0}; return v + s; }
 
 /* Unaligned loads and stores of a whole vector. */
-FSCE_INLINE V_(f32v) V_(fsce_load_f32)(const float *p) { V_(f32v) v; memcpy(&v, p, sizeof v); return v; }
-FSCE_INLINE V_(f64v) V_(fsce_load_f64)(const double *p) { V_(f64v) v; memcpy(&v, p, sizeof v); return v; }
-FSCE_INLINE void V_(fsce_store_f32)(float *p, V_(f32v) v) { memcpy(p, &v, sizeof v); }
-FSCE_INLINE void V_(fsce_store_f64)(double *p, V_(f64v) v) { memcpy(p, &v, sizeof v); }
+VFUNC V_(f32v) V_(fsce_load_f32)(const float *p) { V_(f32v) v; memcpy(&v, p, sizeof v); return v; }
+VFUNC V_(f64v) V_(fsce_load_f64)(const double *p) { V_(f64v) v; memcpy(&v, p, sizeof v); return v; }
+VFUNC void V_(fsce_store_f32)(float *p, V_(f32v) v) { memcpy(p, &v, sizeof v); }
+VFUNC void V_(fsce_store_f64)(double *p, V_(f64v) v) { memcpy(p, &v, sizeof v); }
 
 /* Partial load of the last r < lanes elements; the other lanes hold `pad`. */
-FSCE_INLINE V_(f32v) V_(fsce_load_tail_f32)(const float *p, ptrdiff_t r, float pad)
+VFUNC V_(f32v) V_(fsce_load_tail_f32)(const float *p, ptrdiff_t r, float pad)
 {
     float tmp[F32_LANES];
     for (ptrdiff_t i = 0; i < F32_LANES; ++i) tmp[i] = i < r ? p[i] : pad;
     return V_(fsce_load_f32)(tmp);
 }
-FSCE_INLINE V_(f64v) V_(fsce_load_tail_f64)(const double *p, ptrdiff_t r, double pad)
+VFUNC V_(f64v) V_(fsce_load_tail_f64)(const double *p, ptrdiff_t r, double pad)
 {
     double tmp[F64_LANES];
     for (ptrdiff_t i = 0; i < F64_LANES; ++i) tmp[i] = i < r ? p[i] : pad;
     return V_(fsce_load_f64)(tmp);
 }
-FSCE_INLINE void V_(fsce_store_tail_f32)(float *p, ptrdiff_t r, V_(f32v) v)
+VFUNC void V_(fsce_store_tail_f32)(float *p, ptrdiff_t r, V_(f32v) v)
 {
     float tmp[F32_LANES];
     V_(fsce_store_f32)(tmp, v);
     for (ptrdiff_t i = 0; i < r; ++i) p[i] = tmp[i];
 }
-FSCE_INLINE void V_(fsce_store_tail_f64)(double *p, ptrdiff_t r, V_(f64v) v)
+VFUNC void V_(fsce_store_tail_f64)(double *p, ptrdiff_t r, V_(f64v) v)
 {
     double tmp[F64_LANES];
     V_(fsce_store_f64)(tmp, v);
@@ -93,13 +95,13 @@ FSCE_INLINE void V_(fsce_store_tail_f64)(double *p, ptrdiff_t r, V_(f64v) v)
  */
 typedef struct { V_(f64v) lo, hi; } V_(fsce_acc);
 
-FSCE_INLINE V_(fsce_acc) V_(fsce_acc_zero)(void)
+VFUNC V_(fsce_acc) V_(fsce_acc_zero)(void)
 {
     V_(fsce_acc) a = {V_(fsce_splat_f64)(0.0), V_(fsce_splat_f64)(0.0)};
     return a;
 }
 
-FSCE_INLINE void V_(fsce_acc_add_f32)(V_(fsce_acc) *acc, V_(f32v) v)
+VFUNC void V_(fsce_acc_add_f32)(V_(fsce_acc) *acc, V_(f32v) v)
 {
 #if FSCE_VECTOR_EXTENSIONS
     /* widened whole, then split: GCC widens half vectors of two floats lane by lane */
@@ -113,16 +115,16 @@ FSCE_INLINE void V_(fsce_acc_add_f32)(V_(fsce_acc) *acc, V_(f32v) v)
     acc->lo += (double)v;
 #endif
 }
-FSCE_INLINE void V_(fsce_acc_add_f64)(V_(fsce_acc) *acc, V_(f64v) v) { acc->lo += v; }
+VFUNC void V_(fsce_acc_add_f64)(V_(fsce_acc) *acc, V_(f64v) v) { acc->lo += v; }
 
 /* The per-lane sums of values added with fsce_acc_add_f32 (F32_LANES lanes) or _f64. */
-FSCE_INLINE void V_(fsce_acc_lanes)(V_(fsce_acc) acc, double *lanes, ptrdiff_t n_lanes)
+VFUNC void V_(fsce_acc_lanes)(V_(fsce_acc) acc, double *lanes, ptrdiff_t n_lanes)
 {
     V_(fsce_store_f64)(lanes, acc.lo);
     if (n_lanes > F64_LANES) V_(fsce_store_f64)(lanes + F64_LANES, acc.hi);
 }
 
-FSCE_INLINE double V_(fsce_acc_total)(V_(fsce_acc) acc)
+VFUNC double V_(fsce_acc_total)(V_(fsce_acc) acc)
 {
     double lanes[F64_LANES];
     V_(fsce_store_f64)(lanes, acc.lo + acc.hi);
@@ -134,3 +136,4 @@ FSCE_INLINE double V_(fsce_acc_total)(V_(fsce_acc) acc)
 #undef F32_LANES
 #undef F64_LANES
 #undef V_
+#undef VFUNC
