@@ -45,7 +45,6 @@ typedef __mmask16 N_(kmask);
 #define MM_CMP _mm512_cmp_ps_mask
 #define MMVEC __m512
 #endif
-FSCE_TARGET FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return (VEC)MM_(max)((MMVEC)a, (MMVEC)b); }
 FSCE_TARGET FSCE_INLINE VEC N_(load_tail)(const REAL *p, ptrdiff_t r, REAL pad)
 {
     return (VEC)MM_(mask_loadu)(MM_(set1)(pad), (N_(kmask))((1u << r) - 1), p);
@@ -65,7 +64,6 @@ FSCE_TARGET FSCE_INLINE void N_(acc_add)(ACC *acc, VEC v)
 #endif
 FSCE_TARGET FSCE_INLINE REAL N_(lanes_max)(VEC v) { return MM_(reduce_max)((MMVEC)v); }
 FSCE_TARGET FSCE_INLINE double N_(acc_total)(ACC acc) { return _mm512_reduce_add_pd((__m512d)(acc.lo + acc.hi)); }
-FSCE_TARGET FSCE_INLINE VEC N_(fnmadd)(VEC a, VEC b, VEC c) { return (VEC)MM_(fnmadd)((MMVEC)a, (MMVEC)b, (MMVEC)c); }
 FSCE_TARGET FSCE_INLINE VEC N_(exp_clamp)(VEC t) { return t; }
 FSCE_TARGET FSCE_INLINE VEC N_(exp_scale)(VEC t, VEC p, VEC k, VEC n)
 {
@@ -73,9 +71,7 @@ FSCE_TARGET FSCE_INLINE VEC N_(exp_scale)(VEC t, VEC p, VEC k, VEC n)
     const N_(kmask) keep = MM_CMP((MMVEC)t, MM_(set1)(EXP_LO), _CMP_NLT_UQ); /* or NaN */
     return (VEC)MM_(maskz_scalef)(keep, (MMVEC)p, (MMVEC)n);
 }
-#undef MM_
 #undef MM_CMP
-#undef MMVEC
 
 #elif FSCE_AVX2_INTRINSICS
 #if FSCE_DOUBLE
@@ -85,8 +81,6 @@ FSCE_TARGET FSCE_INLINE VEC N_(exp_scale)(VEC t, VEC p, VEC k, VEC n)
 #define MM_(op) _mm256_##op##_ps
 #define MMVEC __m256
 #endif
-FSCE_TARGET FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return (VEC)MM_(max)((MMVEC)a, (MMVEC)b); }
-FSCE_TARGET FSCE_INLINE VEC N_(fnmadd)(VEC a, VEC b, VEC c) { return (VEC)MM_(fnmadd)((MMVEC)a, (MMVEC)b, (MMVEC)c); }
 FSCE_TARGET FSCE_INLINE IVEC N_(tail_mask)(ptrdiff_t r)
 {
     static const IREAL lane_ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
@@ -129,8 +123,6 @@ FSCE_TARGET FSCE_INLINE double N_(acc_total)(ACC acc)
     const __m128d half = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(half, _mm_unpackhi_pd(half, half)));
 }
-#undef MM_
-#undef MMVEC
 
 #else
 FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return T_(select)(FSCE_MASK(a > b), a, b); }
@@ -147,6 +139,14 @@ FSCE_INLINE REAL N_(lanes_max)(VEC v)
     return lanes[0];
 }
 FSCE_INLINE double N_(acc_total)(ACC acc) { return ACC_(total)(acc); }
+#endif
+
+#if FSCE_AVX512_INTRINSICS || FSCE_AVX2_INTRINSICS
+/* spelled alike at both widths: MM_ names the intrinsics of the width in use */
+FSCE_TARGET FSCE_INLINE VEC N_(max)(VEC a, VEC b) { return (VEC)MM_(max)((MMVEC)a, (MMVEC)b); }
+FSCE_TARGET FSCE_INLINE VEC N_(fnmadd)(VEC a, VEC b, VEC c) { return (VEC)MM_(fnmadd)((MMVEC)a, (MMVEC)b, (MMVEC)c); }
+#undef MM_
+#undef MMVEC
 #endif
 
 #if !FSCE_AVX512_INTRINSICS
