@@ -18,6 +18,10 @@
 /* rows with at most this many classes can use the lane-per-row small_rows helper */
 #define FSCE_SMALL_ROW_CLASSES 16
 
+/* a row whose exps sum to S below this has its lse as m + log1p(S'), S' = S - 1 summed
+   without the 1 (row_sum_below_one): log(S) there would lose the digits of S' */
+#define FSCE_CONFIDENT_TOTAL 1.5
+
 #define FSCE_DECLARE_OPS(REAL, SUFFIX)                                                   \
     typedef struct {                                                                     \
         REAL (*row_max)(const REAL *x, ptrdiff_t n);                                     \
@@ -33,6 +37,8 @@
                            const int64_t *target, int64_t ignore_index, const double *weight,   \
                            double eps, double scale, double *row_loss, REAL *grad,              \
                            double *row_lse, int64_t *row_argmax);                               \
+        double (*row_sum_below_one)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale,          \
+                                    int exponentiate);                                          \
     } fsce_ops_##SUFFIX;
 
 FSCE_DECLARE_OPS(float, f32)

@@ -218,6 +218,33 @@ FSCE_TARGET static double N_(row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift
 #undef PREFETCH_MIN_BYTES
 #undef PREFETCH_MAX_BYTES
 
+/*
+ * S' = the sum of the terms e_j < 1 of a row whose terms sum to S < 2, where
+ * e_j = exp((x_j - shift) * scale) when exponentiate is set (x the logits, shift
+ * their max), else e_j = x_j (the terms row_exp_sum stored).  Such a row has
+ * exactly one term equal to 1, the max's own exp(0) (two would make S >= 2), so
+ * S' is S without it: lse = m + log1p(S') keeps the digits that log(1 + S') loses
+ * when S' is below the float64 epsilon (a confident row; scipy gh-18295).  Both
+ * modes sum the same values in the same order, so they agree bit for bit.
+ */
+FSCE_TARGET static double N_(row_sum_below_one)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale,
+                                                int exponentiate)
+{
+    const VEC vshift = T_(splat)(shift), one = T_(splat)(1), zero = T_(splat)(0);
+    ACC acc = ACC_(zero)();
+    ptrdiff_t j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        const VEC e = exponentiate ? N_(vexp)((T_(load)(x + j) - vshift) * scale) : T_(load)(x + j);
+        N_(acc_add)(&acc, T_(select)(FSCE_MASK(e < one), e, zero));
+    }
+    if (j < n) {
+        const VEC e = exponentiate ? N_(vexp)((N_(load_tail)(x + j, n - j, -(REAL)INFINITY) - vshift) * scale)
+                                   : N_(load_tail)(x + j, n - j, 0);
+        N_(acc_add)(&acc, T_(select)(FSCE_MASK(e < one), e, zero));
+    }
+    return N_(acc_total)(acc);
+}
+
 /* out_j = (y_j - shift) * a - c  (out may be y) */
 FSCE_TARGET FSCE_INLINE void N_(affine_body)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out)
 {
@@ -313,7 +340,8 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
     VEC column[FSCE_SMALL_ROW_CLASSES];
     REAL lane[LANES];
     IREAL lane_bits[LANES];
-    double totals[LANES], sums[LANES], coef[LANES];
+    double totals[LANES], sums[LANES], others[LANES], coef[LANES];
+    int confident_max[LANES]; /* a confident row (S < FSCE_CONFIDENT_TOTAL) whose target is the max */
     for (ptrdiff_t r0 = 0; r0 < n_rows; r0 += LANES) {
         const ptrdiff_t rows = n_rows - r0 < LANES ? n_rows - r0 : LANES;
         VEC best = T_(splat)(-(REAL)INFINITY);
@@ -337,6 +365,14 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
         }
         ACC_(lanes)(sum_e, totals, LANES);
         ACC_(lanes)(sum_x, sums, LANES);
+        int any_confident = 0;
+        for (ptrdiff_t r = 0; r < rows; ++r) any_confident |= totals[r] < FSCE_CONFIDENT_TOTAL;
+        if (any_confident) {                               /* S' of row_sum_below_one, per lane */
+            ACC sum_other = ACC_(zero)();
+            for (ptrdiff_t j = 0; j < n; ++j)
+                N_(acc_add)(&sum_other, T_(select)(FSCE_MASK(column[j] < 1), column[j], T_(splat)(0)));
+            ACC_(lanes)(sum_other, others, LANES);
+        }
         T_(store)(lane, m);
         if (row_argmax != NULL) {
             IREAL max_at[LANES], nan_at[LANES];
@@ -349,18 +385,21 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
             const ptrdiff_t row = r0 + r;
             lane_bits[r] = 0;
             coef[r] = 0.0;
+            confident_max[r] = 0;
             if (r >= rows) continue;
-            if (row_lse != NULL) row_lse[row] = isinf(lane[r]) ? lane[r] : lane[r] + log(totals[r]);
+            const int confident = totals[r] < FSCE_CONFIDENT_TOTAL;
+            const double log_total = confident ? log1p(others[r]) : log(totals[r]);
+            if (row_lse != NULL) row_lse[row] = isinf(lane[r]) ? lane[r] : lane[r] + log_total;
             const int64_t t = target[row];
             if (t == ignore_index) {
                 lane_bits[r] = -1;
                 row_loss[row] = 0.0;
                 continue;
             }
-            const double w_t = weight ? weight[t] : 1.0, m_r = lane[r];
-            const double log_total = log(totals[r]);
+            const double w_t = weight ? weight[t] : 1.0, m_r = lane[r], x_t = (double)x[row * x_stride + t];
+            confident_max[r] = confident && x_t == m_r; /* read before grad (maybe x) is written */
             const double target_mass = w_t * (1.0 - eps);  /* a 0 coefficient adds 0, even times inf */
-            row_loss[row] = (target_mass != 0.0 ? target_mass * ((m_r - (double)x[row * x_stride + t]) + log_total) : 0.0)
+            row_loss[row] = (target_mass != 0.0 ? target_mass * ((m_r - x_t) + log_total) : 0.0)
                             + (eps != 0.0 ? eps * (log_total - sums[r]) : 0.0);
             coef[r] = scale * (w_t * (1.0 - eps) + eps) / totals[r];
         }
@@ -375,15 +414,21 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
         }
         for (ptrdiff_t r = 0; r < rows; ++r) {
             const int64_t t = target[r0 + r];
-            if (t != ignore_index)
-                grad[(r0 + r) * n + t] -= (REAL)(scale * (weight ? weight[t] : 1.0) * (1.0 - eps));
+            if (t == ignore_index) continue;
+            const double target_mass = (weight ? weight[t] : 1.0) * (1.0 - eps);
+            REAL *g_t = grad + (r0 + r) * n + t;
+            if (confident_max[r])
+                /* the target is the max (s_t = 1 / S): s_t - 1 = -S' / S without cancellation */
+                *g_t = (REAL)(scale * ((eps - target_mass * others[r]) / totals[r] - eps / (double)n));
+            else
+                *g_t -= (REAL)(scale * target_mass);
         }
     }
 }
 
 static const OPS N_(fsce_ops) = {
     N_(row_max), N_(row_find), N_(row_exp_sum), N_(row_affine), N_(row_axpby),
-    N_(row_sum), N_(row_dot), N_(row_mul_shifted), N_(small_rows),
+    N_(row_sum), N_(row_dot), N_(row_mul_shifted), N_(small_rows), N_(row_sum_below_one),
 };
 
 #undef REAL

@@ -425,18 +425,42 @@ def test_argmax_out_is_the_first_maximum_and_counts_hits(options, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_argmax_out_is_that_of_the_softcapped_logits(dtype):
-    """Logits that the softcap saturates to the same z are a tie: the first one wins."""
-    logits = np.array([[40.0, 50.0, -1.0], [-1.0, 60.0, 70.0]], dtype)
+@pytest.mark.parametrize(
+    "logits, options",
+    [
+        ([[40.0, 50.0, -1.0], [-1.0, 60.0, 70.0]], {"softcap": 1.0}),  # tanh saturates to 1
+        ([[300.0, 400.0], [5.0, 2.0]], {"softcap": 30.0}),
+        ([[1000.0, 2000.0], [-3.0, -2.0]], {"softcap": 30.0, "temperature": 0.5}),
+        ([[1.0, 1.0000001], [2.0, 1.0]], {"softcap": 1.0}),  # float32: rounds to one z
+        ([[1.0, 1.0000001], [2.0, 1.0]], {"temperature": 3.0}),
+    ],
+)
+def test_argmax_out_is_that_of_the_logits_whatever_softcap_and_temperature(
+    logits, options, dtype
+):
+    """The index of the largest logit, as np.argmax, even where the softcap or the
+    temperature maps distinct logits to the same z (the first would win there)."""
+    x = np.array(logits, dtype)
     argmax = np.empty(2, np.int64)
-    fastsce.cross_entropy(logits, np.array([0, 1]), softcap=1.0, argmax_out=argmax)
-    z, _ = transformed(logits, softcap=1.0)
-    assert z[0, 0] == z[0, 1] == 1.0  # tanh(40) and tanh(50) round to 1
-    np.testing.assert_array_equal(argmax, np.argmax(z, axis=-1))
-    np.testing.assert_array_equal(argmax, [0, 1])
+    target = np.array([0, 1])
+    fastsce.cross_entropy(x, target, argmax_out=argmax, **options)
+    np.testing.assert_array_equal(argmax, np.argmax(x, axis=-1))
+    with_grad = np.full(2, -1, np.int64)
+    fastsce.cross_entropy_with_grad(x, target, argmax_out=with_grad, **options)
+    np.testing.assert_array_equal(with_grad, argmax)
     expected = np.empty(2, np.int64)
-    oracle("cross_entropy", logits, np.array([0, 1]), softcap=1.0, argmax_out=expected)
-    np.testing.assert_array_equal(expected, [0, 1])
+    oracle("cross_entropy", x, target, argmax_out=expected, **options)
+    np.testing.assert_array_equal(expected, argmax)
+
+
+def test_argmax_out_with_softcap_where_the_capped_logits_tie():
+    """The cases the softcap ties: tanh(300 / 30) and tanh(400 / 30) round to one float32."""
+    x = np.array([[300.0, 400.0]], np.float32)
+    z = (30.0 * np.tanh(x.astype(np.float64) / 30.0)).astype(np.float32)
+    assert z[0, 0] == z[0, 1] == 30.0  # the softcapped values tie, the logits do not
+    argmax = np.empty(1, np.int64)
+    fastsce.cross_entropy(x, np.array([1]), softcap=30.0, argmax_out=argmax)
+    assert argmax[0] == 1
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)

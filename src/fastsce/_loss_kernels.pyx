@@ -34,7 +34,7 @@ from libc.stdlib cimport free, malloc
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 
-from ._rows cimport (FSCE_SMALL_ROW_CLASSES, fsce_init, row_affine, row_axpby, row_dot,
+from ._rows cimport (FSCE_SMALL_ROW_CLASSES, fsce_init, log_of_total, row_affine, row_axpby, row_dot,
                      row_exp_sum, row_find, row_max, row_mul_shifted, row_shift, row_sum,
                      run_rows, small_rows)
 
@@ -99,16 +99,25 @@ cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, doubl
     if eps != 0.0:
         mean_gap = -row_sum(z, n, m, <floating>(1.0 / n))   # shifted and scaled: no overflow
     cdef double total = row_exp_sum(z, n, m, 1, grad, next)
-    cdef double log_total = log(total)
+    cdef double other                            # S' = total - 1, or -1 (log_of_total)
+    cdef double log_total = log_of_total(grad if grad != NULL else z, n, m, 1, grad == NULL,
+                                         total, &other)
     lse[0] = row_lse(m, log_total) + z_shift
+    cdef double z_loss_term = weighted(2.0 * z_loss, lse[0])
     if grad != NULL:
         # grad_j = scale ((w_t (1 - eps) + eps + 2 lambda lse) s_j - eps / n)
         #          - scale w_t (1 - eps) [j = t]
         row_affine(grad, n, 0,
-                   <floating>(scale * (w_t * (1.0 - eps) + eps + weighted(2.0 * z_loss, lse[0]))
-                              / total),
+                   <floating>(scale * (w_t * (1.0 - eps) + eps + z_loss_term) / total),
                    <floating>(scale * eps / n), grad)
-        grad[t] -= <floating>(scale * w_t * (1.0 - eps))
+        if other >= 0.0 and z_t == m:
+            # a confident row whose target is the max (s_t = 1 / S, S = 1 + S'): the same
+            # grad_t as scale ((eps + 2 lambda lse - w_t (1 - eps) S') / S - eps / n),
+            # without the cancellation of s_t - 1
+            grad[t] = <floating>(scale * ((eps + z_loss_term - w_t * (1.0 - eps) * other) / total
+                                          - eps / n))
+        else:
+            grad[t] -= <floating>(scale * w_t * (1.0 - eps))
     # loss = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
     return (weighted(w_t * (1.0 - eps), (m - z_t) + log_total) + weighted(eps, mean_gap + log_total)
             + weighted(z_loss, lse[0] * lse[0]))
@@ -123,12 +132,21 @@ cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b,
     cdef double mass = row_sum(b, n, 0, 1)          # A = sum_j b_j
     cdef double gap = row_dot(z, b, n, m)        # sum_j b_j (z_j - m), read before grad
     cdef double total = row_exp_sum(z, n, m, 1, grad, next)
-    cdef double log_total = log(total)
+    cdef double other                            # S' = total - 1, or -1 (log_of_total)
+    cdef double log_total = log_of_total(grad if grad != NULL else z, n, m, 1, grad == NULL,
+                                         total, &other)
     lse[0] = row_lse(m, log_total) + z_shift
+    cdef double coefficient = mass + weighted(2.0 * z_loss, lse[0])
+    cdef Py_ssize_t top
     if grad != NULL:
+        # the max's term exp(0) = 1 of a confident row (the only term equal to 1)
+        top = row_find(grad, n, 1) if other >= 0.0 else -1
         # grad_j = scale ((A + 2 lambda lse) s_j - b_j)
-        row_axpby(grad, b, n, <floating>(scale * (mass + weighted(2.0 * z_loss, lse[0])) / total),
-                  <floating>scale, grad)
+        row_axpby(grad, b, n, <floating>(scale * coefficient / total), <floating>scale, grad)
+        if top >= 0:
+            # s_top = 1 / S, S = 1 + S': the same value as scale ((A + 2 lambda lse - b_top)
+            # - b_top S') / S, without the cancellation of (A + 2 lambda lse) s_top - b_top
+            grad[top] = <floating>(scale * ((coefficient - b[top]) - b[top] * other) / total)
     # loss = sum_j b_j (lse - z_j) + lambda lse^2
     #      = A log(total) - sum_j b_j (z_j - m) + lambda lse^2
     return mass * log_total - gap + weighted(z_loss, lse[0] * lse[0])
@@ -148,9 +166,10 @@ cdef inline double weighted(double coefficient, double term) noexcept nogil:
 cdef inline double lse_only(const floating *z, Py_ssize_t n, const floating *next) noexcept nogil:
     """log sum_j exp(z_j) (for the lse of rows whose loss is not computed)."""
     cdef floating m = row_shift(z, n)
+    cdef double other
     if not isfinite(m):
         return m
-    return m + log(row_exp_sum(z, n, m, 1, NULL, next))
+    return m + log_of_total(z, n, m, 1, True, row_exp_sum(z, n, m, 1, NULL, next), &other)
 
 
 cdef inline cnp.int64_t argmax(const floating *z, Py_ssize_t n) noexcept nogil:
@@ -236,7 +255,7 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
         else:
             z = scaled_row(x_row, n, c.inv_temperature, z_buffer, &z_shift)
         if c.row_argmax != NULL:
-            c.row_argmax[i] = argmax(z, n)
+            c.row_argmax[i] = argmax(x_row, n)     # of the logits, not of softcapped z
         ignored = c.index != NULL and c.index[i] == c.ignore_index
         if ignored:
             loss = 0.0
@@ -412,7 +431,7 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object w
     c.softcap = softcap
     c.inv_temperature = inv_temperature
     # 'mean' over nothing kept: 0 / 0, NaN gradient rows as in PyTorch
-    c.grad_scale = (1.0 / denominator if denominator != 0.0 else INFINITY) if mean else 1.0
+    c.grad_scale = (1.0 / denominator if denominator != 0.0 else NAN) if mean else 1.0
     c.row_loss = work.row_loss
     c.row_lse = <double *>data_or_null(row_lse)
     c.row_argmax = <cnp.int64_t *>data_or_null(row_argmax)
@@ -503,7 +522,7 @@ def small_call(object logits, object target, object out, bint want_grad, bint me
     c.z_loss = 0.0
     c.softcap = 0.0
     c.inv_temperature = 1.0
-    c.grad_scale = (1.0 / kept if kept != 0.0 else INFINITY) if mean else 1.0
+    c.grad_scale = (1.0 / kept if kept != 0.0 else NAN) if mean else 1.0
     c.row_loss = row_loss
     c.row_lse = NULL
     c.row_argmax = NULL

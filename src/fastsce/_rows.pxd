@@ -9,12 +9,13 @@ row of ``n`` contiguous elements and never touches Python objects.
 from cython cimport floating
 
 
-from libc.math cimport INFINITY, NAN
+from libc.math cimport INFINITY, NAN, log, log1p
 from libc.stdint cimport int64_t
 
 
 cdef extern from "fsce_rows.h" nogil:
     enum: FSCE_SMALL_ROW_CLASSES
+    double FSCE_CONFIDENT_TOTAL
 
     ctypedef struct fsce_ops_f32:
         float (*row_max)(const float *x, Py_ssize_t n) noexcept nogil
@@ -33,6 +34,8 @@ cdef extern from "fsce_rows.h" nogil:
                            const int64_t *target, int64_t ignore_index, const double *weight,
                            double eps, double scale, double *row_loss, float *grad,
                            double *row_lse, int64_t *row_argmax) noexcept nogil
+        double (*row_sum_below_one)(const float *x, Py_ssize_t n, float shift, float scale,
+                                    int exponentiate) noexcept nogil
 
     ctypedef struct fsce_ops_f64:
         double (*row_max)(const double *x, Py_ssize_t n) noexcept nogil
@@ -52,6 +55,8 @@ cdef extern from "fsce_rows.h" nogil:
                            const int64_t *target, int64_t ignore_index, const double *weight,
                            double eps, double scale, double *row_loss, double *grad,
                            double *row_lse, int64_t *row_argmax) noexcept nogil
+        double (*row_sum_below_one)(const double *x, Py_ssize_t n, double shift, double scale,
+                                    int exponentiate) noexcept nogil
 
     void fsce_init()
     const fsce_ops_f32 *fsce_get_ops_f32()
@@ -94,6 +99,27 @@ cdef inline double row_exp_sum(const floating *x, Py_ssize_t n, floating shift,
         return fsce_get_ops_f32().row_exp_sum(x, n, shift, scale, out, next)
     else:
         return fsce_get_ops_f64().row_exp_sum(x, n, shift, scale, out, next)
+
+
+cdef inline double log_of_total(const floating *terms, Py_ssize_t n, floating shift,
+                                floating scale, bint exponentiate, double total,
+                                double *other) noexcept nogil:
+    """log S for the S = total that row_exp_sum returned for this row.
+
+    S = 1 + S', the 1 being the max's own exp(0).  log(S) loses the digits of S'
+    below the float64 epsilon (a confident row), so below FSCE_CONFIDENT_TOTAL
+    S' is summed again without the 1 (row_sum_below_one over the stored terms, or
+    over exp((x_j - shift) scale) when exponentiate) and log S = log1p(S').
+    other receives S' there, -1 elsewhere.
+    """
+    if total < FSCE_CONFIDENT_TOTAL:
+        if floating is float:
+            other[0] = fsce_get_ops_f32().row_sum_below_one(terms, n, shift, scale, exponentiate)
+        else:
+            other[0] = fsce_get_ops_f64().row_sum_below_one(terms, n, shift, scale, exponentiate)
+        return log1p(other[0])
+    other[0] = -1.0
+    return log(total)
 
 
 cdef inline void row_affine(const floating *y, Py_ssize_t n, floating shift, floating a,

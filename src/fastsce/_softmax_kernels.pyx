@@ -14,7 +14,7 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport exp, isinf, log
 
-from ._rows cimport (fsce_init, fsce_simd_path, row_affine, row_axpby, row_dot, row_exp_sum,
+from ._rows cimport (fsce_init, fsce_simd_path, log_of_total, row_affine, row_axpby, row_dot, row_exp_sum,
                      row_max, row_mul_shifted, row_shift, row_sum, run_rows)
 
 cnp.import_array()
@@ -50,18 +50,22 @@ cdef inline void softmax_row(const floating *x, Py_ssize_t n, floating inv_t, fl
 cdef inline void log_softmax_row(const floating *x, Py_ssize_t n, floating inv_t, floating *out,
                                  const floating *next) noexcept nogil:
     cdef floating m = row_max(x, n)
-    cdef double total = row_exp_sum(x, n, m, inv_t, NULL, next)
+    cdef double other
+    cdef double log_total = log_of_total(x, n, m, inv_t, True,
+                                         row_exp_sum(x, n, m, inv_t, NULL, next), &other)
     # log s_j = (x_j - m) / T - log sum_k exp((x_k - m) / T)
-    row_affine(x, n, m, inv_t, <floating>log(total), out)
+    row_affine(x, n, m, inv_t, <floating>log_total, out)
 
 
 cdef inline floating logsumexp_row(const floating *x, Py_ssize_t n, floating inv_t,
                                    const floating *next) noexcept nogil:
     cdef floating m = row_shift(x, n)
+    cdef double other
     if isinf(m):
         return m * inv_t          # lse is m itself when the largest logit is +-inf (no NaN)
     # lse = m / T + log sum_j exp((x_j - m) / T)
-    return <floating>(m * inv_t + log(row_exp_sum(x, n, m, inv_t, NULL, next)))
+    return <floating>(m * inv_t + log_of_total(x, n, m, inv_t, True,
+                                               row_exp_sum(x, n, m, inv_t, NULL, next), &other))
 
 
 cdef inline void backward_row(const floating *s, const floating *grad_s, Py_ssize_t n,

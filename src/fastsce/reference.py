@@ -162,7 +162,7 @@ def cross_entropy_with_grad(
     for i, (row, t) in enumerate(zip(rows, targets)):
         z, dz_dx = _transformed(row, temperature, softcap)
         lse[i] = logsumexp(z)
-        argmax[i] = np.argmax(z)  # of z: a softcap can saturate distinct logits to a tie
+        argmax[i] = np.argmax(row)  # of the logits: a softcap can tie distinct ones in z
         if not soft and t == ignore_index:
             continue
         kept_rows[i] = True
