@@ -1205,6 +1205,57 @@ def test_out_overlapping_the_weight_is_a_value_error(kind):
     expect_call_error(ValueError, "out", "cross_entropy_with_grad", arguments)
 
 
+def overlapping_outputs(case, n_rows, n_classes):
+    """Two output buffers of a loss call that share memory, and the buffer under them."""
+    grad = np.full((n_rows, n_classes), SENTINEL)
+    rows = np.full(2 * n_rows, SENTINEL)
+    if case == "lse_out in out":
+        return {"out": grad, "lse_out": grad.reshape(-1)[:n_rows]}, grad
+    if case == "argmax_out is lse_out's bytes":
+        return {"lse_out": rows[:n_rows], "argmax_out": rows[:n_rows].view(np.int64)}, rows
+    if case == "argmax_out in out":
+        return {"out": grad, "argmax_out": grad.reshape(-1)[-n_rows:].view(np.int64)}, grad
+    # lse_out and argmax_out overlapping by half
+    half = n_rows // 2
+    return {"lse_out": rows[:n_rows], "argmax_out": rows[half : half + n_rows].view(np.int64)}, rows
+
+
+#: (function, overlap): cross_entropy has no out=, its outputs are lse_out and argmax_out
+OUTPUT_OVERLAPS = [
+    (function, case)
+    for function in ["cross_entropy", "cross_entropy_with_grad", "class"]
+    for case in [
+        "lse_out in out",
+        "argmax_out is lse_out's bytes",
+        "argmax_out in out",
+        "lse_out and argmax_out by half",
+    ]
+    if function != "cross_entropy" or " out" not in case
+]
+
+
+@pytest.mark.parametrize("function, case", OUTPUT_OVERLAPS)
+def test_outputs_overlapping_each_other_are_a_value_error_naming_both(function, case):
+    """Any two of out=, lse_out=, argmax_out= that share memory: ValueError naming both,
+    before anything is written (the buffers keep their sentinel)."""
+    n_rows, n_classes = 8, 40
+    x = np.random.default_rng(0).standard_normal((n_rows, n_classes))
+    target = np.arange(n_rows)
+    outputs, buffer = overlapping_outputs(case, n_rows, n_classes)
+    before = buffer.copy()
+    names = sorted(outputs)
+    call = {
+        "cross_entropy": fastsce.cross_entropy,
+        "cross_entropy_with_grad": fastsce.cross_entropy_with_grad,
+        "class": fastsce.CrossEntropyLoss().loss_and_grad,
+    }[function]
+    with pytest.raises(ValueError, match="overlaps") as error:
+        call(x, target, **outputs)
+    for name in names:
+        assert f"`{name}`" in str(error.value), str(error.value)
+    np.testing.assert_array_equal(buffer, before)
+
+
 IN_PLACE_FUNCTIONS = [
     "softmax",
     "log_softmax",

@@ -356,13 +356,17 @@ def run(
         else:
             grad = check_out(out, array.shape, array.dtype, inputs, in_place_ok=logits)
         grad_rows = grad.reshape(rows.shape)
+    # each output is checked against the inputs and against the outputs before it:
+    # two outputs sharing memory would overwrite each other's results
+    checked = inputs + (("out", out),)
     row_lse: npt.NDArray[np.float64] | None = None
     row_argmax: npt.NDArray[np.int64] | None = None
     if lse_out is not None:
-        row_lse = check_out(lse_out, array.shape[:-1], FLOAT64, inputs, name="lse_out").reshape(-1)
+        row_lse = check_out(lse_out, array.shape[:-1], FLOAT64, checked, name="lse_out").reshape(-1)
+    checked += (("lse_out", lse_out),)
     if argmax_out is not None:
         row_argmax = check_out(
-            argmax_out, array.shape[:-1], INT64, inputs, name="argmax_out"
+            argmax_out, array.shape[:-1], INT64, checked, name="argmax_out"
         ).reshape(-1)
 
     n_threads = threads_for(rows.shape[0], rows.size)
