@@ -1468,3 +1468,59 @@ def test_bad_extra_per_row_out(function, name, bad, exception):
         out = [0] * N_ROWS
     arguments[name] = out
     expect_call_error(exception, name, function, arguments)
+
+
+# ---------------------------------------------------------------------------
+# numpy.ma.MaskedArray: its mask would be ignored, so it is refused
+
+
+def masked(values):
+    return np.ma.masked_array(values, mask=np.zeros(np.shape(values), bool))
+
+
+MASKED_ARGUMENTS = [
+    ("softmax", {"x": masked(np.zeros(SHAPE))}, "x"),
+    ("log_softmax", {"x": masked(np.zeros(SHAPE))}, "x"),
+    ("logsumexp", {"x": masked(np.zeros(SHAPE))}, "x"),
+    ("softmax_jacobian", {"s": masked(np.full(SHAPE, 0.25))}, "s"),
+    ("softmax_backward", {"grad_s": masked(np.zeros(SHAPE)), "s": np.full(SHAPE, 0.25)}, "grad_s"),
+    ("log_softmax_backward", {"grad_out": np.zeros(SHAPE), "log_s": masked(np.zeros(SHAPE))},
+     "log_s"),
+    ("softmax", {"x": np.zeros(SHAPE), "out": masked(np.zeros(SHAPE))}, "out"),
+    ("cross_entropy", {"logits": masked(np.zeros(SHAPE)), "target": np.zeros(SHAPE[0], int)},
+     "logits"),
+    ("cross_entropy", {"logits": np.zeros(SHAPE), "target": masked(np.zeros(SHAPE[0], int))},
+     "target"),
+    ("cross_entropy", {"logits": np.zeros(SHAPE), "target": masked(np.full(SHAPE, 0.25))},
+     "target"),
+    ("cross_entropy", {"logits": np.zeros(SHAPE), "target": np.zeros(SHAPE[0], int),
+                       "weight": masked(np.ones(SHAPE[1]))}, "weight"),
+    ("cross_entropy_with_grad", {"logits": np.zeros(SHAPE), "target": np.zeros(SHAPE[0], int),
+                                 "out": masked(np.zeros(SHAPE))}, "out"),
+]
+
+
+@pytest.mark.parametrize("function, arguments, name", MASKED_ARGUMENTS)
+def test_masked_arrays_are_a_type_error_naming_the_argument(function, arguments, name):
+    with pytest.raises(TypeError, match=f"`{name}` is a numpy.ma.MaskedArray") as error:
+        getattr(fastsce, function)(**arguments)
+    assert "np.ma.filled" in str(error.value)
+
+
+def test_masked_class_weight_is_a_type_error_at_construction():
+    with pytest.raises(TypeError, match="`weight` is a numpy.ma.MaskedArray"):
+        fastsce.CrossEntropyLoss(weight=masked(np.ones(3)))
+
+
+def test_class_weight_is_copied_at_construction():
+    """Changing the caller's weight afterwards (a NaN included) changes nothing."""
+    weight = np.array([1.0, 2.0, 0.5])
+    criterion = fastsce.CrossEntropyLoss(weight=weight)
+    x = np.array([[0.0, 1.0, 2.0], [1.0, 0.0, -1.0]])
+    target = np.array([1, 2])
+    before = criterion(x, target)
+    weight[1] = np.nan
+    after = criterion(x, target)
+    assert after == before and np.isfinite(after)
+    assert before == fastsce.cross_entropy(x, target, weight=[1.0, 2.0, 0.5])
+    assert not criterion.options.weight.flags.writeable

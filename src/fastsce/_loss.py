@@ -435,7 +435,8 @@ class CrossEntropyLoss:
         loss = criterion(logits, target)
         loss, grad = criterion.loss_and_grad(logits, target, out=grad_buffer)
 
-    Options are those of cross_entropy, validated once here.  The per-row
+    Options are those of cross_entropy, validated once here; `weight` is
+    copied then, so changing the caller's array afterwards has no effect.  The per-row
     buffers are kept between calls, so with a reused `out` the steady state
     allocates no arrays (reduction='none' returns a new array of losses).
     """
@@ -612,7 +613,11 @@ def _class_weights(weight: npt.ArrayLike) -> npt.NDArray[np.float64]:
         raise ValueError(f"`weight` must have shape (C,), got {weights.shape}")
     if not np.isfinite(weights).all():
         raise ValueError(f"`weight` must be finite, got {weights}")
-    return np.ascontiguousarray(weights)
+    # a private, read-only copy: the caller changing its array later (a NaN included)
+    # cannot bypass the checks above
+    weights = np.array(weights, order="C", copy=True)
+    weights.flags.writeable = False
+    return weights
 
 
 def _is_soft(target: npt.NDArray[Any], logits_shape: tuple[int, ...]) -> bool:

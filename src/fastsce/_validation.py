@@ -34,13 +34,28 @@ def float_dtype_for(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
 
 
 def as_array(value: object, name: str) -> npt.NDArray[Any]:
-    """np.asarray(value), with numpy's error for a ragged nested sequence naming `name`."""
+    """np.asarray(value), with numpy's error for a ragged nested sequence naming `name`.
+
+    A numpy.ma.MaskedArray is a TypeError: np.asarray would drop its mask silently,
+    and whether a masked logit means a masked class (-inf) or a missing value is the
+    caller's choice to spell out.
+    """
     if type(value) is np.ndarray:
         return value
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(masked_array_message(name))
     try:
         return np.asarray(value)
     except ValueError as error:
         raise ValueError(f"`{name}` is not a rectangular array: {error}") from None
+
+
+def masked_array_message(name: str) -> str:
+    return (
+        f"`{name}` is a numpy.ma.MaskedArray, whose mask fastsce would ignore; pass "
+        f"np.ma.filled({name}, -np.inf) to make masked logits masked classes, or "
+        f"{name}.data to drop the mask"
+    )
 
 
 def as_float_array(
@@ -155,6 +170,8 @@ def check_out(
     """
     if type(out) is not np.ndarray and not isinstance(out, np.ndarray):
         raise TypeError(f"`{name}` must be a numpy array, got {type(out).__name__}")
+    if isinstance(out, np.ma.MaskedArray):
+        raise TypeError(masked_array_message(name))
     if out.dtype is not dtype and out.dtype != dtype:
         raise TypeError(f"`{name}` must have dtype {dtype}, got {out.dtype}")
     if out.shape != shape:
