@@ -10,6 +10,18 @@ e.g. ``threadpool_limits(1)``, as for NumPy's BLAS and scikit-learn).
 Results never depend on the thread count: each row is computed the same way
 on any thread and the batch loss is summed in row order.
 
+Forked children.  Once a kernel has run on several threads, the OpenMP
+runtime holds a thread pool; GNU libgomp cannot use it, nor build a new one,
+in a child made by fork() (its first parallel region would wait forever).  A
+child forked after that point therefore runs every kernel on one thread, for
+good: os.register_at_fork marks it, set_num_threads there warns once that it
+has no effect, and get_num_threads says 1.  Results are the same bits (they
+never depend on the thread count); the parent keeps its threads.  A child
+forked before any multi-threaded kernel ran keeps its threads too, as do the
+spawn and forkserver start methods, which start fresh interpreters.  LLVM's
+libomp (macOS) re-initialises itself in a forked child, but the same rule is
+applied on every platform, so a program behaves alike everywhere.
+
 The vector instruction set is chosen by the kernels at import (csrc/fsce_rows.c);
 the environment variable FASTSCE_SIMD caps it, and an unknown value is reported
 here with a warning rather than silently ignored.
@@ -52,9 +64,27 @@ USABLE_CPUS = _usable_cpus()
 
 _num_threads: int | None = None
 
+#: a kernel has run on more than one thread in this process (the OpenMP pool exists)
+_pool_started = False
+#: this process was forked after the pool started: one thread for good
+_forked_after_pool = False
+_warned_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_pool
+    if _pool_started:
+        _forked_after_pool = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def get_num_threads() -> int:
-    """Number of threads large kernels use (default: the CPUs available)."""
+    """Number of threads large kernels use (default: the CPUs available; 1 in a
+    process forked after fastsce's threads started, see set_num_threads)."""
+    if _forked_after_pool:
+        return 1
     return _num_threads if _num_threads is not None else USABLE_CPUS
 
 
@@ -62,10 +92,23 @@ def set_num_threads(n_threads: int | None) -> None:
     """Set the number of threads for large inputs; None restores the default.
 
     Any positive integer is accepted; kernels use at most the CPUs available.
+    In a process forked (os.fork, multiprocessing's "fork" start method) after
+    fastsce ran a kernel on several threads, the OpenMP runtime cannot start
+    threads: kernels there run on one thread whatever is set, and asking for
+    more warns once (RuntimeWarning).
     """
-    global _num_threads
+    global _num_threads, _warned_forked
     if n_threads is not None:
         n_threads = _positive_int(n_threads, "n_threads")
+    if _forked_after_pool and (n_threads is None or n_threads > 1) and not _warned_forked:
+        _warned_forked = True
+        warnings.warn(
+            "fastsce: this process was forked after fastsce's OpenMP threads started; "
+            "the OpenMP runtime cannot start threads in it, so kernels run on one thread "
+            "here (use the 'spawn' or 'forkserver' start method for threads in workers)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     _num_threads = n_threads
 
 
@@ -80,6 +123,10 @@ def _positive_int(value: object, name: str) -> int:
 
 def threads_for(n_rows: int, n_elements: int) -> int:
     """Threads a kernel over n_rows rows of n_elements elements in all uses."""
-    if n_elements < PARALLEL_MIN_ELEMENTS:
+    global _pool_started
+    if n_elements < PARALLEL_MIN_ELEMENTS or _forked_after_pool:
         return 1
-    return max(1, min(get_num_threads(), USABLE_CPUS, n_rows, openmp_max_threads()))
+    n_threads = max(1, min(get_num_threads(), USABLE_CPUS, n_rows, openmp_max_threads()))
+    if n_threads > 1:
+        _pool_started = True
+    return n_threads
