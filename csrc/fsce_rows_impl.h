@@ -318,6 +318,15 @@ FSCE_TARGET static void N_(row_mul_shifted)(const REAL *s, const REAL *g, ptrdif
         N_(store_tail)(out + j, n - j, N_(load_tail)(s + j, n - j, 0) * (N_(load_tail)(g + j, n - j, 0) - vd));
 }
 
+/* loss = w_t (1 - eps) (lse - x_t) + eps (lse - mean_j x_j) of a short row, from
+   log_total = lse - m and mean_gap = mean_j (x_j - m) (a 0 coefficient adds 0, even times inf) */
+FSCE_INLINE double N_(small_row_loss)(double target_mass, double eps, double m, double x_t,
+                                      double log_total, double mean_gap)
+{
+    return (target_mass != 0.0 ? target_mass * ((m - x_t) + log_total) : 0.0)
+           + (eps != 0.0 ? eps * (log_total - mean_gap) : 0.0);
+}
+
 /*
  * Cross-entropy loss (and gradient unless grad is NULL) of n_rows short rows
  * (n <= FSCE_SMALL_ROW_CLASSES) with class-index targets, LANES rows at a
@@ -341,7 +350,6 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
     REAL lane[LANES];
     IREAL lane_bits[LANES];
     double totals[LANES], sums[LANES], others[LANES], coef[LANES];
-    int confident_max[LANES]; /* a confident row (S < FSCE_CONFIDENT_TOTAL) whose target is the max */
     for (ptrdiff_t r0 = 0; r0 < n_rows; r0 += LANES) {
         const ptrdiff_t rows = n_rows - r0 < LANES ? n_rows - r0 : LANES;
         VEC best = T_(splat)(-(REAL)INFINITY);
@@ -365,14 +373,6 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
         }
         ACC_(lanes)(sum_e, totals, LANES);
         ACC_(lanes)(sum_x, sums, LANES);
-        int any_confident = 0;
-        for (ptrdiff_t r = 0; r < rows; ++r) any_confident |= totals[r] < FSCE_CONFIDENT_TOTAL;
-        if (any_confident) {                               /* S' of row_sum_below_one, per lane */
-            ACC sum_other = ACC_(zero)();
-            for (ptrdiff_t j = 0; j < n; ++j)
-                N_(acc_add)(&sum_other, T_(select)(FSCE_MASK(column[j] < 1), column[j], T_(splat)(0)));
-            ACC_(lanes)(sum_other, others, LANES);
-        }
         T_(store)(lane, m);
         if (row_argmax != NULL) {
             IREAL max_at[LANES], nan_at[LANES];
@@ -385,23 +385,41 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
             const ptrdiff_t row = r0 + r;
             lane_bits[r] = 0;
             coef[r] = 0.0;
-            confident_max[r] = 0;
             if (r >= rows) continue;
-            const int confident = totals[r] < FSCE_CONFIDENT_TOTAL;
-            const double log_total = confident ? log1p(others[r]) : log(totals[r]);
-            if (row_lse != NULL) row_lse[row] = isinf(lane[r]) ? lane[r] : lane[r] + log_total;
+            if (row_lse != NULL) row_lse[row] = isinf(lane[r]) ? lane[r] : lane[r] + log(totals[r]);
             const int64_t t = target[row];
             if (t == ignore_index) {
                 lane_bits[r] = -1;
                 row_loss[row] = 0.0;
                 continue;
             }
-            const double w_t = weight ? weight[t] : 1.0, m_r = lane[r], x_t = (double)x[row * x_stride + t];
-            confident_max[r] = confident && x_t == m_r; /* read before grad (maybe x) is written */
-            const double target_mass = w_t * (1.0 - eps);  /* a 0 coefficient adds 0, even times inf */
-            row_loss[row] = (target_mass != 0.0 ? target_mass * ((m_r - x_t) + log_total) : 0.0)
-                            + (eps != 0.0 ? eps * (log_total - sums[r]) : 0.0);
+            const double w_t = weight ? weight[t] : 1.0;
+            row_loss[row] = N_(small_row_loss)(w_t * (1.0 - eps), eps, lane[r], x[row * x_stride + t],
+                                               log(totals[r]), sums[r]);
             coef[r] = scale * (w_t * (1.0 - eps) + eps) / totals[r];
+        }
+        /* confident rows (S < FSCE_CONFIDENT_TOTAL, rare): lse and loss again from
+           log1p(S'), S' summed as row_sum_below_one does, before grad (maybe x) is written */
+        int confident_max[LANES] = {0}; /* ... whose target is the max */
+        int any_confident = 0;
+        for (ptrdiff_t r = 0; r < rows; ++r) any_confident |= totals[r] < FSCE_CONFIDENT_TOTAL;
+        if (any_confident) {
+            ACC sum_other = ACC_(zero)();
+            for (ptrdiff_t j = 0; j < n; ++j)
+                N_(acc_add)(&sum_other, T_(select)(FSCE_MASK(column[j] < 1), column[j], T_(splat)(0)));
+            ACC_(lanes)(sum_other, others, LANES);
+            for (ptrdiff_t r = 0; r < rows; ++r) {
+                const ptrdiff_t row = r0 + r;
+                if (!(totals[r] < FSCE_CONFIDENT_TOTAL)) continue;
+                const double log_total = log1p(others[r]);
+                if (row_lse != NULL) row_lse[row] = lane[r] + log_total;
+                const int64_t t = target[row];
+                if (t == ignore_index) continue;
+                const double w_t = weight ? weight[t] : 1.0;
+                row_loss[row] = N_(small_row_loss)(w_t * (1.0 - eps), eps, lane[r], x[row * x_stride + t],
+                                                   log_total, sums[r]);
+                confident_max[r] = x[row * x_stride + t] == lane[r];
+            }
         }
         if (grad == NULL) continue;
         IVEC ignored;

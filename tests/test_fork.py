@@ -40,6 +40,18 @@ PRELUDE = textwrap.dedent("""
 
     PARENT_LOSS, PARENT_GRAD, PARENT_THREADS = large_call()
     assert _config._pool_started == (PARENT_THREADS > 1)
+
+    def in_forked_child(check):
+        # check() in a child made by os.fork; fails unless it returns True
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if check() else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
 """)
 
 
@@ -74,41 +86,29 @@ multi_threaded = pytest.mark.skipif(
 def test_an_os_fork_child_returns_the_parents_bits_on_one_thread(tmp_path):
     run_script("""
         assert PARENT_THREADS > 1
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                loss, grad, threads = large_call()
-                code = 0 if (loss, grad, threads) == (PARENT_LOSS, PARENT_GRAD, 1) else 3
-                code = code or (0 if fastsce.get_num_threads() == 1 else 4)
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, status
+
+        def check():
+            return large_call() == (PARENT_LOSS, PARENT_GRAD, 1) and fastsce.get_num_threads() == 1
+
+        in_forked_child(check)
     """, tmp_path)
 
 
 @multi_threaded
 def test_set_num_threads_in_the_child_warns_once_and_the_call_returns(tmp_path):
     run_script("""
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    fastsce.set_num_threads(2)
-                    fastsce.set_num_threads(2)
-                    fastsce.set_num_threads(1)
-                messages = [str(w.message) for w in caught]
-                ok = (len(messages) == 1 and "forked" in messages[0]
-                      and issubclass(caught[0].category, RuntimeWarning))
-                loss, grad, threads = large_call()
-                code = 0 if ok and (loss, grad, threads) == (PARENT_LOSS, PARENT_GRAD, 1) else 3
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, status
+        def check():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fastsce.set_num_threads(2)
+                fastsce.set_num_threads(2)
+                fastsce.set_num_threads(1)
+            messages = [str(w.message) for w in caught]
+            warned_once = (len(messages) == 1 and "forked" in messages[0]
+                           and issubclass(caught[0].category, RuntimeWarning))
+            return warned_once and large_call() == (PARENT_LOSS, PARENT_GRAD, 1)
+
+        in_forked_child(check)
     """, tmp_path)
 
 
@@ -139,18 +139,15 @@ def test_spawn_and_forkserver_workers_keep_their_threads(method, tmp_path):
 def test_a_child_forked_before_any_threads_keeps_them(tmp_path):
     """Forking before the pool exists is safe: the child may start threads itself."""
     body = """
-        import os, numpy as np, fastsce
-        from fastsce import _config
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                x = np.zeros((4096, 1000), np.float32)
-                fastsce.cross_entropy(x, np.zeros(4096, np.int64))
-                code = 0 if _config.threads_for(4096, x.size) == _config.USABLE_CPUS else 3
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, status
+        import numpy as np
+
+        def check():
+            x = np.zeros((4096, 1000), np.float32)
+            fastsce.cross_entropy(x, np.zeros(4096, np.int64))
+            return _config.threads_for(4096, x.size) == _config.USABLE_CPUS
+
+        in_forked_child(check)
     """
-    run_script(body, tmp_path, prelude="")
+    # the prelude's helpers without its multi-threaded call
+    prelude = PRELUDE[: PRELUDE.index("X = ")] + PRELUDE[PRELUDE.index("def in_forked_child") :]
+    run_script(body, tmp_path, prelude=prelude)
