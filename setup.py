@@ -1,6 +1,6 @@
 """Build the fastsce extension modules.
 
-Each Cython kernel module is compiled together with the C row helpers in
+The one kernel module (fastsce._kernels) is compiled together with the C row helpers in
 csrc/.  Flags: -O3 (or /O2), never -march=native: the vector code paths are
 chosen at run time (csrc/fsce_rows.c).
 
@@ -40,7 +40,14 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL_MODULES = ["_softmax_kernels", "_loss_kernels"]
+#: the one extension module: every kernel, with the C row helpers compiled into it once
+KERNEL_MODULES = ["_kernels"]
+#: Cython files it includes or cimports (a change rebuilds it)
+CYTHON_DEPENDS = sorted(
+    str(path)
+    for pattern in ("*.pxd", "*.pxi")
+    for path in pathlib.Path("src/fastsce").glob(pattern)
+)
 C_HELPERS = ["csrc/fsce_rows.c"]
 #: the extensions are rebuilt when any of these change
 C_HEADERS = sorted(str(path) for path in pathlib.Path("csrc").glob("*.h"))
@@ -200,7 +207,7 @@ extensions = [
         f"fastsce.{name}",
         sources=[f"src/fastsce/{name}.pyx", *C_HELPERS],
         include_dirs=["csrc", np.get_include()],
-        depends=C_HEADERS,
+        depends=C_HEADERS + CYTHON_DEPENDS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     )
     for name in KERNEL_MODULES

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 import fastsce
-from fastsce import _softmax_kernels, _speed
+from fastsce import _kernels, _speed
 
 HERE = Path(__file__).resolve().parent
 
@@ -268,7 +268,7 @@ def machine_description(load_before):
         f"OS: {platform.platform()}",
         f"Python {platform.python_version()}, NumPy {np.__version__}, "
         f"PyTorch {library_version('torch')}, scikit-learn {library_version('sklearn')}",
-        f"fastsce {fastsce.__version__}, SIMD path {_softmax_kernels.simd_path()}",
+        f"fastsce {fastsce.__version__}, SIMD path {_kernels.simd_path()}",
     ]
 
 

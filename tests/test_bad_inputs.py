@@ -1484,31 +1484,57 @@ MASKED_ARGUMENTS = [
     ("logsumexp", {"x": masked(np.zeros(SHAPE))}, "x"),
     ("softmax_jacobian", {"s": masked(np.full(SHAPE, 0.25))}, "s"),
     ("softmax_backward", {"grad_s": masked(np.zeros(SHAPE)), "s": np.full(SHAPE, 0.25)}, "grad_s"),
-    ("log_softmax_backward", {"grad_out": np.zeros(SHAPE), "log_s": masked(np.zeros(SHAPE))},
-     "log_s"),
+    (
+        "log_softmax_backward",
+        {"grad_out": np.zeros(SHAPE), "log_s": masked(np.zeros(SHAPE))},
+        "log_s",
+    ),
     ("softmax", {"x": np.zeros(SHAPE), "out": masked(np.zeros(SHAPE))}, "out"),
-    ("cross_entropy", {"logits": masked(np.zeros(SHAPE)), "target": np.zeros(SHAPE[0], int)},
-     "logits"),
-    ("cross_entropy", {"logits": np.zeros(SHAPE), "target": masked(np.zeros(SHAPE[0], int))},
-     "target"),
-    ("cross_entropy", {"logits": np.zeros(SHAPE), "target": masked(np.full(SHAPE, 0.25))},
-     "target"),
-    ("cross_entropy", {"logits": np.zeros(SHAPE), "target": np.zeros(SHAPE[0], int),
-                       "weight": masked(np.ones(SHAPE[1]))}, "weight"),
-    ("cross_entropy_with_grad", {"logits": np.zeros(SHAPE), "target": np.zeros(SHAPE[0], int),
-                                 "out": masked(np.zeros(SHAPE))}, "out"),
+    (
+        "cross_entropy",
+        {"logits": masked(np.zeros(SHAPE)), "target": np.zeros(SHAPE[0], int)},
+        "logits",
+    ),
+    (
+        "cross_entropy",
+        {"logits": np.zeros(SHAPE), "target": masked(np.zeros(SHAPE[0], int))},
+        "target",
+    ),
+    (
+        "cross_entropy",
+        {"logits": np.zeros(SHAPE), "target": masked(np.full(SHAPE, 0.25))},
+        "target",
+    ),
+    (
+        "cross_entropy",
+        {
+            "logits": np.zeros(SHAPE),
+            "target": np.zeros(SHAPE[0], int),
+            "weight": masked(np.ones(SHAPE[1])),
+        },
+        "weight",
+    ),
+    (
+        "cross_entropy_with_grad",
+        {
+            "logits": np.zeros(SHAPE),
+            "target": np.zeros(SHAPE[0], int),
+            "out": masked(np.zeros(SHAPE)),
+        },
+        "out",
+    ),
 ]
 
 
 @pytest.mark.parametrize("function, arguments, name", MASKED_ARGUMENTS)
 def test_masked_arrays_are_a_type_error_naming_the_argument(function, arguments, name):
-    with pytest.raises(TypeError, match=f"`{name}` is a numpy.ma.MaskedArray") as error:
+    with pytest.raises(TypeError, match=rf"`{name}` is a numpy\.ma\.MaskedArray") as error:
         getattr(fastsce, function)(**arguments)
     assert "np.ma.filled" in str(error.value)
 
 
 def test_masked_class_weight_is_a_type_error_at_construction():
-    with pytest.raises(TypeError, match="`weight` is a numpy.ma.MaskedArray"):
+    with pytest.raises(TypeError, match=r"`weight` is a numpy\.ma\.MaskedArray"):
         fastsce.CrossEntropyLoss(weight=masked(np.ones(3)))
 
 

@@ -121,8 +121,12 @@ def check_float32():
             loss = fastsce.cross_entropy(x, np.array([0, n_classes - 1]), reduction="none")
             for value in loss:
                 check_close(value, np.log1p(d), F32_LOSS_RTOL, f"float32 loss a={a}")
-            check_close(fastsce.cross_entropy(x[:1], np.array([0])), np.log1p(d), F32_LOSS_RTOL,
-                        f"float32 mean loss a={a}")
+            check_close(
+                fastsce.cross_entropy(x[:1], np.array([0])),
+                np.log1p(d),
+                F32_LOSS_RTOL,
+                f"float32 mean loss a={a}",
+            )
 
 
 def check_all():

@@ -135,9 +135,9 @@ def test_log_softmax_backward_with_positive_log_s_matches_reference(dtype):
 
 PATH_SCRIPT = """
 import numpy as np
-from fastsce import _softmax_kernels
+from fastsce import _kernels
 from test_exp import check_exp, check_positive_log_s
-print(_softmax_kernels.simd_path())
+print(_kernels.simd_path())
 print("FAILURES", [failure for dtype in (np.float32, np.float64)
                    for failure in check_exp(dtype) + check_positive_log_s(dtype)])
 """

@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from fastsce import _loss_kernels
+from fastsce import _kernels
 
 TIMEOUT = 120
 
@@ -77,26 +77,30 @@ def run_script(body, directory, prelude=PRELUDE):
 
 
 multi_threaded = pytest.mark.skipif(
-    not _loss_kernels.openmp_enabled() or (os.cpu_count() or 1) < 2,
+    not _kernels.openmp_enabled() or (os.cpu_count() or 1) < 2,
     reason="the parent must run a kernel on several threads to start the OpenMP pool",
 )
 
 
 @multi_threaded
 def test_an_os_fork_child_returns_the_parents_bits_on_one_thread(tmp_path):
-    run_script("""
+    run_script(
+        """
         assert PARENT_THREADS > 1
 
         def check():
             return large_call() == (PARENT_LOSS, PARENT_GRAD, 1) and fastsce.get_num_threads() == 1
 
         in_forked_child(check)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
 
 
 @multi_threaded
 def test_set_num_threads_in_the_child_warns_once_and_the_call_returns(tmp_path):
-    run_script("""
+    run_script(
+        """
         def check():
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -109,31 +113,39 @@ def test_set_num_threads_in_the_child_warns_once_and_the_call_returns(tmp_path):
             return warned_once and large_call() == (PARENT_LOSS, PARENT_GRAD, 1)
 
         in_forked_child(check)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
 
 
 @multi_threaded
 def test_a_fork_pool_maps_large_calls_and_the_parent_keeps_its_threads(tmp_path):
-    run_script("""
+    run_script(
+        """
         with multiprocessing.get_context("fork").Pool(2) as pool:
             results = pool.map(large_call, range(4))
         assert all(r == (PARENT_LOSS, PARENT_GRAD, 1) for r in results)
         # the parent after the fork: still multi-threaded, same bits
         assert large_call() == (PARENT_LOSS, PARENT_GRAD, PARENT_THREADS)
         assert PARENT_THREADS > 1 and fastsce.get_num_threads() > 1
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_spawn_and_forkserver_workers_keep_their_threads(method, tmp_path):
     if method not in multiprocessing.get_all_start_methods():
         pytest.skip(f"the {method} start method is not available on this platform")
-    run_script(f"""
+    run_script(
+        f"""
         if __name__ == "__main__":
             with multiprocessing.get_context({method!r}).Pool(2) as pool:
                 results = pool.map(large_call, range(2))
             assert all(r == (PARENT_LOSS, PARENT_GRAD, PARENT_THREADS) for r in results)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
 
 
 def test_a_child_forked_before_any_threads_keeps_them(tmp_path):

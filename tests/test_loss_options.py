@@ -435,9 +435,7 @@ def test_argmax_out_is_the_first_maximum_and_counts_hits(options, dtype):
         ([[1.0, 1.0000001], [2.0, 1.0]], {"temperature": 3.0}),
     ],
 )
-def test_argmax_out_is_that_of_the_logits_whatever_softcap_and_temperature(
-    logits, options, dtype
-):
+def test_argmax_out_is_that_of_the_logits_whatever_softcap_and_temperature(logits, options, dtype):
     """The index of the largest logit, as np.argmax, even where the softcap or the
     temperature maps distinct logits to the same z (the first would win there)."""
     x = np.array(logits, dtype)

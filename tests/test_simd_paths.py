@@ -19,7 +19,7 @@ import textwrap
 
 import pytest
 
-from fastsce import _softmax_kernels
+from fastsce import _kernels
 
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
 
@@ -27,12 +27,12 @@ CHECK_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     import fastsce
-    from fastsce import _softmax_kernels
+    from fastsce import _kernels
     from conftest import (LOG_SUM_ATOL, LOSS_RTOL, RTOL, assert_close, backward_magnitude,
                           grad_magnitude, logsumexp_magnitude, loss_atol, make_hard_target,
                           make_logits, make_soft_target, oracle)
 
-    print(_softmax_kernels.simd_path())
+    print(_kernels.simd_path())
     failures = []
     for n_classes in [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 47, 1000, 4097]:
         for dtype in [np.float32, np.float64]:
@@ -111,11 +111,11 @@ def test_avx2_capped_path_matches_reference():
     assert result.returncode == 0, result.stdout + result.stderr
     path = result.stdout.split("\n")[0]
     assert path == "avx2+fma" or path.startswith(("baseline", "scalar")), path
-    if _softmax_kernels.simd_path() in ("avx2+fma", "avx512"):
+    if _kernels.simd_path() in ("avx2+fma", "avx512"):
         assert path == "avx2+fma"
 
 
-PATH_SCRIPT = "from fastsce import _softmax_kernels; print(_softmax_kernels.simd_path())"
+PATH_SCRIPT = "from fastsce import _kernels; print(_kernels.simd_path())"
 
 
 def test_environment_variable_forces_the_baseline():
@@ -127,11 +127,11 @@ def test_environment_variable_forces_the_baseline():
     # without the variable the best path for this CPU is chosen: the same as in this
     # process unless the suite itself runs with FASTSCE_SIMD set
     if os.environ.get("FASTSCE_SIMD") is None:
-        assert default.stdout.strip() == _softmax_kernels.simd_path()
+        assert default.stdout.strip() == _kernels.simd_path()
 
 
 def test_simd_path_names_a_known_instruction_set():
-    assert _softmax_kernels.simd_path() in (
+    assert _kernels.simd_path() in (
         "avx512",
         "avx2+fma",
         "baseline (sse2)",
@@ -146,7 +146,7 @@ def test_default_path_matches_reference_on_tails():
     result = run_with_simd(None, CHECK_SCRIPT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
-        result.stdout.split("\n")[0] == _softmax_kernels.simd_path()
+        result.stdout.split("\n")[0] == _kernels.simd_path()
         or os.environ.get("FASTSCE_SIMD") is not None
     )
 
@@ -161,7 +161,7 @@ def test_unknown_value_warns_and_is_ignored(value):
         result.stderr
     )
     if os.environ.get("FASTSCE_SIMD") is None:
-        assert result.stdout.strip() == _softmax_kernels.simd_path()
+        assert result.stdout.strip() == _kernels.simd_path()
 
 
 @pytest.mark.parametrize("value", ["baseline", "avx2", "avx512", ""])

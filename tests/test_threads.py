@@ -15,11 +15,11 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastsce
-from fastsce import _config, _loss_kernels
+from fastsce import _config, _kernels
 
 BIG = _config.PARALLEL_MIN_ELEMENTS
 openmp_only = pytest.mark.skipif(
-    not _loss_kernels.openmp_enabled(), reason="built without OpenMP: always one thread"
+    not _kernels.openmp_enabled(), reason="built without OpenMP: always one thread"
 )
 
 
@@ -31,7 +31,7 @@ def default_threads():
 
 
 def expected_default(n_rows):
-    return max(1, min(_config.USABLE_CPUS, n_rows, _loss_kernels.openmp_max_threads()))
+    return max(1, min(_config.USABLE_CPUS, n_rows, _kernels.openmp_max_threads()))
 
 
 def test_small_inputs_use_one_thread():
@@ -54,7 +54,7 @@ def test_a_threadpoolctl_limit_is_respected_and_lifted():
     assert any(info["user_api"] == "openmp" for info in threadpool_info())
     before = _config.threads_for(10**6, 10**8)
     with threadpool_limits(limits=1, user_api="openmp"):
-        assert _loss_kernels.openmp_max_threads() == 1
+        assert _kernels.openmp_max_threads() == 1
         assert _config.threads_for(10**6, 10**8) == 1
     assert _config.threads_for(10**6, 10**8) == before
 

@@ -71,8 +71,10 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     workers = [start_worker(args.a, args.threads), start_worker(args.b, args.threads)]
-    print(f"A = {args.a}\nB = {args.b}\n{args.threads} threads, best of {args.rounds} rounds "
-          f"x {args.calls} calls, A and B interleaved\n")
+    print(
+        f"A = {args.a}\nB = {args.b}\n{args.threads} threads, best of {args.rounds} rounds "
+        f"x {args.calls} calls, A and B interleaved\n"
+    )
     print("| dtype | shape | A | B | B / A |\n|---|---|---:|---:|---:|")
     worst = 0.0
     for dtype in DTYPES:
@@ -85,8 +87,11 @@ def main():
                     best[k] = min(best[k], ask(workers[k], dtype, rows, classes, calls))
             ratio = best[1] / best[0]
             worst = max(worst, ratio)
-            print(f"| {dtype} | {rows} x {classes} | {best[0] * 1e6:.1f} us | "
-                  f"{best[1] * 1e6:.1f} us | {ratio:.3f} |", flush=True)
+            print(
+                f"| {dtype} | {rows} x {classes} | {best[0] * 1e6:.1f} us | "
+                f"{best[1] * 1e6:.1f} us | {ratio:.3f} |",
+                flush=True,
+            )
     print(f"\nworst B / A: {worst:.3f}")
     for worker in workers:
         worker.stdin.close()

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from . import __version__, _config, _loss_kernels, _selfcheck, _softmax_kernels, _speed
+from . import __version__, _config, _kernels, _selfcheck, _speed
 
 SIZES = [
     ((64, 10), np.float32),
@@ -27,7 +27,7 @@ SLOW_CALL_SECONDS = 2.0
 def describe_machine() -> str:
     return (
         f"fastsce {__version__} | {platform.machine()} {platform.processor() or ''} | "
-        f"SIMD path {_softmax_kernels.simd_path()} | OpenMP {_loss_kernels.openmp_enabled()} | "
+        f"SIMD path {_kernels.simd_path()} | OpenMP {_kernels.openmp_enabled()} | "
         f"{_config.get_num_threads()} threads | numpy {np.__version__}"
     )
 

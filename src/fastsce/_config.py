@@ -30,7 +30,7 @@ here with a warning rather than silently ignored.
 import os
 import warnings
 
-from ._loss_kernels import openmp_max_threads
+from ._kernels import openmp_max_threads
 
 #: values of FASTSCE_SIMD the kernels understand ("avx512": no cap, as unset)
 SIMD_CAPS = ("baseline", "avx2", "avx512")

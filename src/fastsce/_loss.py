@@ -17,7 +17,7 @@ from typing import Any, Literal, NoReturn, SupportsIndex, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import _loss_kernels as kernels
+from . import _kernels as kernels
 from ._config import PARALLEL_MIN_ELEMENTS, threads_for
 from ._validation import (
     FLOAT64,
@@ -358,7 +358,7 @@ def run(
         grad_rows = grad.reshape(rows.shape)
     # each output is checked against the inputs and against the outputs before it:
     # two outputs sharing memory would overwrite each other's results
-    checked = inputs + (("out", out),)
+    checked: tuple[tuple[str, object], ...] = (*inputs, ("out", out))
     row_lse: npt.NDArray[np.float64] | None = None
     row_argmax: npt.NDArray[np.int64] | None = None
     if lse_out is not None:
@@ -608,14 +608,14 @@ def _check_ignore_index(ignore_index: SupportsIndex) -> int:
 
 
 def _class_weights(weight: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    weights = as_float_array(weight, "weight", FLOAT64)
-    if weights.ndim != 1:
-        raise ValueError(f"`weight` must have shape (C,), got {weights.shape}")
-    if not np.isfinite(weights).all():
-        raise ValueError(f"`weight` must be finite, got {weights}")
+    given = as_float_array(weight, "weight", FLOAT64)
+    if given.ndim != 1:
+        raise ValueError(f"`weight` must have shape (C,), got {given.shape}")
+    if not np.isfinite(given).all():
+        raise ValueError(f"`weight` must be finite, got {given}")
     # a private, read-only copy: the caller changing its array later (a NaN included)
     # cannot bypass the checks above
-    weights = np.array(weights, order="C", copy=True)
+    weights = np.array(given, dtype=FLOAT64, order="C", copy=True)
     weights.flags.writeable = False
     return weights
 

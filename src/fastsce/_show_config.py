@@ -16,7 +16,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from . import _config, _loss_kernels, _softmax_kernels
+from . import _config, _kernels
 from ._version import __version__
 
 __all__ = ["show_config"]
@@ -33,7 +33,7 @@ def _build_info() -> dict[str, Any]:
 
 def _config_dict() -> dict[str, dict[str, Any]]:
     build = _build_info()
-    openmp = bool(_loss_kernels.openmp_enabled())
+    openmp = bool(_kernels.openmp_enabled())
     requested_threads = _config.get_num_threads()
     compiler = build.get("compiler_version") or build.get("compiler") or "unknown"
     if build.get("compiler_type") and build.get("compiler"):
@@ -63,7 +63,7 @@ def _config_dict() -> dict[str, dict[str, Any]]:
             "macosx_deployment_target": build.get("macosx_deployment_target", ""),
         },
         "runtime": {
-            "simd_path": _softmax_kernels.simd_path(),
+            "simd_path": _kernels.simd_path(),
             "simd_cap": os.environ.get("FASTSCE_SIMD", ""),
             "openmp": openmp,
             "num_threads": requested_threads if openmp else 1,

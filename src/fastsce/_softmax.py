@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.exceptions import AxisError
 
-from . import _softmax_kernels as kernels
+from . import _kernels as kernels
 from ._config import threads_for
 from ._validation import (
     as_contiguous_rows,
@@ -28,9 +28,9 @@ from ._validation import (
 )
 
 _Floats = npt.NDArray[np.floating[Any]]
-#: a row kernel of _softmax_kernels: (x rows, 1 / temperature, out, n_threads)
+#: a row kernel of _kernels: (x rows, 1 / temperature, out, n_threads)
 _RowKernel = Callable[[_Floats, float, _Floats, int], None]
-#: a backward kernel of _softmax_kernels: (upstream gradient, values, out, n_threads)
+#: a backward kernel of _kernels: (upstream gradient, values, out, n_threads)
 _BackwardKernel = Callable[[_Floats, _Floats, _Floats, int], None]
 
 

@@ -71,10 +71,10 @@ export HYPOTHESIS_STORAGE_DIRECTORY="$DEST/.hypothesis"
 
 if ! "$PYTHON" -c "
 import fastsce
-from fastsce import _loss_kernels, _softmax_kernels
+from fastsce import _kernels
 assert fastsce.__file__.startswith('$DEST'), fastsce.__file__
-assert _loss_kernels.openmp_enabled(), 'built without OpenMP'
-print('fastsce from', fastsce.__file__, '| OpenMP on | SIMD path', _softmax_kernels.simd_path())"; then
+assert _kernels.openmp_enabled(), 'built without OpenMP'
+print('fastsce from', fastsce.__file__, '| OpenMP on | SIMD path', _kernels.simd_path())"; then
     echo "the instrumented copy (with OpenMP) is not the one imported"
     exit 1
 fi

@@ -8,7 +8,7 @@
 #
 # Python's own allocator noise is avoided with PYTHONMALLOC=malloc; what remains from
 # the interpreter and numpy is not ours, so only errors with a frame in fastsce's
-# extension modules (_loss_kernels / _softmax_kernels, fsce_* helpers) count.  All
+# extension modules (_kernels, fsce_* helpers) count.  All
 # error blocks are kept in the logs ($FASTSCE_VALGRIND_LOGS, default
 # /tmp/fastsce-valgrind).
 #
@@ -33,15 +33,15 @@ for simd in default baseline; do
     total=$(grep -E "ERROR SUMMARY" "$log" | tail -1)
     # error blocks: from a line "==pid== <description>" to the next blank "==pid== " line
     ours=$(awk '
-        /^==[0-9]+== $/ { if (block != "" && block ~ /(_loss_kernels|_softmax_kernels|fsce_)/) n++; block=""; next }
+        /^==[0-9]+== $/ { if (block != "" && block ~ /(_kernels|fsce_)/) n++; block=""; next }
         /^==[0-9]+== / { block = block "\n" $0 }
-        END { if (block ~ /(_loss_kernels|_softmax_kernels|fsce_)/) n++; print n+0 }' "$log")
+        END { if (block ~ /(_kernels|fsce_)/) n++; print n+0 }' "$log")
     echo "   workload exit status: $status"
     echo "   memcheck (all code): $total"
     echo "   errors with a frame in fastsce: $ours"
     if [ "$ours" -gt 0 ]; then
         awk '
-            /^==[0-9]+== $/ { if (block ~ /(_loss_kernels|_softmax_kernels|fsce_)/) print block "\n"; block=""; next }
+            /^==[0-9]+== $/ { if (block ~ /(_kernels|fsce_)/) print block "\n"; block=""; next }
             /^==[0-9]+== / { block = block "\n" $0 }' "$log" | head -150
         failed=1
     fi

@@ -1,46 +1,30 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False
-"""Cross-entropy kernels: loss and gradient of softmax cross-entropy in one pass per row.
-
-Design: every target is a distribution b over classes, and for one row of
-(transformed) logits z
-
-    lse    = m + log sum_j exp(z_j - m),          m = max_j z_j
-    loss   = sum_j b_j (lse - z_j) + lambda lse^2
-           = A log sum_j exp(z_j - m) - sum_j b_j (z_j - m) + lambda lse^2
-    grad_j = scale * ((A + 2 lambda lse) s_j - b_j),  A = sum_j b_j,  s = softmax(z)
-
-* hard targets (class index t, class weight w_t, label smoothing eps without
-  class weights): b = w_t (1 - eps) onehot(t) + eps / C, handled in closed form;
-* everything else (soft targets, class weights with smoothing): b is built
-  in a per-thread scratch row and used densely.
-* z = x / T (temperature) folds into the gradient scale; with a softcap c,
-  z = c tanh(x / c) / T is built in a scratch row and the gradient is
-  multiplied by dz/dx = (1 - tanh^2(x / c)) / T.  -inf stays -inf (masked).
-* lambda lse^2 is the z-loss (PaLM; Liger's lse_square_scale).
-
-A row is read from memory once: the max pass pulls it into cache, the exp pass
-writes exp(z_j - m) straight into the gradient row, and a last in-cache pass
-turns it into the gradient.  ``grad`` may be the logits buffer itself (in
-place): every value of x a row needs is read before that row is overwritten.
-Per-row losses go to a float64 array; the batch loss is summed from it
-afterwards in row order, so results do not depend on the number of threads.
-The Python layer (``_loss.py``) validates everything first: kernels cannot fail.
-"""
-cimport numpy as cnp
-from cython cimport floating
-from libc.math cimport INFINITY, NAN, isfinite, isinf, log, tanh
-from libc.stdlib cimport free, malloc
-from libc.stdint cimport int64_t
-from libc.string cimport memset
-
-from ._rows cimport (FSCE_SMALL_ROW_CLASSES, fsce_init, log_of_total, row_affine, row_axpby, row_dot,
-                     row_exp_sum, row_find, row_max, row_mul_shifted, row_shift, row_sum,
-                     run_rows, small_rows)
-
-cnp.import_array()
-fsce_init()
-
+# Cross-entropy kernels (included by _kernels.pyx): loss and gradient of softmax
+# cross-entropy in one pass per row.
+#
+# Design: every target is a distribution b over classes, and for one row of
+# (transformed) logits z
+#
+#     lse    = m + log sum_j exp(z_j - m),          m = max_j z_j
+#     loss   = sum_j b_j (lse - z_j) + lambda lse^2
+#            = A log sum_j exp(z_j - m) - sum_j b_j (z_j - m) + lambda lse^2
+#     grad_j = scale * ((A + 2 lambda lse) s_j - b_j),  A = sum_j b_j,  s = softmax(z)
+#
+# * hard targets (class index t, class weight w_t, label smoothing eps without
+#   class weights): b = w_t (1 - eps) onehot(t) + eps / C, handled in closed form;
+# * everything else (soft targets, class weights with smoothing): b is built
+#   in a per-thread scratch row and used densely.
+# * z = x / T (temperature) folds into the gradient scale; with a softcap c,
+#   z = c tanh(x / c) / T is built in a scratch row and the gradient is
+#   multiplied by dz/dx = (1 - tanh^2(x / c)) / T.  -inf stays -inf (masked).
+# * lambda lse^2 is the z-loss (PaLM; Liger's lse_square_scale).
+#
+# A row is read from memory once: the max pass pulls it into cache, the exp pass
+# writes exp(z_j - m) straight into the gradient row, and a last in-cache pass
+# turns it into the gradient.  ``grad`` may be the logits buffer itself (in
+# place): every value of x a row needs is read before that row is overwritten.
+# Per-row losses go to a float64 array; the batch loss is summed from it
+# afterwards in row order, so results do not depend on the number of threads.
+# The Python layer (``_loss.py``) validates everything first: kernels cannot fail.
 
 cdef extern from *:
     """

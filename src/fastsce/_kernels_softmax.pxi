@@ -1,25 +1,13 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False
-"""Softmax-family kernels: softmax, log_softmax, logsumexp, backward, Jacobian.
-
-Design: the Python layer (``_softmax.py``) hands every kernel clean 2-D
-arrays of shape (n_rows, n_classes) whose rows are contiguous (any row
-stride), float32 or float64, and C-contiguous outputs it allocated or checked.
-A kernel fills a ``RowOpCall`` and runs it over row ranges (``run_rows``: one
-range per thread, GIL released for large inputs); the work on a row is a few
-passes of the vectorised C helpers over data that stays in cache, so the input
-is read from memory once and the output written once.
-"""
-cimport numpy as cnp
-from cython cimport floating
-from libc.math cimport exp, isinf, log
-
-from ._rows cimport (fsce_init, fsce_simd_path, log_of_total, row_affine, row_axpby, row_dot, row_exp_sum,
-                     row_max, row_mul_shifted, row_shift, row_sum, run_rows)
-
-cnp.import_array()
-fsce_init()
-
+# Softmax-family kernels (included by _kernels.pyx): softmax, log_softmax, logsumexp,
+# backward, Jacobian.
+#
+# Design: the Python layer (``_softmax.py``) hands every kernel clean 2-D
+# arrays of shape (n_rows, n_classes) whose rows are contiguous (any row
+# stride), float32 or float64, and C-contiguous outputs it allocated or checked.
+# A kernel fills a ``RowOpCall`` and runs it over row ranges (``run_rows``: one
+# range per thread, GIL released for large inputs); the work on a row is a few
+# passes of the vectorised C helpers over data that stays in cache, so the input
+# is read from memory once and the output written once.
 
 ctypedef enum RowOp:
     SOFTMAX, LOG_SOFTMAX, LOGSUMEXP, BACKWARD, LOG_BACKWARD, JACOBIAN
@@ -177,8 +165,3 @@ def log_softmax_backward(cnp.ndarray grad_out, cnp.ndarray log_s, cnp.ndarray ou
 def softmax_jacobian(cnp.ndarray s, cnp.ndarray out, int n_threads):
     """out[i] = diag(s[i]) - s[i] s[i]^T; s (n_rows, C) and out (n_rows, C, C) C-contiguous."""
     run(JACOBIAN, s, None, 1.0, out, n_threads)
-
-
-def simd_path():
-    """Name of the vector instruction set chosen for this CPU."""
-    return fsce_simd_path().decode()

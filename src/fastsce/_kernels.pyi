@@ -1,8 +1,9 @@
-"""Type stubs for the compiled cross-entropy kernels (_loss_kernels.pyx).
+"""Type stubs for the compiled kernels (_kernels.pyx and the files it includes).
 
-The kernels trust their caller (fastsce._loss), which validates every array
-first; see the docstrings in the .pyx for the exact layout each argument needs.
-The internal cdef class Workspace is left out on purpose.
+The kernels trust their caller (fastsce._softmax, fastsce._loss), which
+validates every array first; see the docstrings in the .pxi files for the
+exact layout each argument needs.  The internal cdef class Workspace is left
+out on purpose.
 """
 
 from typing import Any, Literal, overload
@@ -11,6 +12,16 @@ import numpy as np
 import numpy.typing as npt
 
 _Floats = npt.NDArray[np.floating[Any]]
+
+def softmax(x: _Floats, inv_temperature: float, out: _Floats, n_threads: int) -> None: ...
+def log_softmax(x: _Floats, inv_temperature: float, out: _Floats, n_threads: int) -> None: ...
+def logsumexp(x: _Floats, inv_temperature: float, out: _Floats, n_threads: int) -> None: ...
+def softmax_backward(grad_s: _Floats, s: _Floats, out: _Floats, n_threads: int) -> None: ...
+def log_softmax_backward(
+    grad_out: _Floats, log_s: _Floats, out: _Floats, n_threads: int
+) -> None: ...
+def softmax_jacobian(s: _Floats, out: _Floats, n_threads: int) -> None: ...
+def simd_path() -> str: ...
 
 def scratch_elements(n_classes: int, n_threads: int) -> int: ...
 def cross_entropy(

@@ -1,0 +1,39 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
+"""fastsce's compiled kernels, in one extension module.
+
+The C row helpers of csrc/ are compiled into this module only: one copy of
+the vector code and one dispatch table, chosen once at import (fsce_init).
+The kernels that run those helpers over a batch live in two included files,
+one concern each:
+
+* _kernels_softmax.pxi: softmax, log_softmax, logsumexp, their backward
+  passes and the Jacobian (a ``RowOpCall`` run over row ranges);
+* _kernels_loss.pxi: softmax cross-entropy, loss and gradient in one pass per
+  row (a ``LossCall``), and the allocation-light path of small calls.
+
+The declarations both use (the row helpers' fused wrappers, for_row_ranges,
+run_rows) are in _rows.pxd.  The Python layer (_softmax.py, _loss.py)
+validates every argument first: nothing here can fail on bad input.
+"""
+cimport numpy as cnp
+from cython cimport floating
+from libc.math cimport INFINITY, NAN, exp, isfinite, isinf, log, tanh
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+from ._rows cimport (FSCE_SMALL_ROW_CLASSES, fsce_init, fsce_simd_path, log_of_total,
+                     row_affine, row_axpby, row_dot, row_exp_sum, row_find, row_max,
+                     row_mul_shifted, row_shift, row_sum, run_rows, small_rows)
+
+cnp.import_array()
+fsce_init()
+
+include "_kernels_softmax.pxi"
+include "_kernels_loss.pxi"
+
+
+def simd_path():
+    """Name of the vector instruction set chosen for this CPU."""
+    return fsce_simd_path().decode()
