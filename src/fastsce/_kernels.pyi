@@ -6,7 +6,7 @@ exact layout each argument needs.  The internal cdef class Workspace is left
 out on purpose.
 """
 
-from typing import Any, Literal, overload
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +22,6 @@ def log_softmax_backward(
 ) -> None: ...
 def softmax_jacobian(s: _Floats, out: _Floats, n_threads: int) -> None: ...
 def simd_path() -> str: ...
-
 def scratch_elements(n_classes: int, n_threads: int) -> int: ...
 def cross_entropy(
     logits: _Floats,
@@ -42,29 +41,6 @@ def cross_entropy(
     scratch: _Floats | None,
     n_threads: int,
 ) -> tuple[int, float]: ...
-@overload
-def small_call(
-    logits: object,
-    target: object,
-    out: object,
-    want_grad: Literal[False],
-    mean: bool,
-    ignore_index: int,
-    smoothing: float,
-    max_elements: int,
-) -> float | None: ...
-@overload
-def small_call(
-    logits: object,
-    target: object,
-    out: object,
-    want_grad: Literal[True],
-    mean: bool,
-    ignore_index: int,
-    smoothing: float,
-    max_elements: int,
-) -> tuple[float, _Floats] | None: ...
-@overload
 def small_call(
     logits: object,
     target: object,

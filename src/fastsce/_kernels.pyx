@@ -18,7 +18,7 @@ validates every argument first: nothing here can fail on bad input.
 """
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport INFINITY, NAN, exp, isfinite, isinf, log, tanh
+from libc.math cimport INFINITY, NAN, exp, isfinite, isinf, tanh
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset

@@ -445,22 +445,52 @@ cdef inline bint is_plain(object value, int typenum) noexcept:
 
 
 cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b) noexcept:
-    """The memory of two contiguous arrays intersects."""
+    """The memory spans of a (contiguous) and b (any strides) intersect."""
     cdef char *a0 = <char *>cnp.PyArray_DATA(a)
     cdef char *b0 = <char *>cnp.PyArray_DATA(b)
-    return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a)
+    cdef char *b1 = b0 + cnp.PyArray_ITEMSIZE(b)
+    cdef Py_ssize_t reach
+    cdef int axis
+    if cnp.PyArray_SIZE(a) == 0 or cnp.PyArray_SIZE(b) == 0:
+        return False
+    for axis in range(cnp.PyArray_NDIM(b)):
+        reach = (cnp.PyArray_DIM(b, axis) - 1) * cnp.PyArray_STRIDE(b, axis)
+        if reach < 0:
+            b0 += reach
+        else:
+            b1 += reach
+    return a0 < b1 and b0 < a0 + cnp.PyArray_NBYTES(a)
+
+
+cdef inline object as_int64_indices(object target):
+    """`target` as a C-contiguous native int64 1-D array, converted from any integer
+    dtype whose values int64 holds exactly (not uint64, whose large values would wrap
+    onto valid indices or ignore_index); None for anything else."""
+    if type(target) is not cnp.ndarray:
+        return None
+    cdef cnp.ndarray t = <cnp.ndarray>target
+    cdef int typenum = cnp.PyArray_TYPE(t)
+    if cnp.PyArray_NDIM(t) != 1 or not cnp.PyArray_ISNOTSWAPPED(t):
+        return None
+    if typenum == cnp.NPY_INT64 and cnp.PyArray_ISCARRAY_RO(t):
+        return t
+    cdef bint wide_unsigned = cnp.PyTypeNum_ISUNSIGNED(typenum) and cnp.PyArray_ITEMSIZE(t) >= 8
+    if not cnp.PyTypeNum_ISINTEGER(typenum) or wide_unsigned:
+        return None
+    return cnp.PyArray_Cast(t, cnp.NPY_INT64)
 
 
 def small_call(object logits, object target, object out, bint want_grad, bint mean,
                cnp.int64_t ignore_index, double smoothing, Py_ssize_t max_elements):
     """The common call on one thread, with no validation layer in Python.
 
-    Handles 2-D C-contiguous native float32/float64 logits of fewer than
-    max_elements elements and SMALL_CALL_MAX_ROWS rows, int64 C-contiguous
-    class indices, no options beyond ignore_index and an unweighted smoothing,
-    out None, a separate buffer or the logits themselves.  Returns loss (or
-    (loss, grad)), or None when anything is unusual, an invalid class index
-    included: the Python layer then handles (and reports) the call.
+    Handles 2-D native float32/float64 logits of fewer than max_elements
+    elements and SMALL_CALL_MAX_ROWS rows (copied when not C-contiguous and
+    out is None), class indices of any integer dtype but uint64, no options
+    beyond ignore_index and an unweighted smoothing, out None, a separate
+    buffer or the logits themselves.  Returns loss (or (loss, grad)), or None
+    when anything is unusual, an invalid class index included: the Python
+    layer then handles (and reports) the call.
     """
     cdef int typenum
     if type(logits) is not cnp.ndarray:
@@ -468,9 +498,19 @@ def small_call(object logits, object target, object out, bint want_grad, bint me
     cdef cnp.ndarray x = <cnp.ndarray>logits
     typenum = cnp.PyArray_TYPE(x)
     if ((typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(x) != 2
-            or not is_plain(x, typenum) or not is_plain(target, cnp.NPY_INT64)):
+            or not cnp.PyArray_ISALIGNED(x) or not cnp.PyArray_ISNOTSWAPPED(x)):
         return None
-    cdef cnp.ndarray t = <cnp.ndarray>target
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x), x_stride = cnp.PyArray_DIM(x, 1)
+    if not cnp.PyArray_IS_C_CONTIGUOUS(x):
+        if ((cnp.PyArray_STRIDE(x, 1) == itemsize or cnp.PyArray_DIM(x, 1) == 1)
+                and cnp.PyArray_STRIDE(x, 0) % itemsize == 0):
+            x_stride = cnp.PyArray_STRIDE(x, 0) // itemsize    # rows contiguous: read in place
+        else:
+            x = cnp.PyArray_NewCopy(x, cnp.NPY_CORDER)         # e.g. Fortran order
+    cdef object indices = as_int64_indices(target)
+    if indices is None:
+        return None
+    cdef cnp.ndarray t = <cnp.ndarray>indices
     cdef Py_ssize_t n_rows = cnp.PyArray_DIM(x, 0), n_classes = cnp.PyArray_DIM(x, 1)
     if (cnp.PyArray_NDIM(t) != 1 or cnp.PyArray_DIM(t, 0) != n_rows or n_classes == 0
             or n_rows > SMALL_CALL_MAX_ROWS or n_rows * n_classes >= max_elements):
@@ -485,8 +525,8 @@ def small_call(object logits, object target, object out, bint want_grad, bint me
             g = <cnp.ndarray>out
             if (not cnp.PyArray_ISWRITEABLE(g) or cnp.PyArray_NDIM(g) != 2
                     or cnp.PyArray_DIM(g, 0) != n_rows or cnp.PyArray_DIM(g, 1) != n_classes
-                    or overlaps(g, t)
-                    or (overlaps(g, x) and cnp.PyArray_DATA(g) != cnp.PyArray_DATA(x))):
+                    or overlaps(g, t) or overlaps(g, <cnp.ndarray>target)
+                    or (overlaps(g, <cnp.ndarray>logits) and g is not logits)):
                 return None
     cdef LossCall c
     cdef double row_loss[SMALL_CALL_MAX_ROWS]
@@ -498,7 +538,7 @@ def small_call(object logits, object target, object out, bint want_grad, bint me
     c.logits = cnp.PyArray_DATA(x)
     c.n_rows = n_rows
     c.n_classes = n_classes
-    c.x_stride = n_classes
+    c.x_stride = x_stride if n_rows > 1 else n_classes
     c.soft_target = NULL
     c.weight = NULL
     c.ignore_index = ignore_index

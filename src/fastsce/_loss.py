@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from typing import Any, Literal, NoReturn, SupportsIndex, overload
+from typing import Any, NoReturn, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
@@ -68,31 +68,9 @@ def cross_entropy(
     lse_out: npt.NDArray[np.float64] | None = None,
     argmax_out: npt.NDArray[np.int64] | None = None,
 ) -> float | _Floats:
-    plain = _plain_options(
-        weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
-    )
-    loss: float | _Floats | None = _small_call(
-        plain,
-        logits,
-        target,
-        None,
-        False,
-        reduction,
-        ignore_index,
-        label_smoothing,
-        lse_out,
-        argmax_out,
-    )
-    if loss is not None:
-        return loss
-    loss, _ = run(
-        logits,
-        target,
-        LossOptions(weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss),
-        want_grad=False,
-        out=None,
-        lse_out=lse_out,
-        argmax_out=argmax_out,
+    options = (weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss)
+    loss, _ = evaluate(
+        logits, target, options, plain_options(*options), False, None, lse_out, argmax_out
     )
     return loss
 
@@ -122,32 +100,12 @@ def cross_entropy_with_grad(
     lse_out: npt.NDArray[np.float64] | None = None,
     argmax_out: npt.NDArray[np.int64] | None = None,
 ) -> tuple[float | _Floats, _Floats]:
-    plain = _plain_options(
-        weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
+    options = (weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss)
+    loss, grad = evaluate(
+        logits, target, options, plain_options(*options), True, out, lse_out, argmax_out
     )
-    result = _small_call(
-        plain,
-        logits,
-        target,
-        out,
-        True,
-        reduction,
-        ignore_index,
-        label_smoothing,
-        lse_out,
-        argmax_out,
-    )
-    if result is not None:
-        return result
-    return run(
-        logits,
-        target,
-        LossOptions(weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss),
-        want_grad=True,
-        out=out,
-        lse_out=lse_out,
-        argmax_out=argmax_out,
-    )
+    assert grad is not None  # asked for
+    return loss, grad
 
 
 cross_entropy_with_grad.__doc__ = (
@@ -162,8 +120,15 @@ cross_entropy_with_grad.__doc__ = (
 """
 )
 
+#: the option values of a call that kernels.small_call can take: (mean, ignore_index,
+#: label_smoothing), or None
+PlainOptions = tuple[bool, int, float] | None
 
-def _plain_options(
+#: real numbers given as Python ints or floats (bool, a subclass of int, is not one)
+_PYTHON_REALS = (float, int)
+
+
+def plain_options(
     weight: object,
     ignore_index: object,
     reduction: object,
@@ -171,77 +136,61 @@ def _plain_options(
     temperature: object,
     softcap: object,
     z_loss: object,
-) -> bool:
-    """True when the options are valid and plain enough for kernels.small_call:
-    no weight, softcap, temperature or z-loss, and a reduction other than 'none'."""
-    return (
+) -> PlainOptions:
+    """The one predicate of the fast path: (mean, ignore_index, label_smoothing) when
+    the options are valid and plain enough for kernels.small_call (no weight, softcap,
+    temperature or z-loss; a reduction other than 'none'), else None.  Python ints
+    count as floats (label_smoothing=0, temperature=1)."""
+    if (
         weight is None
         and softcap is None
-        and type(reduction) is str
         and (reduction == "mean" or reduction == "sum")
+        and type(reduction) is str
         and type(ignore_index) is int
         and -INT64_MAX - 1 <= ignore_index <= INT64_MAX
-        and type(label_smoothing) is float
-        and 0.0 <= label_smoothing <= 1.0
-        and type(temperature) is float
-        and temperature == 1.0
-        and type(z_loss) is float
-        and z_loss == 0.0
-    )
+        and type(label_smoothing) in _PYTHON_REALS
+        and 0 <= label_smoothing <= 1  # type: ignore[operator]
+        and type(temperature) in _PYTHON_REALS
+        and temperature == 1
+        and type(z_loss) in _PYTHON_REALS
+        and z_loss == 0
+    ):
+        return reduction == "mean", ignore_index, float(label_smoothing)  # type: ignore[arg-type]
+    return None
 
 
-@overload
-def _small_call(
-    plain: bool,
+def evaluate(
     logits: npt.ArrayLike,
     target: npt.ArrayLike,
-    out: _Floats | None,
-    want_grad: Literal[False],
-    reduction: str,
-    ignore_index: int,
-    smoothing: float,
-    lse_out: npt.NDArray[np.float64] | None,
-    argmax_out: npt.NDArray[np.int64] | None,
-) -> float | None: ...
-@overload
-def _small_call(
-    plain: bool,
-    logits: npt.ArrayLike,
-    target: npt.ArrayLike,
-    out: _Floats | None,
-    want_grad: Literal[True],
-    reduction: str,
-    ignore_index: int,
-    smoothing: float,
-    lse_out: npt.NDArray[np.float64] | None,
-    argmax_out: npt.NDArray[np.int64] | None,
-) -> tuple[float, _Floats] | None: ...
-
-
-def _small_call(
-    plain: bool,
-    logits: npt.ArrayLike,
-    target: npt.ArrayLike,
-    out: _Floats | None,
+    options: LossOptions | tuple[Any, ...],
+    plain: PlainOptions,
     want_grad: bool,
-    reduction: str,
-    ignore_index: int,
-    smoothing: float,
+    out: _Floats | None,
     lse_out: npt.NDArray[np.float64] | None,
     argmax_out: npt.NDArray[np.int64] | None,
-) -> float | tuple[float, _Floats] | None:
-    """kernels.small_call when the options allow it, else None (then use run())."""
-    if not plain or lse_out is not None or argmax_out is not None:
-        return None
-    return kernels.small_call(
+    local: threading.local | None = None,
+) -> tuple[float | _Floats, _Floats | None]:
+    """Every public loss call: kernels.small_call when the options are plain and the
+    arrays simple (it returns None otherwise, an invalid class index included), else
+    validate everything (options given as LossOptions, or as the tuple of the seven
+    raw option arguments) and run() one kernel call (with the ReusedBuffers of this
+    thread kept in `local`, a CrossEntropyLoss's, when given)."""
+    if plain is not None and lse_out is None and argmax_out is None:
+        result = kernels.small_call(logits, target, out, want_grad, *plain, PARALLEL_MIN_ELEMENTS)
+        if isinstance(result, tuple):
+            return result
+        if result is not None:
+            return result, None
+    validated = options if isinstance(options, LossOptions) else LossOptions(*options)
+    return run(
         logits,
         target,
-        out,
-        want_grad,
-        reduction == "mean",
-        ignore_index,
-        smoothing,
-        PARALLEL_MIN_ELEMENTS,
+        validated,
+        want_grad=want_grad,
+        out=out,
+        lse_out=lse_out,
+        argmax_out=argmax_out,
+        buffers=None if local is None else thread_buffers(local),
     )
 
 
@@ -286,32 +235,6 @@ class LossOptions:
         self.inv_temperature = 1.0 / check_temperature(temperature)
         self.softcap = 0.0 if softcap is None else _positive_finite(softcap, "softcap")
         self.z_loss = _non_negative_finite(z_loss, "z_loss")
-
-
-@overload
-def run(
-    logits: npt.ArrayLike,
-    target: npt.ArrayLike,
-    options: LossOptions,
-    *,
-    want_grad: Literal[False],
-    out: None,
-    lse_out: npt.NDArray[np.float64] | None,
-    argmax_out: npt.NDArray[np.int64] | None,
-    buffers: ReusedBuffers | None = None,
-) -> tuple[float | _Floats, None]: ...
-@overload
-def run(
-    logits: npt.ArrayLike,
-    target: npt.ArrayLike,
-    options: LossOptions,
-    *,
-    want_grad: Literal[True],
-    out: _Floats | None,
-    lse_out: npt.NDArray[np.float64] | None,
-    argmax_out: npt.NDArray[np.int64] | None,
-    buffers: ReusedBuffers | None = None,
-) -> tuple[float | _Floats, _Floats]: ...
 
 
 def run(
@@ -428,6 +351,15 @@ class ReusedBuffers:
         return self.row_loss, scratch
 
 
+def thread_buffers(local: threading.local) -> ReusedBuffers:
+    """This thread's buffers in `local`: the kernels release the GIL, so calls from
+    several threads must not share the per-row loss and scratch arrays."""
+    buffers: ReusedBuffers | None = getattr(local, "buffers", None)
+    if buffers is None:
+        buffers = local.buffers = ReusedBuffers()
+    return buffers
+
+
 class CrossEntropyLoss:
     """Softmax cross-entropy with fixed options, for training loops.
 
@@ -455,19 +387,10 @@ class CrossEntropyLoss:
         self.options = LossOptions(
             weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
         )
-        self._plain = _plain_options(
+        self._plain = plain_options(
             weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
         )
         self._local = threading.local()
-
-    @property
-    def _buffers(self) -> ReusedBuffers:
-        """This thread's buffers: the kernels release the GIL, so calls from several
-        threads must not share the per-row loss and scratch arrays."""
-        buffers: ReusedBuffers | None = getattr(self._local, "buffers", None)
-        if buffers is None:
-            buffers = self._local.buffers = ReusedBuffers()
-        return buffers
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -487,30 +410,16 @@ class CrossEntropyLoss:
         argmax_out: npt.NDArray[np.int64] | None = None,
     ) -> float | _Floats:
         """The loss (float, or per-row array for reduction='none')."""
-        o = self.options
-        loss: float | _Floats | None = _small_call(
-            self._plain,
-            logits,
-            target,
-            None,
-            False,
-            o.reduction,
-            o.ignore_index,
-            o.smoothing,
-            lse_out,
-            argmax_out,
-        )
-        if loss is not None:
-            return loss
-        loss, _ = run(
+        loss, _ = evaluate(
             logits,
             target,
             self.options,
-            want_grad=False,
-            out=None,
-            lse_out=lse_out,
-            argmax_out=argmax_out,
-            buffers=self._buffers,
+            self._plain,
+            False,
+            None,
+            lse_out,
+            argmax_out,
+            self._local,
         )
         return loss
 
@@ -524,31 +433,19 @@ class CrossEntropyLoss:
         argmax_out: npt.NDArray[np.int64] | None = None,
     ) -> tuple[float | _Floats, _Floats]:
         """(loss, grad), grad written into `out` when given (may be `logits` itself)."""
-        o = self.options
-        result = _small_call(
-            self._plain,
-            logits,
-            target,
-            out,
-            True,
-            o.reduction,
-            o.ignore_index,
-            o.smoothing,
-            lse_out,
-            argmax_out,
-        )
-        if result is not None:
-            return result
-        return run(
+        loss, grad = evaluate(
             logits,
             target,
             self.options,
-            want_grad=True,
-            out=out,
-            lse_out=lse_out,
-            argmax_out=argmax_out,
-            buffers=self._buffers,
+            self._plain,
+            True,
+            out,
+            lse_out,
+            argmax_out,
+            self._local,
         )
+        assert grad is not None  # asked for
+        return loss, grad
 
     def __repr__(self) -> str:
         o = self.options
