@@ -46,10 +46,10 @@ def small_call(
     target: object,
     out: object,
     want_grad: bool,
-    mean: bool,
-    ignore_index: int,
-    smoothing: float,
+    options: tuple[object, ...],
+    lse_out: object,
+    argmax_out: object,
     max_elements: int,
-) -> float | tuple[float, _Floats] | None: ...
+) -> tuple[float, _Floats | None] | None: ...
 def openmp_enabled() -> bool: ...
 def openmp_max_threads() -> int: ...

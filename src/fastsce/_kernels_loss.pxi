@@ -434,6 +434,8 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object w
 cdef enum:
     SMALL_CALL_MAX_ROWS = 1024    # per-row losses fit in a stack array
 
+cdef object INT64_MIN = -(1 << 63), INT64_MAX = (1 << 63) - 1
+
 
 cdef inline bint is_plain(object value, int typenum) noexcept:
     """An ndarray of this type, C-contiguous, aligned and in native byte order."""
@@ -480,18 +482,45 @@ cdef inline object as_int64_indices(object target):
     return cnp.PyArray_Cast(t, cnp.NPY_INT64)
 
 
-def small_call(object logits, object target, object out, bint want_grad, bint mean,
-               cnp.int64_t ignore_index, double smoothing, Py_ssize_t max_elements):
+cdef inline bint is_python_real(object value) noexcept:
+    """A Python int or float (not bool, not a NumPy scalar)."""
+    return type(value) is float or type(value) is int
+
+
+cdef inline bint plain_options(tuple options) noexcept:
+    """The one predicate of the fast path, over the seven option arguments of a loss call
+    (weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss) as
+    given: no weight, softcap, temperature or z-loss, a reduction of 'mean' or 'sum', an
+    int64 ignore_index and a label_smoothing in [0, 1].  Python ints count as floats
+    (label_smoothing=0, temperature=1); anything else goes the validating way."""
+    if len(options) != 7:
+        return False
+    weight, ignore_index, reduction, smoothing, temperature, softcap, z_loss = options
+    return (weight is None and softcap is None
+            and type(reduction) is str and (reduction == "mean" or reduction == "sum")
+            and type(ignore_index) is int and INT64_MIN <= ignore_index <= INT64_MAX
+            and is_python_real(smoothing) and 0 <= smoothing <= 1
+            and is_python_real(temperature) and temperature == 1
+            and is_python_real(z_loss) and z_loss == 0)
+
+
+def small_call(object logits, object target, object out, bint want_grad, tuple options,
+               object lse_out, object argmax_out, Py_ssize_t max_elements):
     """The common call on one thread, with no validation layer in Python.
 
-    Handles 2-D native float32/float64 logits of fewer than max_elements
-    elements and SMALL_CALL_MAX_ROWS rows (copied when not C-contiguous and
-    out is None), class indices of any integer dtype but uint64, no options
-    beyond ignore_index and an unweighted smoothing, out None, a separate
-    buffer or the logits themselves.  Returns loss (or (loss, grad)), or None
-    when anything is unusual, an invalid class index included: the Python
-    layer then handles (and reports) the call.
+    Handles plain options (plain_options), no lse_out / argmax_out, 2-D native
+    float32/float64 logits of fewer than max_elements elements and
+    SMALL_CALL_MAX_ROWS rows (rows read in place where they are contiguous,
+    other layouts copied), class indices of any integer dtype but uint64, out
+    None, a separate buffer or the logits themselves.  Returns (loss, grad or
+    None), or None when anything is unusual, an invalid class index included:
+    the Python layer then validates (and reports) the call.
     """
+    if lse_out is not None or argmax_out is not None or not plain_options(options):
+        return None
+    cdef bint mean = options[2] == "mean"
+    cdef cnp.int64_t ignore_index = options[1]
+    cdef double smoothing = options[3]
     cdef int typenum
     if type(logits) is not cnp.ndarray:
         return None
@@ -556,7 +585,7 @@ def small_call(object logits, object target, object out, bint want_grad, bint me
     cdef double loss = sum_in_order(row_loss, n_rows)
     if mean:
         loss = loss / kept if kept != 0.0 else NAN
-    return (loss, g) if want_grad else loss
+    return loss, g
 
 
 def openmp_enabled():

@@ -69,10 +69,7 @@ def cross_entropy(
     argmax_out: npt.NDArray[np.int64] | None = None,
 ) -> float | _Floats:
     options = (weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss)
-    loss, _ = evaluate(
-        logits, target, options, plain_options(*options), False, None, lse_out, argmax_out
-    )
-    return loss
+    return evaluate(logits, target, options, None, False, None, lse_out, argmax_out)[0]
 
 
 cross_entropy.__doc__ = (
@@ -101,9 +98,7 @@ def cross_entropy_with_grad(
     argmax_out: npt.NDArray[np.int64] | None = None,
 ) -> tuple[float | _Floats, _Floats]:
     options = (weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss)
-    loss, grad = evaluate(
-        logits, target, options, plain_options(*options), True, out, lse_out, argmax_out
-    )
+    loss, grad = evaluate(logits, target, options, None, True, out, lse_out, argmax_out)
     assert grad is not None  # asked for
     return loss, grad
 
@@ -120,72 +115,36 @@ cross_entropy_with_grad.__doc__ = (
 """
 )
 
-#: the option values of a call that kernels.small_call can take: (mean, ignore_index,
-#: label_smoothing), or None
-PlainOptions = tuple[bool, int, float] | None
-
-#: real numbers given as Python ints or floats (bool, a subclass of int, is not one)
-_PYTHON_REALS = (float, int)
-
-
-def plain_options(
-    weight: object,
-    ignore_index: object,
-    reduction: object,
-    label_smoothing: object,
-    temperature: object,
-    softcap: object,
-    z_loss: object,
-) -> PlainOptions:
-    """The one predicate of the fast path: (mean, ignore_index, label_smoothing) when
-    the options are valid and plain enough for kernels.small_call (no weight, softcap,
-    temperature or z-loss; a reduction other than 'none'), else None.  Python ints
-    count as floats (label_smoothing=0, temperature=1)."""
-    if (
-        weight is None
-        and softcap is None
-        and (reduction == "mean" or reduction == "sum")
-        and type(reduction) is str
-        and type(ignore_index) is int
-        and -INT64_MAX - 1 <= ignore_index <= INT64_MAX
-        and type(label_smoothing) in _PYTHON_REALS
-        and 0 <= label_smoothing <= 1  # type: ignore[operator]
-        and type(temperature) in _PYTHON_REALS
-        and temperature == 1
-        and type(z_loss) in _PYTHON_REALS
-        and z_loss == 0
-    ):
-        return reduction == "mean", ignore_index, float(label_smoothing)  # type: ignore[arg-type]
-    return None
-
 
 def evaluate(
     logits: npt.ArrayLike,
     target: npt.ArrayLike,
-    options: LossOptions | tuple[Any, ...],
-    plain: PlainOptions,
+    options: tuple[Any, ...],
+    validated: LossOptions | None,
     want_grad: bool,
     out: _Floats | None,
     lse_out: npt.NDArray[np.float64] | None,
     argmax_out: npt.NDArray[np.int64] | None,
     local: threading.local | None = None,
 ) -> tuple[float | _Floats, _Floats | None]:
-    """Every public loss call: kernels.small_call when the options are plain and the
-    arrays simple (it returns None otherwise, an invalid class index included), else
-    validate everything (options given as LossOptions, or as the tuple of the seven
-    raw option arguments) and run() one kernel call (with the ReusedBuffers of this
-    thread kept in `local`, a CrossEntropyLoss's, when given)."""
-    if plain is not None and lse_out is None and argmax_out is None:
-        result = kernels.small_call(logits, target, out, want_grad, *plain, PARALLEL_MIN_ELEMENTS)
-        if isinstance(result, tuple):
-            return result
-        if result is not None:
-            return result, None
-    validated = options if isinstance(options, LossOptions) else LossOptions(*options)
+    """Every public loss call, as (loss, grad or None).
+
+    `options` are the seven option arguments (weight, ignore_index, reduction,
+    label_smoothing, temperature, softcap, z_loss), as given or as validated
+    (`validated`, a CrossEntropyLoss's).  kernels.small_call takes the call when
+    the options are plain and the arrays simple (its one predicate decides); else
+    everything is validated and run() makes one kernel call, with this thread's
+    ReusedBuffers from `local` when given.
+    """
+    result = kernels.small_call(
+        logits, target, out, want_grad, options, lse_out, argmax_out, PARALLEL_MIN_ELEMENTS
+    )
+    if result is not None:
+        return result
     return run(
         logits,
         target,
-        validated,
+        validated if validated is not None else LossOptions(*options),
         want_grad=want_grad,
         out=out,
         lse_out=lse_out,
@@ -198,6 +157,7 @@ class LossOptions:
     """Validated loss options (everything but what depends on the logits' shape)."""
 
     __slots__ = (
+        "arguments",
         "ignore_index",
         "inv_temperature",
         "reduction",
@@ -207,6 +167,7 @@ class LossOptions:
         "weight_input",
         "z_loss",
     )
+    arguments: tuple[Any, ...]
     ignore_index: int
     inv_temperature: float
     reduction: Reduction
@@ -235,6 +196,16 @@ class LossOptions:
         self.inv_temperature = 1.0 / check_temperature(temperature)
         self.softcap = 0.0 if softcap is None else _positive_finite(softcap, "softcap")
         self.z_loss = _non_negative_finite(z_loss, "z_loss")
+        #: the seven option arguments again, as validated Python values (for the fast path)
+        self.arguments = (
+            self.weight,
+            self.ignore_index,
+            self.reduction,
+            self.smoothing,
+            1.0 / self.inv_temperature if temperature != 1 else 1.0,
+            softcap if softcap is None else self.softcap,
+            self.z_loss,
+        )
 
 
 def run(
@@ -387,9 +358,6 @@ class CrossEntropyLoss:
         self.options = LossOptions(
             weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
         )
-        self._plain = plain_options(
-            weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
-        )
         self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -413,8 +381,8 @@ class CrossEntropyLoss:
         loss, _ = evaluate(
             logits,
             target,
+            self.options.arguments,
             self.options,
-            self._plain,
             False,
             None,
             lse_out,
@@ -436,8 +404,8 @@ class CrossEntropyLoss:
         loss, grad = evaluate(
             logits,
             target,
+            self.options.arguments,
             self.options,
-            self._plain,
             True,
             out,
             lse_out,
