@@ -1,6 +1,6 @@
 """The fast path of small calls (kernels.small_call) takes every common argument form.
 
-The path predicate is computed once from the option values (fastsce._loss.plain_options):
+The path predicate (plain_options in _kernels_loss.pxi) is computed from the option values:
 Python ints for the float options (label_smoothing=0, temperature=1, z_loss=0), class
 indices of any integer dtype but uint64, logits in any layout (Fortran order is copied,
 rows far apart are read in place).  Each form must reach it (the validating path is
