@@ -1,6 +1,7 @@
 """Interleaved A/B timing of two fastsce builds in one session.
 
     python tools/ab_timing.py A_SRC B_SRC [--rounds 15] [--calls 20] [--threads 2]
+                              [--sizes 64x10 1024x100 ...] [--dtypes float32 float64]
 
 A_SRC and B_SRC are directories holding a built ``fastsce`` package (e.g.
 ``src/`` of two checkouts built with ``python setup.py build_ext --inplace``).
@@ -69,7 +70,12 @@ def main():
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--sizes", nargs="+", default=[f"{r}x{c}" for r, c in SIZES], help="ROWSxCLASSES ..."
+    )
+    parser.add_argument("--dtypes", nargs="+", default=DTYPES)
     args = parser.parse_args()
+    sizes = [tuple(int(n) for n in size.split("x")) for size in args.sizes]
     workers = [start_worker(args.a, args.threads), start_worker(args.b, args.threads)]
     print(
         f"A = {args.a}\nB = {args.b}\n{args.threads} threads, best of {args.rounds} rounds "
@@ -77,8 +83,8 @@ def main():
     )
     print("| dtype | shape | A | B | B / A |\n|---|---|---:|---:|---:|")
     worst = 0.0
-    for dtype in DTYPES:
-        for rows, classes in SIZES:
+    for dtype in args.dtypes:
+        for rows, classes in sizes:
             best = [float("inf"), float("inf")]
             calls = max(3, min(args.calls, int(2e7 // (rows * classes))))
             for round_ in range(args.rounds):

@@ -18,12 +18,13 @@ validates every argument first: nothing here can fail on bad input.
 """
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport INFINITY, NAN, exp, isfinite, isinf, tanh
+from libc.math cimport INFINITY, NAN, exp, isfinite, isinf, log, log1p, tanh
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from ._rows cimport (FSCE_SMALL_ROW_CLASSES, fsce_init, fsce_simd_path, log_of_total,
+from ._rows cimport (FSCE_CONFIDENT_TOTAL, FSCE_SMALL_ROW_CLASSES, fsce_init, fsce_simd_path,
+                     log_of_total,
                      row_affine, row_axpby, row_dot, row_exp_sum, row_find, row_max,
                      row_mul_shifted, row_shift, row_sum, run_rows, small_rows)
 

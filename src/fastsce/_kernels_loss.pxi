@@ -83,9 +83,22 @@ cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, doubl
     if eps != 0.0:
         mean_gap = -row_sum(z, n, m, <floating>(1.0 / n))   # shifted and scaled: no overflow
     cdef double total = row_exp_sum(z, n, m, 1, grad, next)
-    cdef double other                            # S' = total - 1, or -1 (log_of_total)
-    cdef double log_total = log_of_total(grad if grad != NULL else z, n, m, 1, grad == NULL,
-                                         total, &other)
+    cdef double other
+    if total < FSCE_CONFIDENT_TOTAL:             # rare: see log_of_total
+        log_of_total(grad if grad != NULL else z, n, m, 1, grad == NULL, total, &other)
+        return hard_row_end(n, t, w_t, eps, z_loss, scale, grad, z_shift, lse, m, z_t,
+                            mean_gap, total, log1p(other), other)
+    return hard_row_end(n, t, w_t, eps, z_loss, scale, grad, z_shift, lse, m, z_t, mean_gap,
+                        total, log(total), -1.0)
+
+
+cdef inline double hard_row_end(Py_ssize_t n, Py_ssize_t t, double w_t, double eps,
+                                double z_loss, double scale, floating *grad, double z_shift,
+                                double *lse, double m, double z_t, double mean_gap,
+                                double total, double log_total, double other) noexcept nogil:
+    """hard_row once the exps are summed (total = S = 1 + S', log_total = log S; other =
+    S' for a confident row, -1 otherwise: inlined once per case, the common one without
+    the confident branch)."""
     lse[0] = row_lse(m, log_total) + z_shift
     cdef double z_loss_term = weighted(2.0 * z_loss, lse[0])
     if grad != NULL:
