@@ -332,7 +332,7 @@ SYSTEM_NOTES = [
     "",
     "- **fastsce**: `fastsce.cross_entropy_with_grad(x, t, out=g)` / "
     "`fastsce.cross_entropy(x, t)`, threads set by `fastsce.set_num_threads(n)`.",
-    "- **naive NumPy**: `fastsce.reference`, the seed's formulas row by row (a Python loop); "
+    "- **naive NumPy**: `fastsce.reference`, the textbook formulas row by row (a Python loop); "
     f"{MISSING} where one call would take over {MAX_CALL_SECONDS:g} s.",
     "- **vectorised NumPy**: whole-array `(softmax(x) - onehot(t)) / m` in NumPy "
     "(single-threaded whatever the thread setting).",

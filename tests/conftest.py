@@ -6,7 +6,7 @@
 * ``oracle`` runs ``fastsce.reference`` on float64 copies of the inputs: the
   float64 oracle every result is compared with.
 * ``assert_close`` compares a result with the oracle at the tolerance of the
-  result's dtype (``RTOL`` for arrays, ``LOSS_RTOL`` for losses; DESIGN.md).
+  result's dtype (``RTOL`` for arrays, ``LOSS_RTOL`` for losses; README "Accuracy").
 
 Tolerances are relative.  Where a value is a difference of larger terms (a
 gradient s_j - y_j, the Jacobian-vector product s (g - g.s), the log-sum-exp
@@ -35,15 +35,15 @@ from fastsce import reference
 
 DTYPES = [np.float32, np.float64]
 
-#: relative tolerance for arrays, by result dtype (issue 3: float64 1e-12, float32 1e-5)
+#: relative tolerance for arrays, by result dtype (float64 1e-12, float32 1e-5)
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
-#: relative tolerance for losses against the float64 oracle (DESIGN.md: 1e-12 / 1e-6)
+#: relative tolerance for losses against the float64 oracle (float64 1e-12, float32 1e-6)
 LOSS_RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 
 #: absolute allowance for a log(sum) term, see the module docstring
 LOG_SUM_ATOL = 1e-12
 
-#: class counts from issue 3; 4097 and 50257 leave a tail after any vector width
+#: class counts from one to a vocabulary; 4097 and 50257 leave a tail after any vector width
 CLASS_COUNTS = [1, 2, 3, 10, 1000, 4097, 50257]
 
 #: memory layouts of the same values (see ``in_layout``)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long variants of the reliability tests (issue 7), which plain `pytest` runs in a
+# The long variants of the reliability tests, which plain `pytest` runs in a
 # bounded form:
 #   * hypothesis property tests with FASTSCE_HYPOTHESIS_EXAMPLES examples per test
 #     (default here 1000, suite default 40), drawn at random (not derandomized);

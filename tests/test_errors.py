@@ -1,4 +1,4 @@
-"""Every error of DESIGN.md "Errors": exact exception type, a message naming the
+"""Every error of README "Errors": exact exception type, a message naming the
 argument, and nothing written: out= and every input are unchanged afterwards."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The loss options of issue 5, alone and combined, against ``fastsce.reference``.
+"""The loss options beyond PyTorch's, alone and combined, against ``fastsce.reference``.
 
 Every combination of weight / label_smoothing / ignore_index / soft targets with the
 transforms temperature, softcap and z_loss, for every reduction, float32 and float64,
@@ -71,7 +71,7 @@ BASE_OPTIONS = {
 #: ignore_index does not apply to probability targets: those sets are hard-only
 SOFT_BASES = ["plain", "weight", "smoothing", "weight_smoothing"]
 
-#: the options of issue 5 (z = x / T, or c tanh(x / c) / T; lambda lse^2 per kept row)
+#: the options beyond PyTorch's (z = x / T, or c tanh(x / c) / T; lambda lse^2 per kept row)
 TRANSFORMS = {
     "none": {},
     "cold": {"temperature": 0.6},

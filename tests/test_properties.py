@@ -328,7 +328,7 @@ def test_zero_weight_target_on_a_masked_class_contributes_nothing(
 ):
     """Found by test_loss_is_non_negative: the target class has weight 0 and a -inf
     logit.  Its target mass w_t (1 - eps) is 0, so that term contributes nothing (0, as
-    the reference and as the soft-target path with the same zero mass give; DESIGN.md:
+    the reference and as the soft-target path with the same zero mass give; docs/DESIGN.md:
     only an all -inf row or a NaN makes a row NaN) -- not 0 * inf = NaN, which would
     also make the 'mean' and 'sum' of the whole batch NaN."""
     x = np.array([[-np.inf, 0.0, 1.0], [0.5, 0.2, 0.1]], dtype)

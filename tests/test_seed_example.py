@@ -1,4 +1,4 @@
-"""The worked examples of the seed texts (../shared/seeds/), checked to 1e-10.
+"""The textbook worked example of softmax cross-entropy, checked to 1e-10.
 
 z = [3, 4, 1] with label 1: sigma = [0.25949646034, 0.70538451269, 0.03511902695]
 and dL/dz = sigma - onehot(1).  For a batch mean the gradient is (S - Y) / m and
@@ -14,7 +14,7 @@ from conftest import DTYPES, RTOL, assert_close, make_logits, rng_for
 Z = [3.0, 4.0, 1.0]
 SIGMA = np.array([0.25949646034, 0.70538451269, 0.03511902695])
 GRAD = np.array([0.25949646034, -0.29461548731, 0.03511902695])
-# The seed's figures are rounded to 11 decimals: 1e-10 absolute is the tolerance the
+# The published figures are rounded to 11 decimals: 1e-10 absolute is the tolerance the
 # issue asks for and covers that rounding (|error| <= 5e-12).
 SEED_ATOL = 1e-10
 
@@ -78,7 +78,7 @@ def test_jacobian_is_diag_s_minus_s_sT(dtype):
     np.testing.assert_array_equal(jac, jac.T)
     rtol = 1e-12 if dtype == np.float64 else 1e-6
     np.testing.assert_allclose(jac, np.diag(s) - np.outer(s, s), rtol=rtol)
-    # the seed's numbers: J_11 = s_1 (1 - s_1), J_12 = -s_1 s_2 (float32 holds ~7 digits)
+    # the published numbers: J_11 = s_1 (1 - s_1), J_12 = -s_1 s_2 (float32 holds ~7 digits)
     seed_tol = SEED_ATOL if dtype == np.float64 else 1e-7
     assert jac[1, 1] == pytest.approx(0.70538451269 * (1 - 0.70538451269), abs=seed_tol)
     assert jac[0, 1] == pytest.approx(-0.25949646034 * 0.70538451269, abs=seed_tol)

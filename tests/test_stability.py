@@ -1,4 +1,4 @@
-"""Extreme and non-finite logits (DESIGN.md "Non-finite values follow PyTorch").
+"""Extreme and non-finite logits (docs/DESIGN.md "Non-finite values follow PyTorch").
 
 * huge logits (+-1e4, +-3e38 in float32) give finite, correct results;
 * a -inf logit is a masked class: probability 0, gradient exactly 0;

@@ -1,6 +1,6 @@
 """fastsce against torch.nn.functional.cross_entropy (float64, autograd) to 1e-10.
 
-DESIGN.md: weight / ignore_index / label_smoothing / reduction / soft targets are
+weight / ignore_index / label_smoothing / reduction / soft targets are
 exactly PyTorch's with the class axis last.  One documented difference: an ignored
 row whose logits are -inf (or NaN) has gradient NaN in PyTorch (its log-softmax is
 NaN and 0 * NaN = NaN in the backward pass) but exactly 0 in fastsce; those rows

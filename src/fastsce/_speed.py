@@ -57,7 +57,7 @@ def fastsce_system(logits: Logits, target: Target) -> Run:
 
 
 def naive_numpy_system(logits: Logits, target: Target) -> Run:
-    """The seed's formulas, row by row (fastsce.reference)."""
+    """The textbook formulas, row by row (fastsce.reference)."""
     return lambda: reference.cross_entropy_with_grad(logits, target)
 
 

@@ -1,7 +1,7 @@
 """Input checking and coercion shared by the public functions.
 
 Every public function calls these before any kernel runs, so a call that
-raises has written nothing.  Rules (DESIGN.md): float32/float64 are computed
+raises has written nothing.  Rules (docs/DESIGN.md): float32/float64 are computed
 in their own dtype, float16 in float32, longdouble in float64, integers are
 promoted to float64; bool, complex, object, string and datetime inputs raise
 TypeError; shape problems raise ValueError.  Arrays are coerced without a copy

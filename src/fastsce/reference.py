@@ -1,7 +1,7 @@
 """Plain NumPy versions of every public fastsce function: the test oracle and
 the "naive NumPy" baseline of the benchmarks.
 
-Written to be obviously right, not fast, following the seed texts:
+Written to be obviously right, not fast, following the textbook derivation:
 softmax with the max subtracted, the Jacobian diag(s) - s s^T, cross-entropy
 -sum_j y_j log s_j and its gradient s - y for one row, taken row by row as the
 seed does, and (S - Y) / m for a batch mean.  Options extend the target y
