@@ -36,8 +36,8 @@ def gradient_error(actual: npt.ArrayLike, expected: npt.ArrayLike) -> float:
     return float(np.max(np.abs(np.asarray(actual, np.float64) - expected), initial=0.0)) / largest
 
 
-def seed_example() -> tuple[float, float]:
-    """z = [3, 4, 1], label 1: the published softmax and gradient (11 decimals) to 1e-10 absolute."""
+def worked_example() -> tuple[float, float]:
+    """z = [3, 4, 1], label 1: the published softmax and gradient (11 decimals), to 1e-10."""
     z = np.array([3.0, 4.0, 1.0])
     loss, grad = _loss.cross_entropy_with_grad(z, 1)
     error = np.max(
@@ -100,7 +100,7 @@ def softmax_case(dtype: type[np.floating[Any]], shape: tuple[int, ...]) -> tuple
 
 def cases() -> Iterator[tuple[str, Callable[[], tuple[float, float]]]]:
     """(name, thunk) for every check."""
-    yield "seed example z=[3,4,1], label 1", seed_example
+    yield "the worked example z=[3,4,1], label 1", worked_example
     for dtype in (np.float32, np.float64):
         name = np.dtype(dtype).name
         for shape in [(7, 3), (64, 10), (33, 1003)]:
