@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import fastsce
-from fastsce import _config
 from conftest import (
     CLASS_COUNTS,
     DTYPES,
@@ -37,6 +36,7 @@ from conftest import (
     shapes_for,
     snapshot,
 )
+from fastsce import _config
 
 SHAPES = [shape for n_classes in CLASS_COUNTS for shape in shapes_for(n_classes)]
 REDUCTIONS = ["mean", "sum", "none"]
