@@ -15,9 +15,8 @@
  *                     lane is left.  AVX2 / AVX-512: in registers (the same
  *                     tree, bit for bit; only the sign of a zero maximum may
  *                     differ, which no result shows); portable: through a
- *                     stack array, whose partial reloads stall store
- *                     forwarding (33 against 16 cycles for a 100-element
- *                     row_max with AVX-512)
+ *                     stack array (whose partial reloads would stall store
+ *                     forwarding on the wide paths)
  *   fnmadd(a, b, c)   c - a b rounded once (FMA targets only: the float32 exp
  *                     reduction needs the single rounding, which must not hang
  *                     on the compiler's -ffp-contract setting)

@@ -23,7 +23,7 @@
 #define FSCE_FMA 0
 #define FSCE_AVX2_INTRINSICS 0
 #define FSCE_AVX512_INTRINSICS 0
-#include "fsce_rows_dtypes.h"
+#include "fsce_rows_both_dtypes.h"
 
 /* ---- AVX2 + FMA and AVX-512, x86-64 with GCC or Clang ---- */
 #if FSCE_X86_VECTOR_TARGETS
@@ -36,7 +36,7 @@
 #define FSCE_FMA 1
 #define FSCE_AVX2_INTRINSICS 1
 #define FSCE_AVX512_INTRINSICS 0
-#include "fsce_rows_dtypes.h"
+#include "fsce_rows_both_dtypes.h"
 
 /* 64-byte vectors; the subsets every AVX-512 CPU since Skylake-SP has */
 #define FSCE_ISA avx512
@@ -45,7 +45,7 @@
 #define FSCE_FMA 1
 #define FSCE_AVX2_INTRINSICS 0
 #define FSCE_AVX512_INTRINSICS 1
-#include "fsce_rows_dtypes.h"
+#include "fsce_rows_both_dtypes.h"
 #endif
 
 #if !FSCE_VECTOR_EXTENSIONS

@@ -29,7 +29,7 @@
         double (*row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out, \
                               const REAL *next);                                         \
         void (*row_affine)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out); \
-        void (*row_axpby)(const REAL *y, const REAL *b, ptrdiff_t n, REAL a, REAL c, REAL *out); \
+        void (*row_ay_minus_cb)(const REAL *y, const REAL *b, ptrdiff_t n, REAL a, REAL c, REAL *out); \
         double (*row_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale);           \
         double (*row_dot)(const REAL *x, const REAL *b, ptrdiff_t n, REAL shift);        \
         void (*row_mul_shifted)(const REAL *s, const REAL *g, ptrdiff_t n, REAL d, REAL *out); \

@@ -25,8 +25,8 @@ from libc.string cimport memset
 
 from ._rows cimport (FSCE_CONFIDENT_TOTAL, FSCE_SMALL_ROW_CLASSES, fsce_init, fsce_simd_path,
                      log_of_total,
-                     row_affine, row_axpby, row_dot, row_exp_sum, row_find, row_max,
-                     row_mul_shifted, row_shift, row_sum, run_rows, small_rows)
+                     row_affine, row_ay_minus_cb, row_dot, row_exp_sum, row_find, row_max,
+                     row_mul_shifted, row_max_for_lse, row_sum, run_rows, small_rows)
 
 cnp.import_array()
 fsce_init()

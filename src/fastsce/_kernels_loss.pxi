@@ -77,7 +77,7 @@ cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, doubl
 
     z is the row's z minus z_shift (the loss does not depend on a shift; lse does); next is
     the input row read after this one (NULL if none), prefetched meanwhile."""
-    cdef floating m = row_shift(z, n)
+    cdef floating m = row_max_for_lse(z, n)
     cdef double z_t = z[t]                       # read before grad may overwrite z
     cdef double mean_gap = 0.0                   # m - mean_j z_j, for smoothing
     if eps != 0.0:
@@ -125,7 +125,7 @@ cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b,
                              double *lse, const floating *next) noexcept nogil:
     """Loss of one row with an explicit target distribution b; gradient into grad
     (z shifted and next prefetched as in hard_row)."""
-    cdef floating m = row_shift(z, n)
+    cdef floating m = row_max_for_lse(z, n)
     cdef double mass = row_sum(b, n, 0, 1)          # A = sum_j b_j
     cdef double gap = row_dot(z, b, n, m)        # sum_j b_j (z_j - m), read before grad
     cdef double total = row_exp_sum(z, n, m, 1, grad, next)
@@ -139,7 +139,7 @@ cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b,
         # the max's term exp(0) = 1 of a confident row (the only term equal to 1)
         top = row_find(grad, n, 1) if other >= 0.0 else -1
         # grad_j = scale ((A + 2 lambda lse) s_j - b_j)
-        row_axpby(grad, b, n, <floating>(scale * coefficient / total), <floating>scale, grad)
+        row_ay_minus_cb(grad, b, n, <floating>(scale * coefficient / total), <floating>scale, grad)
         if top >= 0:
             # s_top = 1 / S, S = 1 + S': the same value as scale ((A + 2 lambda lse - b_top)
             # - b_top S') / S, without the cancellation of (A + 2 lambda lse) s_top - b_top
@@ -162,7 +162,7 @@ cdef inline double weighted(double coefficient, double term) noexcept nogil:
 
 cdef inline double lse_only(const floating *z, Py_ssize_t n, const floating *next) noexcept nogil:
     """log sum_j exp(z_j) (for the lse of rows whose loss is not computed)."""
-    cdef floating m = row_shift(z, n)
+    cdef floating m = row_max_for_lse(z, n)
     cdef double other
     if not isfinite(m):
         return m
@@ -341,7 +341,7 @@ cdef Py_ssize_t check_class_indices(const cnp.int64_t *index, Py_ssize_t n_rows,
     return -1
 
 
-cdef Py_ssize_t first_non_finite_row(const floating *values, Py_ssize_t n) noexcept nogil:
+cdef Py_ssize_t first_non_finite_index(const floating *values, Py_ssize_t n) noexcept nogil:
     """Index of the first non-finite value (-1 if none)."""
     cdef Py_ssize_t i
     for i in range(n):
@@ -409,9 +409,9 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object w
         first_bad = check_class_indices(c.index, c.n_rows, c.n_classes, ignore_index, c.weight,
                                         &denominator)
     else:
-        first_bad = (first_non_finite_row(<const float *>c.soft_target, c.n_rows * c.n_classes)
+        first_bad = (first_non_finite_index(<const float *>c.soft_target, c.n_rows * c.n_classes)
                      if c.single else
-                     first_non_finite_row(<const double *>c.soft_target, c.n_rows * c.n_classes))
+                     first_non_finite_index(<const double *>c.soft_target, c.n_rows * c.n_classes))
         first_bad = first_bad // c.n_classes if first_bad >= 0 else -1
         denominator = c.n_rows
     if first_bad >= 0:

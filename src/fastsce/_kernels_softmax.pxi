@@ -47,7 +47,7 @@ cdef inline void log_softmax_row(const floating *x, Py_ssize_t n, floating inv_t
 
 cdef inline floating logsumexp_row(const floating *x, Py_ssize_t n, floating inv_t,
                                    const floating *next) noexcept nogil:
-    cdef floating m = row_shift(x, n)
+    cdef floating m = row_max_for_lse(x, n)
     cdef double other
     if isinf(m):
         return m * inv_t          # lse is m itself when the largest logit is +-inf (no NaN)
@@ -75,7 +75,7 @@ cdef inline void log_backward_row(const floating *log_s, const floating *grad_ou
             out[j] = grad_out[j] - <floating>exp(log_s[j]) * total
         return
     row_exp_sum(log_s, n, 0, 1, out, NULL)                 # out = s = exp(log s)
-    row_axpby(out, grad_out, n, -total, -1, out)            # out = g - s sum_j g_j
+    row_ay_minus_cb(out, grad_out, n, -total, -1, out)            # out = g - s sum_j g_j
 
 
 cdef inline void jacobian_row(const floating *s, Py_ssize_t n, floating *jac) noexcept nogil:

@@ -24,8 +24,8 @@ cdef extern from "fsce_rows.h" nogil:
                               float *out, const float *next) noexcept nogil
         void (*row_affine)(const float *y, Py_ssize_t n, float shift, float a, float c,
                            float *out) noexcept nogil
-        void (*row_axpby)(const float *y, const float *b, Py_ssize_t n, float a, float c,
-                          float *out) noexcept nogil
+        void (*row_ay_minus_cb)(const float *y, const float *b, Py_ssize_t n, float a, float c,
+                                float *out) noexcept nogil
         double (*row_sum)(const float *x, Py_ssize_t n, float shift, float scale) noexcept nogil
         double (*row_dot)(const float *x, const float *b, Py_ssize_t n, float shift) noexcept nogil
         void (*row_mul_shifted)(const float *s, const float *g, Py_ssize_t n, float d,
@@ -44,8 +44,8 @@ cdef extern from "fsce_rows.h" nogil:
                               double *out, const double *next) noexcept nogil
         void (*row_affine)(const double *y, Py_ssize_t n, double shift, double a, double c,
                            double *out) noexcept nogil
-        void (*row_axpby)(const double *y, const double *b, Py_ssize_t n, double a, double c,
-                          double *out) noexcept nogil
+        void (*row_ay_minus_cb)(const double *y, const double *b, Py_ssize_t n, double a,
+                                double c, double *out) noexcept nogil
         double (*row_sum)(const double *x, Py_ssize_t n, double shift, double scale) noexcept nogil
         double (*row_dot)(const double *x, const double *b, Py_ssize_t n,
                           double shift) noexcept nogil
@@ -66,7 +66,7 @@ cdef extern from "fsce_rows.h" nogil:
 
 cdef inline floating row_max(const floating *x, Py_ssize_t n) noexcept nogil:
     """The largest non-NaN x_j (-inf if none): a NaN reaches exp-based results through
-    exp(NaN - max) = NaN; see row_shift for the max as the shift of a log-sum-exp."""
+    exp(NaN - max) = NaN; see row_max_for_lse for the max as the shift of a log-sum-exp."""
     if floating is float:
         return fsce_get_ops_f32().row_max(x, n)
     else:
@@ -81,7 +81,7 @@ cdef inline Py_ssize_t row_find(const floating *x, Py_ssize_t n, floating value)
         return fsce_get_ops_f64().row_find(x, n, value)
 
 
-cdef inline floating row_shift(const floating *x, Py_ssize_t n) noexcept nogil:
+cdef inline floating row_max_for_lse(const floating *x, Py_ssize_t n) noexcept nogil:
     """m = max_j x_j for lse = m + log sum_j exp(x_j - m); NaN when m is infinite and the
     row holds a NaN (beside a finite m the NaN reaches the sum by itself)."""
     cdef floating m = row_max(x, n)
@@ -131,13 +131,13 @@ cdef inline void row_affine(const floating *y, Py_ssize_t n, floating shift, flo
         fsce_get_ops_f64().row_affine(y, n, shift, a, c, out)
 
 
-cdef inline void row_axpby(const floating *y, const floating *b, Py_ssize_t n, floating a,
-                           floating c, floating *out) noexcept nogil:
+cdef inline void row_ay_minus_cb(const floating *y, const floating *b, Py_ssize_t n,
+                                 floating a, floating c, floating *out) noexcept nogil:
     """out_j = y_j * a - c * b_j."""
     if floating is float:
-        fsce_get_ops_f32().row_axpby(y, b, n, a, c, out)
+        fsce_get_ops_f32().row_ay_minus_cb(y, b, n, a, c, out)
     else:
-        fsce_get_ops_f64().row_axpby(y, b, n, a, c, out)
+        fsce_get_ops_f64().row_ay_minus_cb(y, b, n, a, c, out)
 
 
 cdef inline double row_sum(const floating *x, Py_ssize_t n, floating shift,

@@ -1,5 +1,5 @@
 /*
- * fsce_rows_dtypes.h -- the row helpers (fsce_rows_impl.h) for float32 and
+ * fsce_rows_both_dtypes.h -- the row helpers (fsce_rows_impl.h) for float32 and
  * float64 under the instruction-set settings fsce_rows.c defines before
  * including it; those settings are undefined again at the end, ready for the
  * next instruction set.
