@@ -45,7 +45,9 @@ def shipped_coefficients():
     text = HEADER.read_text()
     blocks = re.findall(r"#define EXP_COEFFS \{(.*?)\}", text, flags=re.S)
     assert len(blocks) == 2, "expected one EXP_COEFFS per dtype (float64 first)"
-    parse = [[mp.mpf(v.strip().rstrip("f")) for v in b.replace("\\", "").split(",")] for b in blocks]
+    parse = [
+        [mp.mpf(v.strip().rstrip("f")) for v in b.replace("\\", "").split(",")] for b in blocks
+    ]
     return {"float64": parse[0], "float32": parse[1]}
 
 
@@ -122,12 +124,16 @@ def main():
         error = max_relative_error(coefficients)
         ok = len(coefficients) == degree and error <= bound * 1.05
         failed |= not ok
-        print(f"{dtype}: degree {len(coefficients)}, max relative error {mp.nstr(error, 3)} "
-              f"(bound {bound:g}): {'ok' if ok else 'FAILED'}")
+        print(
+            f"{dtype}: degree {len(coefficients)}, max relative error {mp.nstr(error, 3)} "
+            f"(bound {bound:g}): {'ok' if ok else 'FAILED'}"
+        )
         if args.fit:
             fitted = remez(degree)
-            print(f"  Remez, degree {degree}: max relative error "
-                  f"{mp.nstr(max_relative_error(fitted), 3)}")
+            print(
+                f"  Remez, degree {degree}: max relative error "
+                f"{mp.nstr(max_relative_error(fitted), 3)}"
+            )
             for k, (c_fit, c_shipped) in enumerate(zip(fitted, coefficients), start=1):
                 print(f"    c{k:<2} {mp.nstr(c_fit, 25):>32}   shipped {mp.nstr(c_shipped, 17)}")
     return 1 if failed else 0

@@ -12,14 +12,26 @@ to get a float64 oracle) and returns the same kinds of values as fastsce.
 
 from __future__ import annotations
 
-from typing import Any, SupportsIndex, cast
+from typing import Any, Literal, SupportsIndex, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import Reduction, as_float_array
-
 _Floats = npt.NDArray[np.floating[Any]]
+
+
+def as_float_array(x: npt.ArrayLike, name: str) -> _Floats:
+    """x as a float array in fastsce's compute dtype: float32 and float64 kept, smaller
+    floats in float32, wider ones and integers in float64.  Written here on purpose,
+    not imported from the package: a bug in the fast path's coercion must not hide from
+    the oracle.  (`name` only labels the argument; the oracle trusts its inputs.)"""
+    del name
+    array = np.asarray(x)
+    if array.dtype.kind == "f" and array.dtype.itemsize in (4, 8):
+        return array
+    if array.dtype.kind == "f" and array.dtype.itemsize < 4:
+        return array.astype(np.float32)
+    return array.astype(np.float64)
 
 
 def softmax(
@@ -101,7 +113,7 @@ def cross_entropy(
     *,
     weight: npt.ArrayLike | None = None,
     ignore_index: int = -100,
-    reduction: Reduction = "mean",
+    reduction: Literal["mean", "sum", "none"] = "mean",
     label_smoothing: float = 0.0,
     temperature: float = 1.0,
     softcap: float | None = None,
@@ -132,7 +144,7 @@ def cross_entropy_with_grad(
     *,
     weight: npt.ArrayLike | None = None,
     ignore_index: int = -100,
-    reduction: Reduction = "mean",
+    reduction: Literal["mean", "sum", "none"] = "mean",
     label_smoothing: float = 0.0,
     temperature: float = 1.0,
     softcap: float | None = None,
