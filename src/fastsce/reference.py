@@ -166,7 +166,7 @@ def cross_entropy_with_grad(
     rows = x.reshape(-1, n_classes)
     targets = target.reshape(-1, n_classes) if soft else target.reshape(-1)
     losses = np.zeros(len(rows), np.float64)
-    grad = np.zeros(rows.shape, x.dtype)
+    grad: _Floats = np.zeros(rows.shape, x.dtype)
     lse = np.zeros(len(rows))
     argmax = np.zeros(len(rows), np.int64)
     denominator = 0.0
