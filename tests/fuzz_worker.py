@@ -14,7 +14,7 @@ A call must either raise one of the documented exceptions -- TypeError or ValueE
 (numpy's AxisError, a ValueError, for a bad axis) whose message names an argument in
 backquotes, or MemoryError for sizes that cannot be allocated -- having changed no input
 and no out= buffer; or return a correct result: compared with fastsce.reference (float64
-oracle, conftest tolerances) when the inputs are moderate, and otherwise checked for the
+oracle, _helpers tolerances) when the inputs are moderate, and otherwise checked for the
 invariants that hold for any input (shape, dtype, no NaN in a row that has no NaN, no +inf
 and is not all -inf, probabilities in [0, 1] summing to 1, log-probabilities <= 0,
 logsumexp >= max / T, losses >= 0 for non-negative weights and targets).  Exit status 0
@@ -35,7 +35,7 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS_DIR)
 
 import fastsce  # noqa: E402
-from conftest import (  # noqa: E402
+from _helpers import (  # noqa: E402
     LOG_SUM_ATOL,
     LOSS_RTOL,
     RTOL,

@@ -3,7 +3,7 @@
 Shapes (C,), (N, C), (A, B, C) for every C in CLASS_COUNTS, float32 and float64,
 every reduction and option of the cross-entropy, out= (fresh and in place), all
 memory layouts, empty batches, and thread-count independence.  Tolerances are in
-conftest.py: float64 1e-12 and float32 1e-5 relative (1e-6 on losses).
+_helpers.py: float64 1e-12 and float32 1e-5 relative (1e-6 on losses).
 """
 
 import math
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastsce
-from conftest import (
+from _helpers import (
     CLASS_COUNTS,
     DTYPES,
     LAYOUTS,
@@ -88,7 +88,7 @@ def run_cross_entropy(logits, target, reduction, options):
 
 def check_softmax_family(name, result, expected, dtype, err_msg=""):
     """Relative comparison (no cancellation in either), plus LOG_SUM_ATOL for the
-    log-sum term of log_softmax (conftest.py)."""
+    log-sum term of log_softmax (_helpers.py)."""
     atol = LOG_SUM_ATOL if name == "log_softmax" else 0.0
     assert_close(result, expected, RTOL[np.dtype(dtype)], atol=atol, err_msg=err_msg)
 

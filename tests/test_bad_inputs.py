@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import fastsce
-from conftest import (
+from _helpers import (
     LOSS_RTOL,
     RTOL,
     assert_close,

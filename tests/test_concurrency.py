@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import fastsce
-from conftest import make_logits, make_soft_target, rng_for
+from _helpers import make_logits, make_soft_target, rng_for
 
 N_THREADS = 8
 

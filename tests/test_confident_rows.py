@@ -12,17 +12,11 @@ The checks run in this process (the CPU's best vector path) and, in
 subprocesses, on every other path (FASTSCE_SIMD).
 """
 
-import os
-import pathlib
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import fastsce
-
-TESTS_DIR = pathlib.Path(__file__).resolve().parent
+from _helpers import run_with_simd
 
 #: margins of the runner-up logit below the max (700: exp(-700) is near the smallest normal)
 MARGINS = [20.0, 25.0, 30.0, 37.0, 40.0, 100.0, 300.0, 700.0]
@@ -172,9 +166,5 @@ def test_rows_of_moderate_confidence_are_unchanged_by_the_rescan():
 
 @pytest.mark.parametrize("simd", ["baseline", "avx2"])
 def test_every_vector_path(simd):
-    env = dict(os.environ, FASTSCE_SIMD=simd, PYTHONPATH=str(TESTS_DIR))
-    script = "import test_confident_rows as t; t.check_all(); print('ok')"
-    result = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
-    )
+    result = run_with_simd(simd, "import test_confident_rows as t; t.check_all(); print('ok')")
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastsce
-from conftest import assert_unchanged, make_logits, snapshot
+from _helpers import assert_unchanged, make_logits, snapshot
 
 
 def raises_and_writes_nothing(exception, match, func, *args, exact=True, **kwargs):

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import fastsce
+from _helpers import run_with_simd
 from fastsce import reference
-from test_simd_paths import run_with_simd
 
 #: documented accuracy (README), the worst of the paths: float32 2.6 ULP for results
 #: above 1e-3 (FMA paths 2.41, baseline 2.54) and 5.2 ULP near the smallest normal

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastsce
-from conftest import (
+from _helpers import (
     FD_ATOL,
     FD_RTOL,
     LOG_SUM_ATOL,
@@ -138,7 +138,7 @@ def test_log_softmax_softmax_logsumexp_are_consistent(shape, dtype, temperature)
     # exp(log_softmax) = softmax (no cancellation: relative comparison)
     np.testing.assert_allclose(np.exp(log_s.astype(np.float64)), s, rtol=rtol)
     # log_softmax = x / T - logsumexp(x / T): rounding is relative to the terms |x / T|
-    # and |lse|, plus LOG_SUM_ATOL for the log of the sum (see conftest.py)
+    # and |lse|, plus LOG_SUM_ATOL for the log of the sum (see _helpers.py)
     x64 = x.astype(np.float64) / temperature
     expected = x64 - lse.astype(np.float64)
     assert_close(log_s, expected, rtol, magnitude=np.abs(x64) + np.abs(lse), atol=LOG_SUM_ATOL)

@@ -24,7 +24,7 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 
 import fastsce
-from conftest import make_logits, rng_for
+from _helpers import make_logits, rng_for
 
 LONG = os.environ.get("FASTSCE_LARGE_ARRAYS", "0") == "1"
 N_ROWS = 2**21 + 1

@@ -9,8 +9,8 @@ against central finite differences, out=logits in place, CrossEntropyLoss (equal
 functional API, allocation-free steady state, options validated at construction),
 softmax_backward / log_softmax_backward as layers, and the errors of the new options.
 
-Tolerances are conftest.py's (RTOL, LOSS_RTOL, LOG_SUM_ATOL), applied to the terms the
-results are computed from, as conftest.py explains.  With the options, for one kept
+Tolerances are _helpers.py's (RTOL, LOSS_RTOL, LOG_SUM_ATOL), applied to the terms the
+results are computed from, as _helpers.py explains.  With the options, for one kept
 row with target distribution b (A = sum_j b_j), z = x / T or c tanh(x / c) / T,
 s = softmax(z) and lse = log sum_j exp(z_j):
 
@@ -36,176 +36,35 @@ import numpy as np
 import pytest
 
 import fastsce
-from conftest import (
+from _helpers import (
+    CASE_IDS,
+    CASES,
     DTYPES,
     FD_ATOL,
     FD_RTOL,
     LOG_SUM_ATOL,
     LOSS_RTOL,
+    REDUCTIONS,
     RTOL,
+    TRANSFORMS,
     assert_close,
     assert_unchanged,
     central_difference,
     f64,
+    kept_rows,
+    make_case,
     make_logits,
     make_soft_target,
+    option_bounds,
     oracle,
     rng_for,
     snapshot,
     target_distribution,
+    transformed,
 )
 from fastsce import reference
 
 INF = np.inf
-REDUCTIONS = ["mean", "sum", "none"]
-
-#: PyTorch-semantics options; "random" weights are drawn per case in [0.5, 2]
-BASE_OPTIONS = {
-    "plain": {},
-    "weight": {"weight": "random"},
-    "smoothing": {"label_smoothing": 0.2},
-    "weight_smoothing": {"weight": "random", "label_smoothing": 0.3},
-    "ignore_in_range": {"ignore_index": 2},
-    "everything": {"weight": "random", "label_smoothing": 0.15, "ignore_index": -100},
-}
-#: ignore_index does not apply to probability targets: those sets are hard-only
-SOFT_BASES = ["plain", "weight", "smoothing", "weight_smoothing"]
-
-#: the options beyond PyTorch's (z = x / T, or c tanh(x / c) / T; lambda lse^2 per kept row)
-TRANSFORMS = {
-    "none": {},
-    "cold": {"temperature": 0.6},
-    "hot": {"temperature": 2.5},
-    "softcap": {"softcap": 4.0},
-    "softcap_cold": {"softcap": 2.0, "temperature": 0.7},
-    "z_loss": {"z_loss": 1e-2},
-    "all": {"temperature": 0.8, "softcap": 3.0, "z_loss": 0.05},
-}
-
-CASES = [("hard", base) for base in BASE_OPTIONS] + [("soft", base) for base in SOFT_BASES]
-CASE_IDS = [f"{kind}-{base}" for kind, base in CASES]
-
-
-# ---------------------------------------------------------------------------
-# helpers
-
-
-def transformed(x, temperature=1.0, softcap=None):
-    """(z, dz/dx) in float64: z = x / T, or softcap tanh(x / softcap) / T with -inf kept."""
-    x = f64(x)
-    if softcap is None:
-        return x / temperature, np.full(x.shape, 1.0 / temperature)
-    with np.errstate(invalid="ignore"):  # NaN logits stay NaN
-        th = np.tanh(x / softcap)
-    masked = x == -INF
-    z = np.where(masked, -INF, softcap * th / temperature)
-    return z, np.where(masked, 0.0, (1.0 - th**2) / temperature)
-
-
-def kept_rows(target, logits_shape, ignore_index=-100):
-    """Rows whose loss counts: all rows for soft targets, target != ignore_index otherwise."""
-    target = np.asarray(target)
-    if target.dtype.kind == "f":
-        return np.ones(logits_shape[:-1], bool)
-    return target != ignore_index
-
-
-def option_bounds(logits, target, reduction, options, dtype):
-    """(loss_atol, grad_magnitude, lse_magnitude) for comparisons with the float64 oracle.
-
-    See the module docstring: grad_magnitude is scale (|A + 2 lambda lse| s + |b|) |dz/dx|,
-    loss_atol is LOG_SUM_ATOL (A + 2 lambda |lse|) (+ eps sum_j |dL/dz_j| |z_j| when z is
-    rounded), both per row and reduced like the loss; lse_magnitude is |m| + |lse - m|
-    (+ sum_j s_j |z_j| when z is rounded) for every row.
-    """
-    shape = np.shape(logits)
-    temperature = options.get("temperature", 1.0)
-    softcap = options.get("softcap")
-    z_loss = options.get("z_loss", 0.0)
-    ignore_index = options.get("ignore_index", -100)
-    z, dz_dx = transformed(logits, temperature, softcap)
-    b, row_weight = target_distribution(
-        shape,
-        target,
-        weight=options.get("weight"),
-        ignore_index=ignore_index,
-        label_smoothing=options.get("label_smoothing", 0.0),
-    )
-    kept = kept_rows(target, shape, ignore_index)[..., None]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        lse = oracle("logsumexp", z, keepdims=True)
-        m = np.max(z, axis=-1, keepdims=True)
-        s = np.exp(z - lse)
-        log_term = np.abs(lse - m)
-    s = np.where(np.isfinite(s), s, 0.0)  # NaN rows: compared by NaN position only
-    z_finite = np.where(np.isfinite(z), np.abs(z), 0.0)  # s_j = b_j = 0 where z_j = -inf
-    rounded = temperature != 1.0 or softcap is not None
-    eps = np.finfo(dtype).eps
-
-    lse_magnitude = np.abs(m) + log_term
-    if rounded:
-        lse_magnitude = lse_magnitude + np.sum(s * z_finite, axis=-1, keepdims=True)
-
-    lse_kept = np.where(kept & np.isfinite(lse), lse, 0.0)
-    mass = b.sum(axis=-1, keepdims=True)
-    coefficient = mass + 2.0 * z_loss * lse_kept  # grad_z = coefficient s - b
-    divisor = row_weight.sum() if reduction == "mean" else 1.0
-    grad_magnitude = np.where(
-        kept, (np.abs(coefficient) * s + np.abs(b)) * np.abs(dz_dx) / divisor, 0.0
-    )
-
-    row_atol = LOG_SUM_ATOL * (mass + 2.0 * z_loss * np.abs(lse_kept))
-    if rounded:
-        grad_z = coefficient * s - b
-        row_atol = row_atol + eps * np.sum(np.abs(grad_z) * z_finite, axis=-1, keepdims=True)
-    row_atol = np.where(kept, row_atol, 0.0)[..., 0]
-    if reduction == "none":
-        loss_atol = row_atol
-    else:
-        loss_atol = np.sum(row_atol) / divisor
-    return loss_atol, grad_magnitude, lse_magnitude[..., 0]
-
-
-def make_case(kind, base, transform, masked, dtype, shape=(10, 7), tag="options", options=None):
-    """(logits, target, options) for one combination; see the comments for the rows.
-
-    masked (at least 5 rows): rows 1 and 3 have two -inf (masked) classes, never the
-    target (hard) or with probability 0 there (soft); hard targets also get row 0
-    ignored with a NaN logit and row 4 ignored with all logits -inf.  Without masking,
-    option sets with an ignore_index ignore rows 0 and 4 when there are that many
-    (a single row is never ignored: 'mean' would be 0 / 0).  `options` replaces
-    BASE_OPTIONS[base] when given.
-    """
-    rng = rng_for(tag, kind, base, transform, masked, np.dtype(dtype).name, shape)
-    options = {**(BASE_OPTIONS[base] if options is None else options), **TRANSFORMS[transform]}
-    n_classes = shape[-1]
-    if "weight" in options:
-        options["weight"] = rng.uniform(0.5, 2.0, n_classes)
-    logits = 2.0 * rng.standard_normal(shape)
-    rows = logits.reshape(-1, n_classes)
-    if kind == "soft":
-        target = make_soft_target(shape, np.float64, rng)
-        if masked:
-            target_rows = target.reshape(-1, n_classes)
-            for i in (1, 3):
-                classes = rng.choice(np.arange(1, n_classes), 2, replace=False)
-                rows[i, classes] = -INF
-                target_rows[i, classes] = 0.0  # class 0 always has mass (make_soft_target)
-                target_rows[i] /= target_rows[i].sum()
-        return logits.astype(dtype), target.astype(dtype), options
-
-    target = np.asarray(rng.integers(0, n_classes, shape[:-1]))
-    ignore_index = options.get("ignore_index", -100)
-    flat = target.reshape(-1)
-    if masked:
-        for i in (1, 3):
-            others = [j for j in range(n_classes) if j not in (flat[i], ignore_index)]
-            rows[i, rng.choice(others, 2, replace=False)] = -INF
-        rows[0, 1] = np.nan
-        rows[4] = -INF
-    if (masked or "ignore_index" in options) and len(flat) > 1:
-        flat[[i for i in (0, 4) if i < len(flat)]] = ignore_index
-    return logits.astype(dtype), target, options
 
 
 def check_against_oracle(logits, target, reduction, options, dtype):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import fastsce
-from conftest import make_logits, rng_for
+from _helpers import make_logits, rng_for
 
 STATM = Path("/proc/self/statm")
 SMALL_SLACK = 2 * 2**20  # bytes of RSS growth allowed over 10**5 small calls

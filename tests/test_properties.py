@@ -8,7 +8,7 @@ Properties:
   shifted inputs otherwise;
 * every per-row loss is >= 0 (non-negative weights and targets);
 * gradient rows sum to 0 for class-index targets without label smoothing;
-* agreement with fastsce.reference (float64 oracle, conftest tolerances);
+* agreement with fastsce.reference (float64 oracle, _helpers tolerances);
 * gradients agree with central finite differences (float64).
 
 Bounded: each test runs FASTSCE_HYPOTHESIS_EXAMPLES examples (default 40) with
@@ -50,7 +50,7 @@ with warnings.catch_warnings():
         pass
 
 import fastsce  # noqa: E402
-from conftest import (  # noqa: E402
+from _helpers import (  # noqa: E402
     FD_ATOL,
     FD_RTOL,
     LAYOUTS,
@@ -434,7 +434,7 @@ def test_label_smoothing_with_logits_spanning_more_than_the_float_range(weight):
 )
 def test_gradient_rows_sum_to_zero_for_class_indices(inputs, reduction, data):
     """grad = scale (w_t s - w_t onehot(t)): sum_j = scale w_t (sum s - 1) = 0, up to the
-    rounding of the terms |scale w_t s_j| and |scale w_t| (conftest.grad_magnitude)."""
+    rounding of the terms |scale w_t s_j| and |scale w_t| (_helpers.grad_magnitude)."""
     values, x, _layout = inputs
     dtype = compute_dtype(x)
     options = data.draw(loss_options(values.shape[-1], hard=True, smoothing=False))

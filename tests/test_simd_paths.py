@@ -12,23 +12,19 @@ in both dtypes.
 """
 
 import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
+from _helpers import run_with_simd
 from fastsce import _kernels
-
-TESTS_DIR = pathlib.Path(__file__).resolve().parent
 
 CHECK_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     import fastsce
     from fastsce import _kernels
-    from conftest import (LOG_SUM_ATOL, LOSS_RTOL, RTOL, assert_close, backward_magnitude,
+    from _helpers import (LOG_SUM_ATOL, LOSS_RTOL, RTOL, assert_close, backward_magnitude,
                           grad_magnitude, logsumexp_magnitude, loss_atol, make_hard_target,
                           make_logits, make_soft_target, oracle)
 
@@ -81,22 +77,6 @@ CHECK_SCRIPT = textwrap.dedent("""
     print("\\n".join(failures))
     sys.exit(1 if failures else 0)
 """)
-
-
-def run_with_simd(value, script):
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(
-            [str(TESTS_DIR)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-        ),
-    )
-    if value is None:
-        env.pop("FASTSCE_SIMD", None)
-    else:
-        env["FASTSCE_SIMD"] = value
-    return subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def test_baseline_path_matches_reference():

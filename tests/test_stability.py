@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastsce
-from conftest import (
+from _helpers import (
     DTYPES,
     LOG_SUM_ATOL,
     LOSS_RTOL,

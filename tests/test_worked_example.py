@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastsce
-from conftest import DTYPES, RTOL, assert_close, make_logits, rng_for
+from _helpers import DTYPES, RTOL, assert_close, make_logits, rng_for
 
 Z = [3.0, 4.0, 1.0]
 SIGMA = np.array([0.25949646034, 0.70538451269, 0.03511902695])
