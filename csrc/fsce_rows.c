@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsce_formulas.h"
 #include "fsce_rows.h"
 #include "fsce_simd.h"
 

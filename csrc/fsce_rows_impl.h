@@ -318,15 +318,6 @@ FSCE_TARGET static void N_(row_mul_shifted)(const REAL *s, const REAL *g, ptrdif
         N_(store_tail)(out + j, n - j, N_(load_tail)(s + j, n - j, 0) * (N_(load_tail)(g + j, n - j, 0) - vd));
 }
 
-/* loss = w_t (1 - eps) (lse - x_t) + eps (lse - mean_j x_j) of a short row, from
-   log_total = lse - m and mean_gap = mean_j (x_j - m) (a 0 coefficient adds 0, even times inf) */
-FSCE_INLINE double N_(small_row_loss)(double target_mass, double eps, double m, double x_t,
-                                      double log_total, double mean_gap)
-{
-    return (target_mass != 0.0 ? target_mass * ((m - x_t) + log_total) : 0.0)
-           + (eps != 0.0 ? eps * (log_total - mean_gap) : 0.0);
-}
-
 /*
  * Cross-entropy loss (and gradient unless grad is NULL) of n_rows short rows
  * (n <= FSCE_SMALL_ROW_CLASSES) with class-index targets, LANES rows at a
@@ -386,7 +377,7 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
             lane_bits[r] = 0;
             coef[r] = 0.0;
             if (r >= rows) continue;
-            if (row_lse != NULL) row_lse[row] = isinf(lane[r]) ? lane[r] : lane[r] + log(totals[r]);
+            if (row_lse != NULL) row_lse[row] = fsce_lse(lane[r], log(totals[r]));
             const int64_t t = target[row];
             if (t == ignore_index) {
                 lane_bits[r] = -1;
@@ -394,8 +385,8 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
                 continue;
             }
             const double w_t = weight ? weight[t] : 1.0;
-            row_loss[row] = N_(small_row_loss)(w_t * (1.0 - eps), eps, lane[r], x[row * x_stride + t],
-                                               log(totals[r]), sums[r]);
+            row_loss[row] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], x[row * x_stride + t],
+                                                  log(totals[r]), -sums[r]);
             coef[r] = scale * (w_t * (1.0 - eps) + eps) / totals[r];
         }
         /* confident rows (S < FSCE_CONFIDENT_TOTAL, rare): lse and loss again from
@@ -411,13 +402,13 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
             for (ptrdiff_t r = 0; r < rows; ++r) {
                 const ptrdiff_t row = r0 + r;
                 if (!(totals[r] < FSCE_CONFIDENT_TOTAL)) continue;
-                const double log_total = log1p(others[r]);
-                if (row_lse != NULL) row_lse[row] = lane[r] + log_total;
+                const double log_total = fsce_log_total(totals[r], others[r]);
+                if (row_lse != NULL) row_lse[row] = fsce_lse(lane[r], log_total);
                 const int64_t t = target[row];
                 if (t == ignore_index) continue;
                 const double w_t = weight ? weight[t] : 1.0;
-                row_loss[row] = N_(small_row_loss)(w_t * (1.0 - eps), eps, lane[r], x[row * x_stride + t],
-                                                   log_total, sums[r]);
+                row_loss[row] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], x[row * x_stride + t],
+                                                      log_total, -sums[r]);
                 confident_max[r] = x[row * x_stride + t] == lane[r];
             }
         }
@@ -436,8 +427,7 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
             const double target_mass = (weight ? weight[t] : 1.0) * (1.0 - eps);
             REAL *g_t = grad + (r0 + r) * n + t;
             if (confident_max[r])
-                /* the target is the max (s_t = 1 / S): s_t - 1 = -S' / S without cancellation */
-                *g_t = (REAL)(scale * ((eps - target_mass * others[r]) / totals[r] - eps / (double)n));
+                *g_t = (REAL)fsce_confident_target_grad(scale, target_mass, eps, 0.0, others[r], totals[r], (double)n);
             else
                 *g_t -= (REAL)(scale * target_mass);
         }

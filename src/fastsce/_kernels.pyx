@@ -18,13 +18,14 @@ validates every argument first: nothing here can fail on bad input.
 """
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport INFINITY, NAN, exp, isfinite, isinf, log, log1p, tanh
+from libc.math cimport INFINITY, NAN, exp, isfinite, isinf, tanh
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from ._rows cimport (FSCE_CONFIDENT_TOTAL, FSCE_SMALL_ROW_CLASSES, fsce_init, fsce_simd_path,
-                     log_of_total,
+from ._rows cimport (FSCE_CONFIDENT_TOTAL, FSCE_SMALL_ROW_CLASSES, fsce_confident_target_grad,
+                     fsce_hard_target_loss, fsce_init, fsce_log_total, fsce_lse, fsce_simd_path,
+                     fsce_weighted, log_of_total,
                      row_affine, row_ay_minus_cb, row_dot, row_exp_sum, row_find, row_max,
                      row_mul_shifted, row_max_for_lse, row_sum, run_rows, small_rows)
 

@@ -85,11 +85,12 @@ cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, doubl
     cdef double total = row_exp_sum(z, n, m, 1, grad, next)
     cdef double other
     if total < FSCE_CONFIDENT_TOTAL:             # rare: see log_of_total
-        log_of_total(grad if grad != NULL else z, n, m, 1, grad == NULL, total, &other)
+        log_total = log_of_total(grad if grad != NULL else z, n, m, 1, grad == NULL, total,
+                                 &other)
         return hard_row_end(n, t, w_t, eps, z_loss, scale, grad, z_shift, lse, m, z_t,
-                            mean_gap, total, log1p(other), other)
+                            mean_gap, total, log_total, other)
     return hard_row_end(n, t, w_t, eps, z_loss, scale, grad, z_shift, lse, m, z_t, mean_gap,
-                        total, log(total), -1.0)
+                        total, fsce_log_total(total, -1.0), -1.0)
 
 
 cdef inline double hard_row_end(Py_ssize_t n, Py_ssize_t t, double w_t, double eps,
@@ -99,25 +100,22 @@ cdef inline double hard_row_end(Py_ssize_t n, Py_ssize_t t, double w_t, double e
     """hard_row once the exps are summed (total = S = 1 + S', log_total = log S; other =
     S' for a confident row, -1 otherwise: inlined once per case, the common one without
     the confident branch)."""
-    lse[0] = row_lse(m, log_total) + z_shift
-    cdef double z_loss_term = weighted(2.0 * z_loss, lse[0])
+    lse[0] = fsce_lse(m, log_total) + z_shift
+    cdef double z_loss_term = fsce_weighted(2.0 * z_loss, lse[0])
+    cdef double target_mass = w_t * (1.0 - eps)
     if grad != NULL:
         # grad_j = scale ((w_t (1 - eps) + eps + 2 lambda lse) s_j - eps / n)
         #          - scale w_t (1 - eps) [j = t]
-        row_affine(grad, n, 0,
-                   <floating>(scale * (w_t * (1.0 - eps) + eps + z_loss_term) / total),
+        row_affine(grad, n, 0, <floating>(scale * (target_mass + eps + z_loss_term) / total),
                    <floating>(scale * eps / n), grad)
-        if other >= 0.0 and z_t == m:
-            # a confident row whose target is the max (s_t = 1 / S, S = 1 + S'): the same
-            # grad_t as scale ((eps + 2 lambda lse - w_t (1 - eps) S') / S - eps / n),
-            # without the cancellation of s_t - 1
-            grad[t] = <floating>(scale * ((eps + z_loss_term - w_t * (1.0 - eps) * other) / total
-                                          - eps / n))
+        if other >= 0.0 and z_t == m:          # a confident row whose target is the max
+            grad[t] = <floating>fsce_confident_target_grad(scale, target_mass, eps, z_loss_term,
+                                                           other, total, n)
         else:
-            grad[t] -= <floating>(scale * w_t * (1.0 - eps))
+            grad[t] -= <floating>(scale * target_mass)
     # loss = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
-    return (weighted(w_t * (1.0 - eps), (m - z_t) + log_total) + weighted(eps, mean_gap + log_total)
-            + weighted(z_loss, lse[0] * lse[0]))
+    return (fsce_hard_target_loss(target_mass, eps, m, z_t, log_total, mean_gap)
+            + fsce_weighted(z_loss, lse[0] * lse[0]))
 
 
 cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b, double z_loss,
@@ -132,8 +130,8 @@ cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b,
     cdef double other                            # S' = total - 1, or -1 (log_of_total)
     cdef double log_total = log_of_total(grad if grad != NULL else z, n, m, 1, grad == NULL,
                                          total, &other)
-    lse[0] = row_lse(m, log_total) + z_shift
-    cdef double coefficient = mass + weighted(2.0 * z_loss, lse[0])
+    lse[0] = fsce_lse(m, log_total) + z_shift
+    cdef double coefficient = mass + fsce_weighted(2.0 * z_loss, lse[0])
     cdef Py_ssize_t top
     if grad != NULL:
         # the max's term exp(0) = 1 of a confident row (the only term equal to 1)
@@ -146,18 +144,7 @@ cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b,
             grad[top] = <floating>(scale * ((coefficient - b[top]) - b[top] * other) / total)
     # loss = sum_j b_j (lse - z_j) + lambda lse^2
     #      = A log(total) - sum_j b_j (z_j - m) + lambda lse^2
-    return mass * log_total - gap + weighted(z_loss, lse[0] * lse[0])
-
-
-cdef inline double row_lse(double m, double log_total) noexcept nogil:
-    """lse = m + log(total); m itself when m = +-inf (as logsumexp; the loss is NaN there)."""
-    return m if isinf(m) else m + log_total
-
-
-cdef inline double weighted(double coefficient, double term) noexcept nogil:
-    """coefficient * term, exactly 0 when the coefficient is 0 (even for an infinite term:
-    a target of weight 0 on a masked class contributes nothing)."""
-    return coefficient * term if coefficient != 0.0 else 0.0
+    return mass * log_total - gap + fsce_weighted(z_loss, lse[0] * lse[0])
 
 
 cdef inline double lse_only(const floating *z, Py_ssize_t n, const floating *next) noexcept nogil:
@@ -165,8 +152,9 @@ cdef inline double lse_only(const floating *z, Py_ssize_t n, const floating *nex
     cdef floating m = row_max_for_lse(z, n)
     cdef double other
     if not isfinite(m):
-        return m
-    return m + log_of_total(z, n, m, 1, True, row_exp_sum(z, n, m, 1, NULL, next), &other)
+        return m                                # +-inf (fsce_lse), or NaN
+    return fsce_lse(m, log_of_total(z, n, m, 1, True, row_exp_sum(z, n, m, 1, NULL, next),
+                                    &other))
 
 
 cdef inline cnp.int64_t argmax(const floating *z, Py_ssize_t n) noexcept nogil:

@@ -50,10 +50,11 @@ cdef inline floating logsumexp_row(const floating *x, Py_ssize_t n, floating inv
     cdef floating m = row_max_for_lse(x, n)
     cdef double other
     if isinf(m):
-        return m * inv_t          # lse is m itself when the largest logit is +-inf (no NaN)
+        return m * inv_t          # fsce_lse's rule, without the exp pass it would ignore
     # lse = m / T + log sum_j exp((x_j - m) / T)
-    return <floating>(m * inv_t + log_of_total(x, n, m, inv_t, True,
-                                               row_exp_sum(x, n, m, inv_t, NULL, next), &other))
+    return <floating>fsce_lse(m * inv_t, log_of_total(x, n, m, inv_t, True,
+                                                      row_exp_sum(x, n, m, inv_t, NULL, next),
+                                                      &other))
 
 
 cdef inline void backward_row(const floating *s, const floating *grad_s, Py_ssize_t n,

@@ -9,7 +9,7 @@ row of ``n`` contiguous elements and never touches Python objects.
 from cython cimport floating
 
 
-from libc.math cimport INFINITY, NAN, log, log1p
+from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int64_t
 
 
@@ -101,6 +101,17 @@ cdef inline double row_exp_sum(const floating *x, Py_ssize_t n, floating shift,
         return fsce_get_ops_f64().row_exp_sum(x, n, shift, scale, out, next)
 
 
+cdef extern from "fsce_formulas.h" nogil:
+    double fsce_lse(double m, double log_total)
+    double fsce_log_total(double total, double other)
+    double fsce_weighted(double coefficient, double term)
+    double fsce_hard_target_loss(double target_mass, double eps, double m, double z_t,
+                                 double log_total, double mean_gap)
+    double fsce_confident_target_grad(double scale, double target_mass, double eps,
+                                      double z_loss_term, double other, double total,
+                                      double n_classes)
+
+
 cdef inline double log_of_total(const floating *terms, Py_ssize_t n, floating shift,
                                 floating scale, bint exponentiate, double total,
                                 double *other) noexcept nogil:
@@ -112,14 +123,13 @@ cdef inline double log_of_total(const floating *terms, Py_ssize_t n, floating sh
     over exp((x_j - shift) scale) when exponentiate) and log S = log1p(S').
     other receives S' there, -1 elsewhere.
     """
+    other[0] = -1.0
     if total < FSCE_CONFIDENT_TOTAL:
         if floating is float:
             other[0] = fsce_get_ops_f32().row_sum_below_one(terms, n, shift, scale, exponentiate)
         else:
             other[0] = fsce_get_ops_f64().row_sum_below_one(terms, n, shift, scale, exponentiate)
-        return log1p(other[0])
-    other[0] = -1.0
-    return log(total)
+    return fsce_log_total(total, other[0])
 
 
 cdef inline void row_affine(const floating *y, Py_ssize_t n, floating shift, floating a,
