@@ -366,67 +366,105 @@ def scratch_elements(Py_ssize_t n_classes, int n_threads):
     return n_threads * SCRATCH_ROWS * n_classes
 
 
-def cross_entropy(cnp.ndarray logits, object index, object soft_target, object weight,
-                  cnp.int64_t ignore_index, double smoothing, double z_loss, double softcap,
-                  double inv_temperature, bint mean, object row_loss, object grad,
-                  object row_lse, object row_argmax, object scratch, int n_threads):
+cdef void set_plain_call(LossCall *c, cnp.ndarray x, Py_ssize_t x_stride,
+                         const cnp.int64_t *index, cnp.int64_t ignore_index, double smoothing,
+                         double grad_scale, double *row_loss, void *grad) noexcept:
+    """Fill every field of a LossCall for class indices and no option beyond ignore_index
+    and an unweighted smoothing (the small call as it is; cross_entropy adds the rest)."""
+    c.single = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
+    c.logits = cnp.PyArray_DATA(x)
+    c.n_rows = cnp.PyArray_DIM(x, 0)
+    c.n_classes = cnp.PyArray_DIM(x, 1)
+    c.x_stride = x_stride if c.n_rows > 1 else c.n_classes
+    c.index = index
+    c.soft_target = NULL
+    c.weight = NULL
+    c.ignore_index = ignore_index
+    c.smoothing = smoothing
+    c.z_loss = 0.0
+    c.softcap = 0.0
+    c.inv_temperature = 1.0
+    c.grad_scale = grad_scale
+    c.row_loss = row_loss
+    c.row_lse = NULL
+    c.row_argmax = NULL
+    c.scratch = NULL
+    c.grad = grad
+
+
+cdef inline double grad_scale_of(bint mean, double denominator) noexcept nogil:
+    """The gradient's factor: 1 / denominator for 'mean' (NaN over nothing kept: 0 / 0,
+    NaN gradient rows as in PyTorch), 1 for 'sum' and 'none'."""
+    if not mean:
+        return 1.0
+    return 1.0 / denominator if denominator != 0.0 else NAN
+
+
+cdef double batch_loss(const double *row_loss, Py_ssize_t n_rows, bint mean,
+                       double denominator) noexcept nogil:
+    """The per-row losses summed in row order, divided by denominator for 'mean' (NaN when
+    it is 0)."""
+    cdef double total = sum_in_order(row_loss, n_rows)
+    if not mean:
+        return total
+    return total / denominator if denominator != 0.0 else NAN
+
+
+def cross_entropy(cnp.ndarray logits, object index, object soft_target, object options,
+                  object row_loss, object grad, object row_lse, object row_argmax,
+                  object scratch, int n_threads):
     """Loss (and gradient, lse, argmax when their arrays are given) of one batch.
 
     logits (n_rows, C) float32/float64 with contiguous rows; exactly one of
     index (int64 (n_rows,), C-contiguous) and soft_target (logits' dtype,
-    C-contiguous (n_rows, C)); weight float64 (C,) or None; softcap 0 for none;
-    OUT arrays (None when not wanted): row_loss float64 (n_rows,), grad like
-    logits C-contiguous (may be logits), row_lse float64 (n_rows,), row_argmax
-    int64 (n_rows,); scratch: None or scratch_elements(C, n_threads) elements.
+    C-contiguous (n_rows, C)); options: the validated options (fastsce._loss.LossOptions:
+    weight float64 (C,) or None, ignore_index, smoothing, z_loss, softcap (0 for none),
+    inv_temperature, reduction); OUT arrays (None when not wanted): row_loss float64
+    (n_rows,), grad like logits C-contiguous (may be logits), row_lse float64 (n_rows,),
+    row_argmax int64 (n_rows,); scratch: None or scratch_elements(C, n_threads) elements.
     Targets are checked first: returns (first_bad_row, nan) without writing
     anything when a class index is invalid or a probability is not finite,
-    else (-1, loss), the loss being the
-    'mean' (mean=True: divided by the summed weights of the kept rows, or the
-    row count for soft targets; NaN when that is 0) or the sum.
+    else (-1, loss), the loss being the 'mean' (divided by the summed weights of
+    the kept rows, or the row count for soft targets; NaN when that is 0) or the sum.
     """
     cdef LossCall c
     cdef double denominator
-    c.n_rows = logits.shape[0]
-    c.n_classes = logits.shape[1]
-    c.index = <const cnp.int64_t *>data_or_null(index)
-    c.weight = <const double *>data_or_null(weight)
-    c.ignore_index = ignore_index
-    c.single = cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32
-    c.soft_target = data_or_null(soft_target)
-    if c.index != NULL:
-        first_bad = check_class_indices(c.index, c.n_rows, c.n_classes, ignore_index, c.weight,
-                                        &denominator)
+    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
+    cdef bint single = cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32
+    cdef bint mean = options.reduction == "mean"
+    cdef object weight = options.weight
+    cdef const cnp.int64_t *indices = <const cnp.int64_t *>data_or_null(index)
+    cdef const void *probabilities = data_or_null(soft_target)
+    if indices != NULL:
+        first_bad = check_class_indices(indices, n_rows, n_classes, options.ignore_index,
+                                        <const double *>data_or_null(weight), &denominator)
     else:
-        first_bad = (first_non_finite_index(<const float *>c.soft_target, c.n_rows * c.n_classes)
-                     if c.single else
-                     first_non_finite_index(<const double *>c.soft_target, c.n_rows * c.n_classes))
-        first_bad = first_bad // c.n_classes if first_bad >= 0 else -1
-        denominator = c.n_rows
+        first_bad = (first_non_finite_index(<const float *>probabilities, n_rows * n_classes)
+                     if single else
+                     first_non_finite_index(<const double *>probabilities, n_rows * n_classes))
+        first_bad = first_bad // n_classes if first_bad >= 0 else -1
+        denominator = n_rows
     if first_bad >= 0:
         return first_bad, NAN
-    cdef bint needs_scratch = (soft_target is not None or softcap != 0.0 or inv_temperature != 1.0
-                               or (weight is not None and smoothing != 0.0))
-    cdef Workspace work = Workspace(row_loss, c.n_rows, scratch,
-                                    scratch_elements(c.n_classes, n_threads) * logits.itemsize
+    cdef bint needs_scratch = (soft_target is not None or options.softcap != 0.0
+                               or options.inv_temperature != 1.0
+                               or (weight is not None and options.smoothing != 0.0))
+    cdef Workspace work = Workspace(row_loss, n_rows, scratch,
+                                    scratch_elements(n_classes, n_threads) * logits.itemsize
                                     if needs_scratch else 0)
-    c.logits = cnp.PyArray_DATA(logits)
-    c.x_stride = logits.strides[0] // logits.itemsize if c.n_rows > 1 else c.n_classes
-    c.smoothing = smoothing
-    c.z_loss = z_loss
-    c.softcap = softcap
-    c.inv_temperature = inv_temperature
-    # 'mean' over nothing kept: 0 / 0, NaN gradient rows as in PyTorch
-    c.grad_scale = (1.0 / denominator if denominator != 0.0 else NAN) if mean else 1.0
-    c.row_loss = work.row_loss
+    set_plain_call(&c, logits, logits.strides[0] // logits.itemsize, indices,
+                   options.ignore_index, options.smoothing, grad_scale_of(mean, denominator),
+                   work.row_loss, data_or_null(grad))
+    c.soft_target = probabilities
+    c.weight = <const double *>data_or_null(weight)
+    c.z_loss = options.z_loss
+    c.softcap = options.softcap
+    c.inv_temperature = options.inv_temperature
     c.row_lse = <double *>data_or_null(row_lse)
     c.row_argmax = <cnp.int64_t *>data_or_null(row_argmax)
     c.scratch = work.scratch
-    c.grad = data_or_null(grad)
-    run_rows(loss_range, &c, c.n_rows, c.n_rows * c.n_classes, n_threads)
-    cdef double total = sum_in_order(work.row_loss, c.n_rows)
-    if not mean:
-        return -1, total
-    return -1, (total / denominator if denominator != 0.0 else NAN)
+    run_rows(loss_range, &c, n_rows, n_rows * n_classes, n_threads)
+    return -1, batch_loss(work.row_loss, n_rows, mean, denominator)
 
 
 # ---------------------------------------------------------------------------
@@ -561,32 +599,14 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     cdef LossCall c
     cdef double row_loss[SMALL_CALL_MAX_ROWS]
     cdef double kept
-    c.index = <const cnp.int64_t *>cnp.PyArray_DATA(t)
-    if check_class_indices(c.index, n_rows, n_classes, ignore_index, NULL, &kept) >= 0:
+    if check_class_indices(<const cnp.int64_t *>cnp.PyArray_DATA(t), n_rows, n_classes,
+                           ignore_index, NULL, &kept) >= 0:
         return None
-    c.single = typenum == cnp.NPY_FLOAT32
-    c.logits = cnp.PyArray_DATA(x)
-    c.n_rows = n_rows
-    c.n_classes = n_classes
-    c.x_stride = x_stride if n_rows > 1 else n_classes
-    c.soft_target = NULL
-    c.weight = NULL
-    c.ignore_index = ignore_index
-    c.smoothing = smoothing
-    c.z_loss = 0.0
-    c.softcap = 0.0
-    c.inv_temperature = 1.0
-    c.grad_scale = (1.0 / kept if kept != 0.0 else NAN) if mean else 1.0
-    c.row_loss = row_loss
-    c.row_lse = NULL
-    c.row_argmax = NULL
-    c.scratch = NULL
-    c.grad = NULL if g is None else cnp.PyArray_DATA(g)
+    set_plain_call(&c, x, x_stride, <const cnp.int64_t *>cnp.PyArray_DATA(t), ignore_index,
+                   smoothing, grad_scale_of(mean, kept), row_loss,
+                   NULL if g is None else cnp.PyArray_DATA(g))
     loss_range(&c, 0, n_rows, 0)
-    cdef double loss = sum_in_order(row_loss, n_rows)
-    if mean:
-        loss = loss / kept if kept != 0.0 else NAN
-    return loss, g
+    return batch_loss(row_loss, n_rows, mean, kept), g
 
 
 def openmp_enabled():
