@@ -128,14 +128,22 @@ def cases() -> Iterator[tuple[str, Callable[[], tuple[float, float]]]]:
         )
 
 
-def run(print_line: Callable[[str], object] = print) -> bool:
-    """Run every check, print one line each, return True when all pass."""
+def run(
+    print_line: Callable[[str], object] = print, record: list[dict[str, Any]] | None = None
+) -> bool:
+    """Run every check, print one aligned line each (and append {name, error, tolerance,
+    passed} to `record` when given); True when all pass."""
+    all_cases = list(cases())
+    width = max(len(name) for name, _ in all_cases)
     all_passed = True
-    for name, check in cases():
+    for name, check in all_cases:
         error, tolerance = check()
         passed = error <= tolerance
         all_passed &= passed
+        if record is not None:
+            record.append({"name": name, "error": error, "tolerance": tolerance, "passed": passed})
         print_line(
-            f"  {'ok  ' if passed else 'FAIL'} {name:<62} error {error:.1e} (tol {tolerance:.0e})"
+            f"  {'ok  ' if passed else 'FAIL'} {name:<{width}}  error {error:.1e} "
+            f"(tol {tolerance:.0e})"
         )
     return all_passed

@@ -261,17 +261,25 @@ def _settle(run: Run) -> float:
     return fastest
 
 
-def best_times(runs: Mapping[str, Run], budget: float = 0.2, repeat: int = 5) -> dict[str, float]:
+def best_times(
+    runs: Mapping[str, Run],
+    budget: float = 0.2,
+    repeat: int = 5,
+    after_round: Callable[[], object] | None = None,
+) -> dict[str, float]:
     """{name: best seconds per call} for a dict of runs, timed in interleaved rounds.
 
     Each run gets about budget / repeat seconds per round; every round times
     each run once, after settling it, so a slow spell of a shared machine hits
-    them all and the ratios between them stay fair.
+    them all and the ratios between them stay fair.  after_round (if given) is
+    called after the first settling and after every round (progress for a terminal).
     """
     once = {name: max(_settle(run), 1e-7) for name, run in runs.items()}
     numbers = {name: max(1, int(budget / repeat / once[name])) for name in runs}
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeat):
+        if after_round is not None:
+            after_round()
         for name, run in runs.items():
             _settle(run)
             best[name] = min(best[name], _seconds_of(run, numbers[name]))
