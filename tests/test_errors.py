@@ -556,3 +556,72 @@ def test_bad_thread_count(n_threads, exception):
     with pytest.raises(exception, match="`n_threads`"):
         fastsce.set_num_threads(n_threads)
     assert fastsce.get_num_threads() == before
+
+
+# ---------------------------------------------------------------------------
+# messages that point at the fix
+
+
+def test_positions_are_plain_integers():
+    with pytest.raises(ValueError) as info:
+        fastsce.cross_entropy(np.zeros((2, 3, 4)), np.array([[0, 1, 2], [0, 1, 7]]))
+    assert "class index 7 at position (1, 2)," in str(info.value)
+    assert "np.int64" not in str(info.value)
+
+
+def test_transposed_logits_are_suggested():
+    """Logits given as (C, N) with N labels: the target is not to blame."""
+    logits = make_logits((4, 6), np.float64)  # 6 rows of 4 classes, passed transposed
+    with pytest.raises(ValueError) as info:
+        fastsce.cross_entropy(logits, np.arange(6) % 4)
+    message = str(info.value)
+    assert "`target` of class indices must have shape (4,), got (6,)" in message
+    assert "class axis last" in message and "did you mean logits.T?" in message
+
+
+def test_a_column_of_indices_is_told_to_ravel():
+    logits = make_logits((6, 4), np.float64)
+    with pytest.raises(ValueError, match=r"target\.ravel\(\)") as info:
+        fastsce.cross_entropy_with_grad(logits, np.zeros((6, 1), np.int64))
+    assert "`target`" in str(info.value)
+
+
+def test_other_shape_mismatches_say_that_the_class_axis_is_last():
+    with pytest.raises(ValueError, match="class axis last") as info:
+        fastsce.cross_entropy(make_logits((2, 3, 4), np.float64), np.zeros(5, np.int64))
+    assert "logits (2, 3, 4) and 5 targets" in str(info.value)
+    assert "logits.T" not in str(info.value)
+
+
+class NAType:
+    """Stands for pandas.NA (what np.asarray of a nullable integer column holds in
+    pandas before 3.0; from 3.0 on it is a float NaN)."""
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        np.array([0, None, 1], dtype=object),
+        np.array([0, NAType(), 1], dtype=object),
+        np.array([0.0, np.nan, 1.0]),
+    ],
+    ids=["None in an object array", "NA in an object array", "NaN in floats"],
+)
+def test_targets_with_missing_values_say_so(target):
+    with pytest.raises(TypeError, match="`target` has missing values"):
+        fastsce.cross_entropy(make_logits((3, 4), np.float64), target)
+
+
+def test_positional_out_of_loss_and_grad_is_deprecated_but_works():
+    logits, target = logits_and_target((4, 3))
+    criterion = fastsce.CrossEntropyLoss()
+    out = np.empty((4, 3))
+    with pytest.warns(DeprecationWarning, match="out=") as record:
+        loss, grad = criterion.loss_and_grad(logits, target, out)
+    assert len(record) == 1 and grad is out
+    assert (loss, grad.tolist()) == (
+        criterion.loss_and_grad(logits, target, out=np.empty((4, 3)))[0],
+        fastsce.cross_entropy_with_grad(logits, target)[1].tolist(),
+    )
+    with pytest.raises(TypeError, match="`out` once"):
+        criterion.loss_and_grad(logits, target, out, out=out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
+import warnings
 from typing import Any, NoReturn, SupportsIndex
 
 import numpy as np
@@ -239,7 +240,7 @@ def run(
             as_float_array(target_array, "target", array.dtype), "target"
         )
     else:
-        index = _class_indices(target_array, array.shape)
+        index = _class_indices(target_array, array.shape, options.ignore_index)
 
     inputs = (("logits", logits), ("target", target), ("weight", options.weight_input))
     grad: _Floats | None = None
@@ -389,12 +390,29 @@ class CrossEntropyLoss:
         self,
         logits: npt.ArrayLike,
         target: npt.ArrayLike,
-        out: _Floats | None = None,
-        *,
+        *positional_out: npt.NDArray[np.floating[Any]],
+        out: npt.NDArray[np.floating[Any]] | None = None,
         lse_out: npt.NDArray[np.float64] | None = None,
         argmax_out: npt.NDArray[np.int64] | None = None,
-    ) -> tuple[float | _Floats, _Floats]:
-        """(loss, grad), grad written into `out` when given (may be `logits` itself)."""
+    ) -> tuple[float | npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]:
+        """(loss, grad), grad written into `out` when given (may be `logits` itself).
+
+        `out` is keyword-only, as in cross_entropy_with_grad; passing it as the third
+        positional argument still works but is deprecated (DeprecationWarning).
+        """
+        if positional_out:
+            if len(positional_out) > 1 or out is not None:
+                raise TypeError(
+                    "loss_and_grad() takes `out` once, as a keyword: loss_and_grad(logits, "
+                    "target, out=buffer)"
+                )
+            warnings.warn(
+                "passing `out` positionally to CrossEntropyLoss.loss_and_grad is deprecated "
+                "and will stop working in the next release: write out=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            out = positional_out[0]
         loss, grad = evaluate(
             logits,
             target,
@@ -425,7 +443,8 @@ def _raise_bad_class_index(
     n_classes: int,
     ignore_index: int,
 ) -> NoReturn:
-    position = np.unravel_index(flat_position, target.shape) if target.ndim else ()
+    """The one message for a class index out of range (position as plain ints)."""
+    position = tuple(int(i) for i in np.unravel_index(flat_position, target.shape))
     raise ValueError(
         f"`target` has class index {target[position]} at position {position}, "
         f"outside [0, {n_classes}) and not ignore_index ({ignore_index})"
@@ -486,30 +505,60 @@ def _is_soft(target: npt.NDArray[Any], logits_shape: tuple[int, ...]) -> bool:
         return False
     if kind == "f":
         if target.shape != logits_shape:
+            if target.shape == logits_shape[:-1] and np.isnan(target).any():
+                raise TypeError(
+                    "`target` has missing values (NaN): class indices must be integers; "
+                    "remove those rows or set them to ignore_index (a nullable integer "
+                    "column with NA arrives as floats with NaN)"
+                )
             raise TypeError(
                 f"`target` of float dtype must be probabilities of the logits' shape "
                 f"{logits_shape}, got shape {target.shape}; class indices must be integers"
             )
         return True
+    if kind == "O" and any(_is_missing(value) for value in target.reshape(-1)):
+        raise TypeError(
+            "`target` has missing values (None or NA): remove those rows or set their class "
+            "to ignore_index before the call"
+        )
     raise TypeError(
         f"`target` must hold integer class indices or float probabilities, got dtype {target.dtype}"
     )
 
 
+def _is_missing(value: object) -> bool:
+    """None, pandas.NA or a float NaN (what an object array of labels holds for a gap)."""
+    return value is None or type(value).__name__ == "NAType" or value != value
+
+
+def _shape_hint(target_shape: tuple[int, ...], logits_shape: tuple[int, ...]) -> str:
+    """Why a class-index target may not match, for the error message."""
+    expected = logits_shape[:-1]
+    hint = (
+        f"; logits must be (..., C) with the class axis last: got logits {logits_shape} "
+        f"and {int(np.prod(target_shape))} targets"
+    )
+    if len(logits_shape) == 2 and target_shape == (logits_shape[-1],):
+        return hint + ": did you mean logits.T?"
+    if target_shape == (*expected, 1):
+        return f"; a target of shape {target_shape} holds one index per row: pass target.ravel()"
+    return hint
+
+
 def _class_indices(
     target: npt.NDArray[Any],
     logits_shape: tuple[int, ...],
+    ignore_index: int,
 ) -> npt.NDArray[np.int64]:
     """Flat int64 class indices, shape-checked (values are checked by the kernel)."""
     if target.shape != logits_shape[:-1]:
         raise ValueError(
             f"`target` of class indices must have shape {logits_shape[:-1]}, got {target.shape}"
+            + _shape_hint(target.shape, logits_shape)
         )
     if target.dtype.kind == "u" and target.size and target.max() > INT64_MAX:
-        position = np.unravel_index(int(np.argmax(target > INT64_MAX)), target.shape)
-        raise ValueError(
-            f"`target` has class index {target[position]} at position {position}, "
-            f"outside [0, {logits_shape[-1]})"
+        _raise_bad_class_index(
+            target, int(np.argmax(target.reshape(-1) > INT64_MAX)), logits_shape[-1], ignore_index
         )
     index = target if target.ndim == 1 else target.reshape(-1)
     if index.dtype is not INT64 or not index.flags.c_contiguous:

@@ -99,6 +99,22 @@ def softmax_backward(grad_s: npt.ArrayLike, s: npt.ArrayLike) -> _Floats:
     return product
 
 
+def cross_entropy_grad_wrt_probabilities(
+    s: npt.ArrayLike, y: npt.ArrayLike, *, mean: bool = False
+) -> _Floats:
+    """dL/ds = -y / s for L = -sum_j y_j log s_j, row by row (batch mean: -Y / (m S)).
+
+    The softmax Jacobian turns it into the gradient with respect to the logits:
+    softmax_backward(-y / s, s) = s - y for a target distribution y (sum_j y_j = 1).
+    """
+    probabilities = as_float_array(s, "s")
+    target = as_float_array(y, "y")
+    grad: _Floats = -target / probabilities
+    if mean:
+        grad = grad / int(np.prod(grad.shape[:-1]))  # m rows (1 for a single row)
+    return grad
+
+
 def log_softmax_backward(grad_out: npt.ArrayLike, log_s: npt.ArrayLike) -> _Floats:
     """grad_out - exp(log_s) * sum(grad_out) row by row (d log s_i / d x_j = [i = j] - s_j)."""
     log_s = as_float_array(log_s, "log_s")
