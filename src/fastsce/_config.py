@@ -81,21 +81,56 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_num_threads() -> int:
-    """Number of threads large kernels use (default: the CPUs available; 1 in a
-    process forked after fastsce's threads started, see set_num_threads)."""
+    """The number of threads large kernels use.
+
+    Returns
+    -------
+    int
+        The value of `set_num_threads`, by default the CPUs this process may run on;
+        1 in a process forked after fastsce's threads started (see `set_num_threads`).
+
+    Examples
+    --------
+    >>> import fastsce
+    >>> fastsce.get_num_threads() >= 1
+    True
+    """
     if _forked_after_pool:
         return 1
     return _num_threads if _num_threads is not None else USABLE_CPUS
 
 
 def set_num_threads(n_threads: int | None) -> None:
-    """Set the number of threads for large inputs; None restores the default.
+    """Set the number of threads for large inputs (65536 elements or more).
 
-    Any positive integer is accepted; kernels use at most the CPUs available.
+    Parameters
+    ----------
+    n_threads : int or None
+        Any positive integer; None restores the default (the CPUs available).  A call
+        uses at most the CPUs available, its rows, and the OpenMP runtime's limit
+        (OMP_NUM_THREADS, threadpoolctl).  Results never depend on the thread count.
+
+    Raises
+    ------
+    TypeError
+        `n_threads` is not an integer (bool included).
+    ValueError
+        `n_threads` < 1.
+
+    Notes
+    -----
     In a process forked (os.fork, multiprocessing's "fork" start method) after
     fastsce ran a kernel on several threads, the OpenMP runtime cannot start
-    threads: kernels there run on one thread whatever is set, and asking for
-    more warns once (RuntimeWarning).
+    threads: kernels there run on one thread whatever is set, and asking for more
+    warns once (RuntimeWarning).
+
+    Examples
+    --------
+    >>> import fastsce
+    >>> fastsce.set_num_threads(1)
+    >>> fastsce.get_num_threads()
+    1
+    >>> fastsce.set_num_threads(None)
     """
     global _num_threads, _warned_forked
     if n_threads is not None:

@@ -13,7 +13,7 @@ import math
 import operator
 import threading
 import warnings
-from typing import Any, NoReturn, SupportsIndex
+from typing import Any, Literal, NoReturn, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
@@ -40,19 +40,60 @@ INT64_MAX = np.iinfo(np.int64).max
 _Floats = npt.NDArray[np.floating[Any]]
 
 
-OPTIONS_DOC = """
-    target: integer class indices of shape logits.shape[:-1], or probabilities
-    of logits' shape (soft targets).  weight: per-class weights (C,).
-    ignore_index: class index whose rows count for nothing (hard targets only).
-    reduction: 'mean' (divided by the summed weights of the rows not ignored,
-    or by the row count for soft targets), 'sum', or 'none' (per-row losses).
-    label_smoothing: eps in [0, 1], mixing the target with the uniform
-    distribution.  temperature: T > 0, the softmax sees z = x / T.  softcap: c > 0
-    or None, z = c tanh(x / c) / T (Gemma 2; -inf stays masked).  z_loss: lambda
-    >= 0, adds lambda lse(z)^2 per kept row (PaLM).  lse_out / argmax_out:
-    optional float64 / int64 arrays of shape logits.shape[:-1] that receive each
-    row's log-sum-exp of z and the index of its largest logit, from the same pass.
-"""
+#: the parameters every loss call shares, in numpydoc form (inserted in the docstrings)
+LOSS_PARAMETERS = """
+    logits : array_like
+        Shape (..., C), the class axis last.  float32 and float64 are computed in their
+        own dtype, float16 in float32, integers and wider floats in float64.
+    target : array_like
+        Integer class indices of shape logits.shape[:-1] (any integer dtype), or
+        probabilities of logits' shape (soft targets, a float dtype).
+    weight : array_like, optional
+        Per-class weights (C,), finite.
+    ignore_index : int, optional
+        A class index whose rows count for nothing: loss 0, gradient exactly 0, left out
+        of the "mean" (class-index targets only).
+    reduction : {"mean", "sum", "none"}, optional
+        "mean" divides by the summed weights of the rows not ignored (class indices) or
+        by the row count (soft targets); "none" keeps one loss per row.
+    label_smoothing : float, optional
+        eps in [0, 1]: the target becomes (1 - eps) y + eps / C.
+    temperature : float, optional
+        T > 0: the softmax sees z = x / T.
+    softcap : float, optional
+        c > 0: z = c tanh(x / c) / T (Gemma 2); a -inf logit stays masked.
+    z_loss : float, optional
+        lambda >= 0: adds lambda lse(z)^2 per kept row (PaLM).
+    lse_out : ndarray of float64, optional
+        Shape logits.shape[:-1]: receives each row's log-sum-exp of z, from the same pass.
+    argmax_out : ndarray of int64, optional
+        Shape logits.shape[:-1]: receives the index of each row's largest logit (the
+        first one; the first NaN as numpy.argmax), whatever softcap and temperature do."""
+
+#: what every loss call raises
+LOSS_RAISES = """
+    Raises
+    ------
+    TypeError
+        Non-numeric logits or target, a masked array, a float target not of logits'
+        shape, an output of the wrong dtype, an option of the wrong type.
+    ValueError
+        0-d logits, zero classes, a target of the wrong shape or with a class index
+        outside [0, C) that is not ignore_index, weight not (C,) or not finite, an
+        option out of range, an output of the wrong shape, read-only, not
+        C-contiguous or sharing memory with an input or another output.  Nothing is
+        written when anything is raised."""
+
+#: the formula, for the Notes sections
+LOSS_NOTES = """
+    Notes
+    -----
+    Per row, with z the transformed logits, lse = log sum_j exp(z_j) and b the target
+    distribution (w_t (1 - eps) onehot(t) + eps / C for a class index t):
+    loss = sum_j b_j (lse - z_j) + lambda lse^2, the semantics of PyTorch's
+    F.cross_entropy with the class axis last; dL/dz = (sum_j b_j + 2 lambda lse)
+    softmax(z) - b.  The batch loss is summed in row order: results do not depend on
+    the thread count."""
 
 
 def cross_entropy(
@@ -61,26 +102,39 @@ def cross_entropy(
     *,
     weight: npt.ArrayLike | None = None,
     ignore_index: int = -100,
-    reduction: Reduction = "mean",
+    reduction: Literal["mean", "sum", "none"] = "mean",
     label_smoothing: float = 0.0,
     temperature: float = 1.0,
     softcap: float | None = None,
     z_loss: float = 0.0,
     lse_out: npt.NDArray[np.float64] | None = None,
     argmax_out: npt.NDArray[np.int64] | None = None,
-) -> float | _Floats:
+) -> float | npt.NDArray[np.floating[Any]]:
     options = (weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss)
     return evaluate(logits, target, options, None, False, None, lse_out, argmax_out)[0]
 
 
-cross_entropy.__doc__ = (
-    """Softmax cross-entropy of `logits` (..., C) against `target`.
-"""
-    + OPTIONS_DOC
-    + """
-    Returns a float ('mean', 'sum') or an array of shape logits.shape[:-1] ('none').
-"""
-)
+cross_entropy.__doc__ = f"""Softmax cross-entropy of `logits` against `target`.
+
+    Parameters
+    ----------{LOSS_PARAMETERS}
+
+    Returns
+    -------
+    float or ndarray
+        A Python float for "mean" and "sum"; for "none" an array of shape
+        logits.shape[:-1] in the compute dtype.
+{LOSS_RAISES}
+{LOSS_NOTES}
+
+    Examples
+    --------
+    >>> import fastsce
+    >>> round(fastsce.cross_entropy([[3.0, 4.0, 1.0], [2.0, 0.5, 0.5]], [1, 0]), 4)
+    0.359
+    >>> fastsce.cross_entropy([[3.0, 4.0, 1.0], [2.0, 0.5, 0.5]], [1, 0], reduction="none")
+    array([0.34901222, 0.36898114])
+    """
 
 
 def cross_entropy_with_grad(
@@ -89,32 +143,51 @@ def cross_entropy_with_grad(
     *,
     weight: npt.ArrayLike | None = None,
     ignore_index: int = -100,
-    reduction: Reduction = "mean",
+    reduction: Literal["mean", "sum", "none"] = "mean",
     label_smoothing: float = 0.0,
     temperature: float = 1.0,
     softcap: float | None = None,
     z_loss: float = 0.0,
-    out: _Floats | None = None,
+    out: npt.NDArray[np.floating[Any]] | None = None,
     lse_out: npt.NDArray[np.float64] | None = None,
     argmax_out: npt.NDArray[np.int64] | None = None,
-) -> tuple[float | _Floats, _Floats]:
+) -> tuple[float | npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]:
     options = (weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss)
     loss, grad = evaluate(logits, target, options, None, True, out, lse_out, argmax_out)
     assert grad is not None  # asked for
     return loss, grad
 
 
-cross_entropy_with_grad.__doc__ = (
-    """(loss, grad): cross_entropy and its gradient with respect to logits, in one pass.
-"""
-    + OPTIONS_DOC
-    + """
-    grad has logits' shape and compute dtype; for reduction='none' it is the
-    gradient of the sum of the per-row losses.  out= (C-contiguous, that
-    dtype and shape) receives the gradient and may be `logits` itself.
-    Ignored rows get loss 0 and gradient exactly 0.
-"""
-)
+cross_entropy_with_grad.__doc__ = f"""The loss and its gradient with respect to logits, in one pass.
+
+    Parameters
+    ----------{LOSS_PARAMETERS}
+    out : ndarray, optional
+        Receives the gradient: C-contiguous, logits' shape and compute dtype.  It may be
+        `logits` itself (the gradient overwrites them) when logits are float32 or
+        float64, and a view such as ``buffer[:n]`` for a last, smaller batch.
+
+    Returns
+    -------
+    loss : float or ndarray
+        As `cross_entropy`.
+    grad : ndarray
+        d(loss)/d(logits): logits' shape, the compute dtype; the gradient of the reduced
+        loss (already divided by the batch for "mean"; for "none", of the sum of the
+        per-row losses).  Ignored rows get exactly 0.
+{LOSS_RAISES}
+{LOSS_NOTES}
+
+    Examples
+    --------
+    >>> import fastsce
+    >>> loss, grad = fastsce.cross_entropy_with_grad([[3.0, 4.0, 1.0], [2.0, 0.5, 0.5]], [1, 0])
+    >>> round(loss, 4)
+    0.359
+    >>> grad.round(4)
+    array([[ 0.1297, -0.1473,  0.0176],
+           [-0.1543,  0.0771,  0.0771]])
+    """
 
 
 def evaluate(
@@ -329,14 +402,34 @@ def thread_buffers(local: threading.local) -> ReusedBuffers:
 class CrossEntropyLoss:
     """Softmax cross-entropy with fixed options, for training loops.
 
-        criterion = CrossEntropyLoss(label_smoothing=0.1)
-        loss = criterion(logits, target)
-        loss, grad = criterion.loss_and_grad(logits, target, out=grad_buffer)
+    Parameters
+    ----------
+    weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
+        As in `cross_entropy`, validated once here (a bad value raises now, not at the
+        first call).  `weight` is copied: changing the caller's array afterwards has no
+        effect.
 
-    Options are those of cross_entropy, validated once here; `weight` is
-    copied then, so changing the caller's array afterwards has no effect.  The per-row
-    buffers are kept between calls, so with a reused `out` the steady state
-    allocates no arrays (reduction='none' returns a new array of losses).
+    Raises
+    ------
+    TypeError, ValueError
+        A bad option, at construction; a call raises as `cross_entropy` does.
+
+    Notes
+    -----
+    ``criterion(logits, target)`` returns the loss, ``criterion.loss_and_grad(logits,
+    target, out=buffer)`` the loss and the gradient (see `cross_entropy_with_grad`).
+    The per-row buffers are kept between calls (one set per thread), so with a reused
+    `out` the steady state allocates no arrays ("none" returns a new array of losses).
+
+    Examples
+    --------
+    >>> import numpy as np, fastsce
+    >>> criterion = fastsce.CrossEntropyLoss(label_smoothing=0.1)
+    >>> logits = np.array([[3.0, 4.0, 1.0], [2.0, 0.5, 0.5]])
+    >>> grad = np.empty_like(logits)
+    >>> loss, _ = criterion.loss_and_grad(logits, [1, 0], out=grad)
+    >>> round(loss, 4), bool(abs(grad.sum()) < 1e-12)  # each row's gradient sums to 0
+    (0.4757, True)
     """
 
     def __init__(
@@ -344,7 +437,7 @@ class CrossEntropyLoss:
         *,
         weight: npt.ArrayLike | None = None,
         ignore_index: int = -100,
-        reduction: Reduction = "mean",
+        reduction: Literal["mean", "sum", "none"] = "mean",
         label_smoothing: float = 0.0,
         temperature: float = 1.0,
         softcap: float | None = None,
@@ -371,7 +464,7 @@ class CrossEntropyLoss:
         *,
         lse_out: npt.NDArray[np.float64] | None = None,
         argmax_out: npt.NDArray[np.int64] | None = None,
-    ) -> float | _Floats:
+    ) -> float | npt.NDArray[np.floating[Any]]:
         """The loss (float, or per-row array for reduction='none')."""
         loss, _ = evaluate(
             logits,

@@ -131,11 +131,30 @@ def show_config(mode: Literal["dicts"]) -> dict[str, dict[str, Any]]: ...
 def show_config(mode: str = "stdout") -> dict[str, dict[str, Any]] | None:
     """Print how fastsce was built and what it uses at run time.
 
-    Shows the version, the compiler and flags used at build time, whether the
-    kernels were built with OpenMP, the vector code path chosen for this CPU
-    (``avx2+fma`` or the portable baseline) and the number of threads large
-    inputs use.  ``mode="dicts"`` returns the same information as nested
-    dictionaries instead of printing it.
+    Parameters
+    ----------
+    mode : {"stdout", "dicts"}, optional
+        "stdout" prints; "dicts" returns the same information instead.
+
+    Returns
+    -------
+    dict or None
+        For "dicts": {"fastsce", "build", "runtime", ...} sections of plain values
+        (version, compiler and flags, OpenMP, the vector path chosen for this CPU such
+        as "avx2+fma" or "avx512", the thread count); None for "stdout".
+
+    Raises
+    ------
+    ValueError
+        An unknown mode.
+
+    Examples
+    --------
+    >>> import fastsce
+    >>> config = fastsce.show_config("dicts")
+    >>> config["runtime"]["simd_path"] in {"avx512", "avx2+fma", "baseline (sse2)",
+    ...                                    "baseline (neon)", "baseline", "scalar"}
+    True
     """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"`mode` must be 'stdout' or 'dicts', got {mode!r}")

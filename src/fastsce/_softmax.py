@@ -91,13 +91,45 @@ def softmax(
     axis: SupportsIndex = -1,
     *,
     temperature: float = 1.0,
-    out: _Floats | None = None,
-) -> _Floats:
-    """Softmax along `axis`: s_j = exp(x_j / T) / sum_k exp(x_k / T), max-shifted.
+    out: npt.NDArray[np.floating[Any]] | None = None,
+) -> npt.NDArray[np.floating[Any]]:
+    """Softmax along `axis`, shifted by the row max: no overflow.
 
-    float32/float64 are computed in their own dtype, float16 in float32,
-    integers in float64.  `out` (C-contiguous, compute dtype, x's shape) may
-    be `x` itself.  A row containing NaN, or only -inf, gives NaN.
+    Parameters
+    ----------
+    x : array_like
+        Logits, any shape with at least one axis; float32 and float64 are computed in
+        their own dtype, float16 in float32, integers and wider floats in float64.
+    axis : int, optional
+        The class axis (default: the last).
+    temperature : float, optional
+        T > 0: the softmax of x / T.
+    out : ndarray, optional
+        Receives the result: C-contiguous, of x's shape and compute dtype; it may be
+        `x` itself when x is float32 or float64.
+
+    Returns
+    -------
+    ndarray
+        s, of x's shape and compute dtype.  A row holding a NaN, or only -inf, is NaN.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric x, a masked array, or `out` of the wrong dtype.
+    ValueError
+        0-d x, zero classes, `temperature` not positive and finite, or `out` of the
+        wrong shape, read-only, not C-contiguous or overlapping x.
+
+    Notes
+    -----
+    s_j = exp((x_j - m) / T) / sum_k exp((x_k - m) / T),  m = max_k x_k.
+
+    Examples
+    --------
+    >>> import fastsce
+    >>> fastsce.softmax([3.0, 4.0, 1.0]).round(4)
+    array([0.2595, 0.7054, 0.0351])
     """
     return _along_axis(kernels.softmax, x, axis, temperature, out)
 
@@ -107,9 +139,44 @@ def log_softmax(
     axis: SupportsIndex = -1,
     *,
     temperature: float = 1.0,
-    out: _Floats | None = None,
-) -> _Floats:
-    """log(softmax(x / T)) along `axis`, computed as (x - max) / T - log(sum exp)."""
+    out: npt.NDArray[np.floating[Any]] | None = None,
+) -> npt.NDArray[np.floating[Any]]:
+    """log(softmax(x / T)) along `axis`, without computing the softmax first.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits, any shape with at least one axis; float32 and float64 are computed in
+        their own dtype, float16 in float32, integers and wider floats in float64.
+    axis : int, optional
+        The class axis (default: the last).
+    temperature : float, optional
+        T > 0: the log-softmax of x / T.
+    out : ndarray, optional
+        Receives the result (as for `softmax`; may be `x` itself).
+
+    Returns
+    -------
+    ndarray
+        log s, of x's shape and compute dtype (-inf for a -inf logit).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `softmax`.
+
+    Notes
+    -----
+    log s_j = (x_j - m) / T - log sum_k exp((x_k - m) / T), the log of the sum taken as
+    log1p of the terms other than the max's own when they are small (a confident row
+    keeps its digits).
+
+    Examples
+    --------
+    >>> import fastsce
+    >>> fastsce.log_softmax([3.0, 4.0, 1.0]).round(4)
+    array([-1.349, -0.349, -3.349])
+    """
     return _along_axis(kernels.log_softmax, x, axis, temperature, out)
 
 
@@ -119,8 +186,46 @@ def logsumexp(
     *,
     keepdims: bool = False,
     temperature: float = 1.0,
-) -> _Floats:
-    """log(sum(exp(x / T))) along `axis` (-inf for an all -inf row, +inf if any +inf)."""
+) -> npt.NDArray[np.floating[Any]]:
+    """log(sum(exp(x / T))) along `axis`, shifted by the max: no overflow.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits, any shape with at least one axis; float32 and float64 are computed in
+        their own dtype, float16 in float32, integers and wider floats in float64.
+    axis : int, optional
+        The axis reduced (default: the last).
+    keepdims : bool, optional
+        Keep the reduced axis with length 1.
+    temperature : float, optional
+        T > 0: the log-sum-exp of x / T.
+
+    Returns
+    -------
+    ndarray
+        x's shape without `axis` (or with length 1 there), in the compute dtype:
+        -inf for an all -inf row, +inf when the row holds +inf, NaN with a NaN.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `softmax`, and numpy.exceptions.AxisError for an axis out of range.
+
+    Notes
+    -----
+    lse = m / T + log1p(S'), m = max_j x_j and S' = sum over the other terms of
+    exp((x_j - m) / T): exact to a few ULP even when S' is below the float64 epsilon
+    (scipy gh-18295), where log(1 + S') would return 0.
+
+    Examples
+    --------
+    >>> import fastsce
+    >>> fastsce.logsumexp([[3.0, 4.0, 1.0], [0.0, 0.0, 0.0]]).round(4)
+    array([4.349 , 1.0986])
+    >>> float(fastsce.logsumexp([0.0, -40.0]))  # log1p(exp(-40))
+    4.248354255291589e-18
+    """
     array = as_float_array(x, "x")
     inv_temperature = _inverse_temperature(temperature, array.dtype)
     if array.ndim == 0:
@@ -164,26 +269,107 @@ def _backward(
     return out
 
 
-def softmax_backward(grad_s: npt.ArrayLike, s: npt.ArrayLike) -> _Floats:
-    """Gradient with respect to x of a loss L(s), s = softmax(x) (class axis last).
+def softmax_backward(grad_s: npt.ArrayLike, s: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
+    """Gradient with respect to x of a loss L(s), s = softmax(x), class axis last.
 
-    grad_x = (diag(s) - s s^T) grad_s = s * (grad_s - grad_s . s), row by row,
-    without building the Jacobian.  Result dtype: the wider of the two inputs.
+    Parameters
+    ----------
+    grad_s : array_like
+        dL/ds, of s's shape.
+    s : array_like
+        The softmax output.
+
+    Returns
+    -------
+    ndarray
+        dL/dx, of s's shape, in the wider compute dtype of the two inputs.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Non-numeric inputs, or shapes that differ.
+
+    Notes
+    -----
+    dL/dx = (diag(s) - s sᵀ) dL/ds = s * (dL/ds - dL/ds · s), row by row, without
+    building the Jacobian.  For cross-entropy, dL/ds = -y / s and this is s - y.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsce
+    >>> s = fastsce.softmax([3.0, 4.0, 1.0])
+    >>> fastsce.softmax_backward(-np.array([0.0, 1.0, 0.0]) / s, s).round(4)
+    array([ 0.2595, -0.2946,  0.0351])
     """
     return _backward(kernels.softmax_backward, grad_s, "grad_s", s, "s")
 
 
-def log_softmax_backward(grad_out: npt.ArrayLike, log_s: npt.ArrayLike) -> _Floats:
+def log_softmax_backward(
+    grad_out: npt.ArrayLike, log_s: npt.ArrayLike
+) -> npt.NDArray[np.floating[Any]]:
     """Gradient with respect to x of a loss L(log_s), log_s = log_softmax(x).
 
-    grad_x = grad_out - softmax(x) * sum(grad_out), row by row (class axis
-    last), with softmax(x) = exp(log_s).  Result dtype: the wider of the two.
+    Parameters
+    ----------
+    grad_out : array_like
+        dL/d(log_s), of log_s's shape.
+    log_s : array_like
+        The log-softmax output (class axis last).
+
+    Returns
+    -------
+    ndarray
+        dL/dx, of log_s's shape, in the wider compute dtype of the two inputs.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Non-numeric inputs, or shapes that differ.
+
+    Notes
+    -----
+    dL/dx = grad_out - softmax(x) * sum(grad_out), row by row, softmax(x) = exp(log_s).
+
+    Examples
+    --------
+    >>> import numpy as np, fastsce
+    >>> log_s = fastsce.log_softmax([3.0, 4.0, 1.0])
+    >>> fastsce.log_softmax_backward(np.array([0.0, 1.0, 0.0]), log_s).round(4)
+    array([-0.2595,  0.2946, -0.0351])
     """
     return _backward(kernels.log_softmax_backward, grad_out, "grad_out", log_s, "log_s")
 
 
-def softmax_jacobian(s: npt.ArrayLike) -> _Floats:
-    """Jacobian of softmax at output s: diag(s) - s s^T, shape s.shape + (C,)."""
+def softmax_jacobian(s: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
+    """Jacobian of softmax at its output s, row by row.
+
+    Parameters
+    ----------
+    s : array_like
+        The softmax output, class axis last.
+
+    Returns
+    -------
+    ndarray
+        Shape s.shape + (C,): J = diag(s) - s sᵀ for every row.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Non-numeric or 0-d s.
+
+    Notes
+    -----
+    J_jk = s_j ([j = k] - s_k).  C x C per row: for a gradient, softmax_backward is
+    the same product without building J.
+
+    Examples
+    --------
+    >>> import fastsce
+    >>> fastsce.softmax_jacobian([0.5, 0.5])
+    array([[ 0.25, -0.25],
+           [-0.25,  0.25]])
+    """
     array, rows = _probability_rows(s, "s")
     n_classes = rows.shape[1]
     out = np.empty(array.shape + (n_classes,), array.dtype)
