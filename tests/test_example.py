@@ -77,3 +77,33 @@ def test_runs_as_a_script():
     )
     assert completed.returncode == 0, completed.stderr
     assert "test accuracy" in completed.stdout.splitlines()[-1]
+
+
+# ---------------------------------------------------------------------------
+# every ```python block of the README runs as written
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_python_blocks():
+    """The README's ```python blocks (```text holds signatures, not code)."""
+    text = README.read_text(encoding="utf-8")
+    blocks = text.split("```python\n")[1:]
+    return [block.split("\n```", 1)[0] for block in blocks]
+
+
+@pytest.mark.parametrize("number", range(len(readme_python_blocks())))
+def test_readme_code_blocks_run(number, capsys):
+    block = readme_python_blocks()[number]
+    exec(compile(block, f"README.md python block {number}", "exec"), {})  # noqa: S102
+    capsys.readouterr()
+
+
+def test_readme_training_loop_learns():
+    (loop,) = [block for block in readme_python_blocks() if "loss_and_grad" in block]
+    namespace = {}
+    exec(compile(loop, "README training loop", "exec"), namespace)  # noqa: S102
+    X, y, W = namespace["X"], namespace["y"], namespace["W"]
+    assert np.mean((X @ W).argmax(1) == y) > 0.9
+    assert namespace["grad"].shape == (1000 % 128, 3)  # the last, smaller batch
+    assert namespace["grad"].base is namespace["grad_buffer"]
