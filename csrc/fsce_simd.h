@@ -76,48 +76,20 @@
 #define FSCE_X86_VECTOR_TARGETS 0
 #endif
 
-/* 32-byte vectors (one lane without vector extensions) */
+/* The vector sets, one per width (fsce_vectors.h reads FSCE_VECTOR_BYTES and names
+   them): 32 bytes (AVX2; one lane without vector extensions), 16 bytes (the SSE2 / NEON
+   baseline: wider generic vectors would leave GCC to split their compares lane by
+   lane) and 64 bytes (AVX-512). */
 #if FSCE_VECTOR_EXTENSIONS
 #define FSCE_VECTOR_BYTES 32
+#include "fsce_vectors.h"
+#define FSCE_VECTOR_BYTES 16
+#include "fsce_vectors.h"
+#define FSCE_VECTOR_BYTES 64
+#include "fsce_vectors.h"
 #else
 #define FSCE_VECTOR_BYTES 8
-#endif
-#define FSCE_WIDTH_SUFFIX
-#if FSCE_X86_VECTOR_TARGETS
-#define FSCE_VECTOR_TARGET FSCE_TARGET_AVX2
-#else
-#define FSCE_VECTOR_TARGET
-#endif
 #include "fsce_vectors.h"
-#undef FSCE_VECTOR_BYTES
-#undef FSCE_WIDTH_SUFFIX
-#undef FSCE_VECTOR_TARGET
-
-/* 16-byte vectors, for the baseline (SSE2, NEON): wider generic vectors
-   would leave GCC to split their compares, which it does lane by lane */
-#if FSCE_VECTOR_EXTENSIONS
-#define FSCE_VECTOR_BYTES 16
-#define FSCE_WIDTH_SUFFIX _128
-#define FSCE_VECTOR_TARGET
-#include "fsce_vectors.h"
-#undef FSCE_VECTOR_BYTES
-#undef FSCE_WIDTH_SUFFIX
-#undef FSCE_VECTOR_TARGET
-#endif
-
-/* 64-byte vectors, for AVX-512 */
-#if FSCE_VECTOR_EXTENSIONS
-#define FSCE_VECTOR_BYTES 64
-#define FSCE_WIDTH_SUFFIX _512
-#if FSCE_X86_VECTOR_TARGETS
-#define FSCE_VECTOR_TARGET FSCE_TARGET_AVX512
-#else
-#define FSCE_VECTOR_TARGET
-#endif
-#include "fsce_vectors.h"
-#undef FSCE_VECTOR_BYTES
-#undef FSCE_WIDTH_SUFFIX
-#undef FSCE_VECTOR_TARGET
 #endif
 
 #endif /* FSCE_SIMD_H */

@@ -1,14 +1,27 @@
 /*
  * fsce_vectors.h -- vector types and helpers of one width, included by
- * fsce_simd.h once per width with
- *   FSCE_VECTOR_BYTES   the width in bytes (16 for the baseline, 32 for AVX2,
- *                       64 for AVX-512)
- *   FSCE_WIDTH_SUFFIX   appended to every name (_128, "" and _512 respectively)
- *   FSCE_VECTOR_TARGET  the target attribute of the functions using that width
- * so f32v / fsce_load_f32 / fsce_acc name the 32-byte set, f32v_128 ... the
- * 16-byte one and f32v_512 ... the 64-byte one.  Without vector extensions
- * (MSVC, FSCE_SCALAR_ONLY) only the unsuffixed set exists, one lane wide.
+ * fsce_simd.h once per width with FSCE_VECTOR_BYTES set:
+ *   16  the baseline (SSE2, NEON): names end in _128, no target attribute
+ *   32  AVX2: unsuffixed names (f32v, fsce_load_f32, fsce_acc), target avx2,fma
+ *   64  AVX-512: names end in _512, the AVX-512 target
+ *    8  one lane, without vector extensions (MSVC, FSCE_SCALAR_ONLY): unsuffixed
+ * The target attribute applies on x86-64 only (FSCE_X86_VECTOR_TARGETS).
  */
+#if FSCE_VECTOR_BYTES == 16
+#define FSCE_WIDTH_SUFFIX _128
+#elif FSCE_VECTOR_BYTES == 64
+#define FSCE_WIDTH_SUFFIX _512
+#else
+#define FSCE_WIDTH_SUFFIX
+#endif
+#if FSCE_X86_VECTOR_TARGETS && FSCE_VECTOR_BYTES == 32
+#define FSCE_VECTOR_TARGET FSCE_TARGET_AVX2
+#elif FSCE_X86_VECTOR_TARGETS && FSCE_VECTOR_BYTES == 64
+#define FSCE_VECTOR_TARGET FSCE_TARGET_AVX512
+#else
+#define FSCE_VECTOR_TARGET
+#endif
+
 #define V_(name) FSCE_CAT(name, FSCE_WIDTH_SUFFIX)
 #define VFUNC FSCE_VECTOR_TARGET FSCE_INLINE
 
@@ -137,3 +150,6 @@ VFUNC double V_(fsce_acc_total)(V_(fsce_acc) acc)
 #undef F64_LANES
 #undef V_
 #undef VFUNC
+#undef FSCE_VECTOR_BYTES
+#undef FSCE_WIDTH_SUFFIX
+#undef FSCE_VECTOR_TARGET

@@ -13,12 +13,14 @@ import pytest
 
 import fastsce
 from _helpers import (
+    BASE_OPTIONS,
     CLASS_COUNTS,
     DTYPES,
     LAYOUTS,
     LOG_SUM_ATOL,
     LOSS_RTOL,
     RTOL,
+    SOFT_BASES,
     assert_close,
     assert_unchanged,
     backward_magnitude,
@@ -289,11 +291,9 @@ def test_cross_entropy_hard_targets(kind, reduction, shape, dtype):
             assert np.all(loss[ignored] == 0)
 
 
+#: the soft-target option sets of _helpers, and ignore_index, which soft targets ignore
 SOFT_KINDS = {
-    "plain": {},
-    "weight": {"weight": "random"},
-    "label_smoothing": {"label_smoothing": 0.2},
-    "weight_smoothing": {"weight": "random", "label_smoothing": 0.6},
+    **{base: BASE_OPTIONS[base] for base in SOFT_BASES},
     "ignore_index_not_applied": {"ignore_index": 0},
 }
 

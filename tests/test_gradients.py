@@ -7,32 +7,32 @@ h = 1e-5 and |L|, |L'''| of order 1 both are below 1e-9, so FD_TOL below
 loosened tolerance on fastsce.
 """
 
+import math
+
 import numpy as np
 import pytest
 
 import fastsce
 from _helpers import (
+    BASE_OPTIONS,
     FD_ATOL,
     FD_RTOL,
     LOG_SUM_ATOL,
+    REDUCTIONS,
     assert_close,
     central_difference,
+    make_case,
     make_hard_target,
     make_logits,
     make_soft_target,
     rng_for,
 )
 
+INF = np.inf
 SHAPES = [(5,), (4, 3), (2, 3, 4)]
 
-OPTION_SETS = {
-    "plain": {},
-    "weight": {"weight": "random"},
-    "label_smoothing": {"label_smoothing": 0.2},
-    "weight_smoothing": {"weight": "random", "label_smoothing": 0.35},
-    "ignore_index": {"ignore_index": 1},
-    "everything": {"weight": "random", "label_smoothing": 0.1, "ignore_index": -100},
-}
+#: the PyTorch-semantics option sets of _helpers (weights drawn per case)
+OPTION_SETS = BASE_OPTIONS
 
 
 def options_for(kind, n_classes, rng):
@@ -88,21 +88,45 @@ def test_ignored_rows_have_zero_gradient_and_do_not_move_the_loss(shape):
     assert np.all(numeric[ignored] == 0)
 
 
+#: a backward layer checked through a scalar loss L of the forward output u (random c):
+#: (forward, backward, L(u, c), dL/du (u, c))
+LAYERS = {
+    "softmax, L = c.s + s.s/2": (
+        fastsce.softmax,
+        fastsce.softmax_backward,
+        lambda u, c: np.sum(c * u) + 0.5 * np.sum(u * u),
+        lambda u, c: c + u,
+    ),
+    "softmax, L = c.s^2 + s^3/3": (
+        fastsce.softmax,
+        fastsce.softmax_backward,
+        lambda u, c: np.sum(c * u * u) + np.sum(u**3) / 3,
+        lambda u, c: 2 * c * u + u * u,
+    ),
+    "log_softmax, L = c.u + u.u/4": (
+        fastsce.log_softmax,
+        fastsce.log_softmax_backward,
+        lambda u, c: np.sum(c * u) + 0.25 * np.sum(u * u),
+        lambda u, c: c + u / 2,
+    ),
+}
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_softmax_backward_matches_finite_differences(shape, temperature):
-    """grad_x of L(softmax(x)) with L(s) = sum c s + 0.5 sum s^2, so dL/ds = c + s."""
-    rng = rng_for("backward fd", shape)
+def test_backward_layers_match_finite_differences(layer, shape, temperature):
+    """grad_x of L(forward(x / T)) = backward(dL/du, u) / T (the chain rule's 1 / T)."""
+    forward, backward, loss, loss_gradient = LAYERS[layer]
+    rng = rng_for("backward fd", layer, shape, temperature)
     logits = make_logits(shape, np.float64, rng=rng)
     c = rng.standard_normal(shape)
 
     def scalar(x):
-        s = fastsce.softmax(x, temperature=temperature)
-        return float(np.sum(c * s) + 0.5 * np.sum(s * s))
+        return float(loss(forward(x, temperature=temperature), c))
 
-    s = fastsce.softmax(logits, temperature=temperature)
-    # softmax(x / T): the chain rule adds the factor 1 / T
-    analytic = fastsce.softmax_backward(c + s, s) / temperature
+    u = forward(logits, temperature=temperature)
+    analytic = backward(loss_gradient(u, c), u) / temperature
     np.testing.assert_allclose(
         analytic, central_difference(scalar, logits), rtol=FD_RTOL, atol=FD_ATOL
     )
@@ -152,3 +176,75 @@ def test_log_softmax_softmax_logsumexp_are_consistent(shape, dtype, temperature)
     np.testing.assert_array_equal(
         fastsce.log_softmax(x - dtype(3.0), temperature=temperature), log_s
     )
+
+
+# ---------------------------------------------------------------------------
+# gradients against central finite differences (float64)
+
+
+FD_TRANSFORMS = ["cold", "hot", "softcap", "softcap_cold", "z_loss", "all"]
+#: (kind, base, masked): with label smoothing a masked class in a kept row makes that
+#: row's loss inf (no finite differences), so "everything" masks only its ignored row
+FD_CASES = [
+    (kind, base, masked)
+    for kind, base in [
+        ("hard", "plain"),
+        ("hard", "weight_smoothing"),
+        ("hard", "everything"),
+        ("soft", "plain"),
+        ("soft", "weight_smoothing"),
+    ]
+    for masked in (False, True)
+    if not (masked and base == "weight_smoothing")
+]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("transform", FD_TRANSFORMS)
+@pytest.mark.parametrize(
+    "kind, base, masked",
+    FD_CASES,
+    ids=[f"{k}-{b}-{'masked' if m else 'finite'}" for k, b, m in FD_CASES],
+)
+def test_gradient_matches_finite_differences(kind, base, transform, reduction, masked):
+    logits, target, options = make_case(kind, base, transform, False, np.float64, (4, 5), "fd")
+    if masked and not options.get("label_smoothing"):
+        # one masked class in a kept row (never a hard target; no mass for soft targets)
+        row = 1
+        column = 0 if kind == "hard" and target[row] != 0 else 4
+        if kind == "hard" and target[row] == column:
+            column = 3
+        logits[row, column] = -INF
+        if kind == "soft":
+            target[row, column] = 0.0
+            target[row] /= target[row].sum()
+    if kind == "hard" and "ignore_index" in options:
+        target[2] = options["ignore_index"]
+        if masked:
+            logits[2] = -INF  # an ignored row of -inf: no effect on the loss
+
+    def total_loss(x):
+        # for reduction='none' the gradient is that of the sum of the row losses
+        return float(np.sum(fastsce.cross_entropy(x, target, reduction=reduction, **options)))
+
+    _, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction, **options)
+    assert math.isfinite(total_loss(logits))
+    # at a -inf logit x +- h is -inf: the quotient is 0, as the gradient must be
+    numeric = central_difference(total_loss, logits)
+    np.testing.assert_allclose(grad, numeric, rtol=FD_RTOL, atol=FD_ATOL)
+    assert np.all(grad[np.isneginf(logits)] == 0)
+
+
+@pytest.mark.parametrize("softcap", [0.5, 2.0, 10.0])
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0])
+def test_softcap_chain_rule_matches_finite_differences(temperature, softcap):
+    """dz/dx = (1 - tanh^2(x / c)) / T, including logits beyond the cap."""
+    rng = rng_for("softcap fd", temperature, softcap)
+    logits = rng.uniform(-3 * softcap, 3 * softcap, (3, 6))
+    target = rng.integers(0, 6, 3)
+    options = {"softcap": softcap, "temperature": temperature, "z_loss": 0.02}
+    _, grad = fastsce.cross_entropy_with_grad(logits, target, reduction="sum", **options)
+    numeric = central_difference(
+        lambda x: fastsce.cross_entropy(x, target, reduction="sum", **options), logits
+    )
+    np.testing.assert_allclose(grad, numeric, rtol=FD_RTOL, atol=FD_ATOL)

@@ -29,7 +29,6 @@ s = softmax(z) and lse = log sum_j exp(z_j):
   here (|z| < 20, so < 40 eps32 = 5e-6 < 1e-5), so no allowance is added there.
 """
 
-import math
 import tracemalloc
 
 import numpy as np
@@ -40,8 +39,6 @@ from _helpers import (
     CASE_IDS,
     CASES,
     DTYPES,
-    FD_ATOL,
-    FD_RTOL,
     LOG_SUM_ATOL,
     LOSS_RTOL,
     REDUCTIONS,
@@ -49,7 +46,6 @@ from _helpers import (
     TRANSFORMS,
     assert_close,
     assert_unchanged,
-    central_difference,
     f64,
     kept_rows,
     make_case,
@@ -351,78 +347,6 @@ def test_lse_and_argmax_out_of_non_finite_rows(z_loss, reduction):
 
 
 # ---------------------------------------------------------------------------
-# gradients against central finite differences (float64)
-
-
-FD_TRANSFORMS = ["cold", "hot", "softcap", "softcap_cold", "z_loss", "all"]
-#: (kind, base, masked): with label smoothing a masked class in a kept row makes that
-#: row's loss inf (no finite differences), so "everything" masks only its ignored row
-FD_CASES = [
-    (kind, base, masked)
-    for kind, base in [
-        ("hard", "plain"),
-        ("hard", "weight_smoothing"),
-        ("hard", "everything"),
-        ("soft", "plain"),
-        ("soft", "weight_smoothing"),
-    ]
-    for masked in (False, True)
-    if not (masked and base == "weight_smoothing")
-]
-
-
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("transform", FD_TRANSFORMS)
-@pytest.mark.parametrize(
-    "kind, base, masked",
-    FD_CASES,
-    ids=[f"{k}-{b}-{'masked' if m else 'finite'}" for k, b, m in FD_CASES],
-)
-def test_gradient_matches_finite_differences(kind, base, transform, reduction, masked):
-    logits, target, options = make_case(kind, base, transform, False, np.float64, (4, 5), "fd")
-    if masked and not options.get("label_smoothing"):
-        # one masked class in a kept row (never a hard target; no mass for soft targets)
-        row = 1
-        column = 0 if kind == "hard" and target[row] != 0 else 4
-        if kind == "hard" and target[row] == column:
-            column = 3
-        logits[row, column] = -INF
-        if kind == "soft":
-            target[row, column] = 0.0
-            target[row] /= target[row].sum()
-    if kind == "hard" and "ignore_index" in options:
-        target[2] = options["ignore_index"]
-        if masked:
-            logits[2] = -INF  # an ignored row of -inf: no effect on the loss
-
-    def total_loss(x):
-        # for reduction='none' the gradient is that of the sum of the row losses
-        return float(np.sum(fastsce.cross_entropy(x, target, reduction=reduction, **options)))
-
-    _, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction, **options)
-    assert math.isfinite(total_loss(logits))
-    # at a -inf logit x +- h is -inf: the quotient is 0, as the gradient must be
-    numeric = central_difference(total_loss, logits)
-    np.testing.assert_allclose(grad, numeric, rtol=FD_RTOL, atol=FD_ATOL)
-    assert np.all(grad[np.isneginf(logits)] == 0)
-
-
-@pytest.mark.parametrize("softcap", [0.5, 2.0, 10.0])
-@pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0])
-def test_softcap_chain_rule_matches_finite_differences(temperature, softcap):
-    """dz/dx = (1 - tanh^2(x / c)) / T, including logits beyond the cap."""
-    rng = rng_for("softcap fd", temperature, softcap)
-    logits = rng.uniform(-3 * softcap, 3 * softcap, (3, 6))
-    target = rng.integers(0, 6, 3)
-    options = {"softcap": softcap, "temperature": temperature, "z_loss": 0.02}
-    _, grad = fastsce.cross_entropy_with_grad(logits, target, reduction="sum", **options)
-    numeric = central_difference(
-        lambda x: fastsce.cross_entropy(x, target, reduction="sum", **options), logits
-    )
-    np.testing.assert_allclose(grad, numeric, rtol=FD_RTOL, atol=FD_ATOL)
-
-
-# ---------------------------------------------------------------------------
 # out=logits in place, and CrossEntropyLoss against the functional API
 
 
@@ -720,43 +644,6 @@ def test_class_weight_of_the_wrong_length_is_a_value_error_at_call():
 
 # ---------------------------------------------------------------------------
 # softmax_backward / log_softmax_backward as layers
-
-
-@pytest.mark.parametrize("shape", [(5,), (4, 3), (2, 3, 4)], ids=str)
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_log_softmax_backward_matches_finite_differences(shape, temperature):
-    """grad_x of L(log_softmax(x / T)), L(u) = sum c u + 0.25 sum u^2, dL/du = c + u / 2."""
-    rng = rng_for("log backward fd", shape, temperature)
-    logits = make_logits(shape, np.float64, rng=rng)
-    c = rng.standard_normal(shape)
-
-    def scalar(x):
-        u = fastsce.log_softmax(x, temperature=temperature)
-        return float(np.sum(c * u) + 0.25 * np.sum(u * u))
-
-    u = fastsce.log_softmax(logits, temperature=temperature)
-    analytic = fastsce.log_softmax_backward(c + u / 2, u) / temperature
-    np.testing.assert_allclose(
-        analytic, central_difference(scalar, logits), rtol=FD_RTOL, atol=FD_ATOL
-    )
-
-
-@pytest.mark.parametrize("shape", [(5,), (4, 3), (2, 3, 4)], ids=str)
-def test_softmax_backward_matches_finite_differences(shape):
-    """grad_x of L(softmax(x)), L(s) = sum c s^2 + sum s^3 / 3, dL/ds = 2 c s + s^2."""
-    rng = rng_for("softmax backward fd", shape)
-    logits = make_logits(shape, np.float64, rng=rng)
-    c = rng.standard_normal(shape)
-
-    def scalar(x):
-        s = fastsce.softmax(x)
-        return float(np.sum(c * s * s) + np.sum(s**3) / 3)
-
-    s = fastsce.softmax(logits)
-    analytic = fastsce.softmax_backward(2 * c * s + s * s, s)
-    np.testing.assert_allclose(
-        analytic, central_difference(scalar, logits), rtol=FD_RTOL, atol=FD_ATOL
-    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

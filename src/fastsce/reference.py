@@ -123,35 +123,9 @@ def log_softmax_backward(grad_out: npt.ArrayLike, log_s: npt.ArrayLike) -> _Floa
     return grad_x
 
 
-def cross_entropy(
-    logits: npt.ArrayLike,
-    target: npt.ArrayLike,
-    *,
-    weight: npt.ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: Literal["mean", "sum", "none"] = "mean",
-    label_smoothing: float = 0.0,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
-    lse_out: npt.NDArray[np.float64] | None = None,
-    argmax_out: npt.NDArray[np.int64] | None = None,
-) -> float | _Floats:
-    """Loss only; see cross_entropy_with_grad."""
-    loss, _ = cross_entropy_with_grad(
-        logits,
-        target,
-        weight=weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        temperature=temperature,
-        softcap=softcap,
-        z_loss=z_loss,
-        lse_out=lse_out,
-        argmax_out=argmax_out,
-    )
-    return loss
+def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, **options: Any) -> float | _Floats:
+    """Loss only: cross_entropy_with_grad's loss (every option and output the same)."""
+    return cross_entropy_with_grad(logits, target, **options)[0]
 
 
 def cross_entropy_with_grad(
