@@ -34,6 +34,7 @@ import zlib
 
 import numpy as np
 
+import fastsce
 from fastsce import reference
 
 INF = np.inf
@@ -480,3 +481,53 @@ def run_with_simd(value, script):
     return subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
+
+
+# ---------------------------------------------------------------------------
+# calling a public function, or CrossEntropyLoss, by name (the error matrix, the fuzzer)
+
+#: options CrossEntropyLoss takes in its constructor (the rest go to the call)
+CONSTRUCTOR_OPTIONS = frozenset(
+    ["weight", "ignore_index", "reduction", "label_smoothing", "temperature", "softcap", "z_loss"]
+)
+
+
+def call_by_name(function, args, kwargs):
+    """fastsce.<function>(*args, **kwargs); "CrossEntropyLoss" or
+    "CrossEntropyLoss.loss_and_grad" build the loss object from the options in kwargs,
+    then call it (or its loss_and_grad) with the rest."""
+    if not function.startswith("CrossEntropyLoss"):
+        return getattr(fastsce, function)(*args, **kwargs)
+    options = {k: v for k, v in kwargs.items() if k in CONSTRUCTOR_OPTIONS}
+    rest = {k: v for k, v in kwargs.items() if k not in CONSTRUCTOR_OPTIONS}
+    criterion = fastsce.CrossEntropyLoss(**options)
+    method = criterion.loss_and_grad if function.endswith("loss_and_grad") else criterion
+    return method(*args, **rest)
+
+
+# ---------------------------------------------------------------------------
+# bad option values (the error tests)
+
+#: (bad value, exception) for an option that must be a positive, finite real
+NOT_POSITIVE_FINITE = [
+    (0.0, ValueError),
+    (-1.0, ValueError),
+    (np.nan, ValueError),
+    (np.inf, ValueError),
+    ("1", TypeError),
+    (True, TypeError),
+    (1j, TypeError),
+]
+#: the options beyond PyTorch's: {name: [(bad value, exception)]}
+BAD_EXTRA_OPTIONS = {
+    "temperature": [*NOT_POSITIVE_FINITE, (None, TypeError)],
+    "softcap": NOT_POSITIVE_FINITE,  # None is valid: no softcap
+    "z_loss": [
+        (-1e-3, ValueError),
+        (np.nan, ValueError),
+        (np.inf, ValueError),
+        ("0", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
+}

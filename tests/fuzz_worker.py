@@ -41,6 +41,7 @@ from _helpers import (  # noqa: E402
     RTOL,
     assert_close,
     backward_magnitude,
+    call_by_name,
     grad_magnitude,
     logsumexp_magnitude,
     loss_atol,
@@ -563,26 +564,7 @@ def describe(function, args, kwargs):
 
 
 def call(function, args, kwargs):
-    if function.startswith("CrossEntropyLoss"):
-        constructor = {
-            k: v
-            for k, v in kwargs.items()
-            if k
-            in {
-                "weight",
-                "ignore_index",
-                "reduction",
-                "label_smoothing",
-                "temperature",
-                "softcap",
-                "z_loss",
-            }
-        }
-        rest = {k: v for k, v in kwargs.items() if k not in constructor}
-        criterion = fastsce.CrossEntropyLoss(**constructor)
-        method = criterion.loss_and_grad if function.endswith("loss_and_grad") else criterion
-        return method(*args, **rest)
-    return getattr(fastsce, function)(*args, **kwargs)
+    return call_by_name(function, args, kwargs)
 
 
 def observed(value):

@@ -25,10 +25,12 @@ import pytest
 
 import fastsce
 from _helpers import (
+    BAD_EXTRA_OPTIONS,
     LOSS_RTOL,
     RTOL,
     assert_close,
     assert_unchanged,
+    call_by_name,
     loss_atol,
     make_logits,
     make_soft_target,
@@ -86,16 +88,6 @@ LOSS_FUNCTIONS = [
     "CrossEntropyLoss",
     "CrossEntropyLoss.loss_and_grad",
 ]
-#: options CrossEntropyLoss takes in its constructor (the rest go to the call)
-CONSTRUCTOR_OPTIONS = {
-    "weight",
-    "ignore_index",
-    "reduction",
-    "label_smoothing",
-    "temperature",
-    "softcap",
-    "z_loss",
-}
 
 
 def valid_arguments(function, kind="hard"):
@@ -153,14 +145,7 @@ def call(function, arguments):
     positional = POSITIONAL[function]
     args = [arguments[name] for name in positional]
     kwargs = {k: v for k, v in arguments.items() if k not in positional}
-    if function.startswith("CrossEntropyLoss"):
-        options = {k: v for k, v in kwargs.items() if k in CONSTRUCTOR_OPTIONS}
-        rest = {k: v for k, v in kwargs.items() if k not in CONSTRUCTOR_OPTIONS}
-        criterion = fastsce.CrossEntropyLoss(**options)
-        if function.endswith("loss_and_grad"):
-            return criterion.loss_and_grad(*args, **rest)
-        return criterion(*args, **rest)
-    return getattr(fastsce, function)(*args, **kwargs)
+    return call_by_name(function, args, kwargs)
 
 
 def expect_call_error(exception, name, function, arguments, contains=()):
@@ -1141,6 +1126,10 @@ def test_wrong_out(case, bad):
         (np.uint8, np.float32),
         (np.float32, np.float64),
         (np.longdouble, np.longdouble),
+        (np.float64, np.float32),
+        (np.float64, np.int64),
+        (np.float64, np.complex128),
+        (np.float64, np.dtype(">f8")),
     ],
     ids=str,
 )
@@ -1390,34 +1379,8 @@ def parameters(function):
     return set(inspect.signature(getattr(fastsce, function)).parameters)
 
 
-EXTRA_SCALAR_OPTIONS = {
-    # name: [(bad value, exception)]; DESIGN-style rules for positive / non-negative reals
-    "temperature": [
-        (0.0, ValueError),
-        (-1.0, ValueError),
-        (np.nan, ValueError),
-        (np.inf, ValueError),
-        ("1", TypeError),
-        (None, TypeError),
-        (True, TypeError),
-    ],
-    "softcap": [
-        (0.0, ValueError),
-        (-1.0, ValueError),
-        (np.nan, ValueError),
-        (np.inf, ValueError),
-        ("1", TypeError),
-        (True, TypeError),
-    ],
-    "z_loss": [
-        (-1e-3, ValueError),
-        (np.nan, ValueError),
-        (np.inf, ValueError),
-        ("0", TypeError),
-        (None, TypeError),
-        (True, TypeError),
-    ],
-}
+#: the options beyond PyTorch's and their bad values (_helpers)
+EXTRA_SCALAR_OPTIONS = BAD_EXTRA_OPTIONS
 EXTRA_CASES = [
     (f, name, value, exc)
     for f in LOSS_FUNCTIONS
@@ -1552,3 +1515,162 @@ def test_class_weight_is_copied_at_construction():
     assert after == before and np.isfinite(after)
     assert before == fastsce.cross_entropy(x, target, weight=[1.0, 2.0, 0.5])
     assert not criterion.options.weight.flags.writeable
+
+
+# ---------------------------------------------------------------------------
+# CrossEntropyLoss validates its options at construction
+
+CONSTRUCTION_CASES = [
+    ({"reduction": "avg"}, ValueError, "reduction"),
+    ({"reduction": None}, ValueError, "reduction"),
+    ({"label_smoothing": 1.5}, ValueError, "label_smoothing"),
+    ({"label_smoothing": -0.1}, ValueError, "label_smoothing"),
+    ({"label_smoothing": np.nan}, ValueError, "label_smoothing"),
+    ({"label_smoothing": "0.1"}, TypeError, "label_smoothing"),
+    ({"ignore_index": 1.5}, TypeError, "ignore_index"),
+    ({"ignore_index": None}, TypeError, "ignore_index"),
+    ({"ignore_index": 2**63}, ValueError, "ignore_index"),
+    ({"weight": [1.0, np.nan]}, ValueError, "weight"),
+    ({"weight": [[1.0, 2.0]]}, ValueError, "weight"),
+    ({"weight": np.ones(2, complex)}, TypeError, "weight"),
+    ({"z_loss": [0.1]}, TypeError, "z_loss"),
+] + [
+    ({name: value}, exception, name)
+    for name, bad in EXTRA_SCALAR_OPTIONS.items()
+    for value, exception in bad
+]
+
+
+@pytest.mark.parametrize(
+    "options, exception, name",
+    CONSTRUCTION_CASES,
+    ids=[repr(options) for options, _, _ in CONSTRUCTION_CASES],
+)
+def test_class_validates_options_at_construction(options, exception, name):
+    with pytest.raises(exception, match=f"`{name}`") as info:
+        fastsce.CrossEntropyLoss(**options)
+    assert type(info.value) is exception
+
+
+# ---------------------------------------------------------------------------
+# the options beyond PyTorch's with lse_out / argmax_out: nothing written on error
+
+
+def raises_naming(exception, name, func, *args, **kwargs):
+    values = list(args) + list(kwargs.values())
+    copies = snapshot(*values)
+    with pytest.raises(exception, match=f"`{name}`") as info:
+        func(*args, **kwargs)
+    assert type(info.value) is exception, f"{type(info.value).__name__}: {info.value}"
+    assert_unchanged(values, copies)
+
+
+def error_call_arrays():
+    logits = make_logits((4, 3), np.float64)
+    target = np.array([0, 1, 2, -100])
+    return {
+        "logits": logits,
+        "target": target,
+        "out": np.full((4, 3), 5.0),
+        "lse_out": np.full(4, 6.0),
+        "argmax_out": np.full(4, 7, np.int64),
+    }
+
+
+@pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad"])
+@pytest.mark.parametrize(
+    "option, value, exception",
+    [(name, value, exc) for name, bad in BAD_EXTRA_OPTIONS.items() for value, exc in bad],
+)
+def test_bad_option_values(option, value, exception, function):
+    arrays = error_call_arrays()
+    kwargs = {"lse_out": arrays["lse_out"], "argmax_out": arrays["argmax_out"]}
+    if function == "cross_entropy_with_grad":
+        kwargs["out"] = arrays["out"]
+    raises_naming(
+        exception,
+        option,
+        getattr(fastsce, function),
+        arrays["logits"],
+        arrays["target"],
+        **kwargs,
+        **{option: value},
+    )
+
+
+def bad_outputs():
+    """(argument, bad array, exception) for lse_out (float64) and argmax_out (int64)."""
+    cases = []
+    for name, dtype, wrong_dtypes in [
+        ("lse_out", np.float64, [np.float32, np.int64, np.complex128]),
+        ("argmax_out", np.int64, [np.int32, np.uint64, np.float64]),
+    ]:
+        for wrong in wrong_dtypes:
+            cases.append((name, f"dtype-{np.dtype(wrong).name}", np.zeros(4, wrong), TypeError))
+        cases.append((name, "list", [0, 0, 0, 0], TypeError))
+        cases.append((name, "shape-3", np.zeros(3, dtype), ValueError))
+        cases.append((name, "shape-4x1", np.zeros((4, 1), dtype), ValueError))
+        cases.append((name, "shape-0d", np.zeros((), dtype), ValueError))
+        cases.append((name, "strided", np.zeros(8, dtype)[::2], ValueError))
+        readonly = np.zeros(4, dtype)
+        readonly.flags.writeable = False
+        cases.append((name, "readonly", readonly, ValueError))
+    return cases
+
+
+BAD_OUTPUTS = bad_outputs()
+
+
+@pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad", "class"])
+@pytest.mark.parametrize(
+    "name, bad, exception",
+    [c[::2] + c[3:] for c in BAD_OUTPUTS],
+    ids=[f"{c[0]}-{c[1]}" for c in BAD_OUTPUTS],
+)
+def test_bad_lse_or_argmax_out(name, bad, exception, function):
+    arrays = error_call_arrays()
+    kwargs = {"lse_out": arrays["lse_out"], "argmax_out": arrays["argmax_out"]}
+    kwargs[name] = bad
+    if function == "class":
+        call = fastsce.CrossEntropyLoss(z_loss=0.1, softcap=3.0).loss_and_grad
+        kwargs["out"] = arrays["out"]
+    else:
+        call = getattr(fastsce, function)
+        if function == "cross_entropy_with_grad":
+            kwargs["out"] = arrays["out"]
+    raises_naming(exception, name, call, arrays["logits"], arrays["target"], **kwargs)
+
+
+@pytest.mark.parametrize("name", ["lse_out", "argmax_out"])
+def test_outputs_overlapping_an_input_are_a_value_error(name):
+    arrays = error_call_arrays()
+    logits = arrays["logits"]
+    target = arrays["target"]
+    overlapping = logits.reshape(-1)[:4] if name == "lse_out" else target
+    kwargs = {name: overlapping}
+    raises_naming(
+        ValueError,
+        name,
+        fastsce.cross_entropy_with_grad,
+        logits,
+        target,
+        out=arrays["out"],
+        **kwargs,
+    )
+
+
+def test_bad_class_index_writes_no_output():
+    arrays = error_call_arrays()
+    target = np.array([0, 1, 3, -100])  # 3 is out of range
+    raises_naming(
+        ValueError,
+        "target",
+        fastsce.cross_entropy_with_grad,
+        arrays["logits"],
+        target,
+        out=arrays["out"],
+        lse_out=arrays["lse_out"],
+        argmax_out=arrays["argmax_out"],
+        softcap=2.0,
+        z_loss=0.1,
+    )

@@ -450,16 +450,16 @@ def test_class_buffers_follow_shape_and_dtype_changes():
 
 
 def test_class_options_are_those_given():
-    weight = np.array([1.0, 2.0, 0.5])
-    criterion = fastsce.CrossEntropyLoss(
-        weight=weight,
-        ignore_index=1,
-        reduction="sum",
-        label_smoothing=0.25,
-        temperature=2.0,
-        softcap=7.0,
-        z_loss=0.125,
-    )
+    options = {
+        "weight": np.array([1.0, 2.0, 0.5]),
+        "ignore_index": 1,
+        "reduction": "sum",
+        "label_smoothing": 0.25,
+        "temperature": 2.0,
+        "softcap": 7.0,
+        "z_loss": 0.125,
+    }
+    criterion = fastsce.CrossEntropyLoss(**options)
     text = repr(criterion)
     for part in (
         "reduction='sum'",
@@ -472,17 +472,7 @@ def test_class_options_are_those_given():
         assert part in text, text
     logits = make_logits((5, 3), np.float64)
     target = np.array([0, 1, 2, 1, 0])
-    expected = fastsce.cross_entropy(
-        logits,
-        target,
-        weight=weight,
-        ignore_index=1,
-        reduction="sum",
-        label_smoothing=0.25,
-        temperature=2.0,
-        softcap=7.0,
-        z_loss=0.125,
-    )
+    expected = fastsce.cross_entropy(logits, target, **options)
     assert criterion(logits, target) == expected
     assert fastsce.CrossEntropyLoss()(logits, target) == fastsce.cross_entropy(logits, target)
 
@@ -570,51 +560,6 @@ def test_class_steady_state_allocates_no_arrays_with_two_threads():
         criterion.loss_and_grad(logits, target, out=out)
     peak = peak_traced_bytes(lambda: criterion.loss_and_grad(logits, target, out=out), 20)
     assert peak < ALLOCATION_BOUND
-
-
-# ---------------------------------------------------------------------------
-# CrossEntropyLoss validates its options at construction
-
-
-@pytest.mark.parametrize(
-    "options, exception, name",
-    [
-        ({"reduction": "avg"}, ValueError, "reduction"),
-        ({"reduction": None}, ValueError, "reduction"),
-        ({"label_smoothing": 1.5}, ValueError, "label_smoothing"),
-        ({"label_smoothing": -0.1}, ValueError, "label_smoothing"),
-        ({"label_smoothing": np.nan}, ValueError, "label_smoothing"),
-        ({"label_smoothing": "0.1"}, TypeError, "label_smoothing"),
-        ({"ignore_index": 1.5}, TypeError, "ignore_index"),
-        ({"ignore_index": None}, TypeError, "ignore_index"),
-        ({"ignore_index": 2**63}, ValueError, "ignore_index"),
-        ({"weight": [1.0, np.nan]}, ValueError, "weight"),
-        ({"weight": [[1.0, 2.0]]}, ValueError, "weight"),
-        ({"weight": np.ones(2, complex)}, TypeError, "weight"),
-        ({"temperature": 0.0}, ValueError, "temperature"),
-        ({"temperature": -1.0}, ValueError, "temperature"),
-        ({"temperature": np.inf}, ValueError, "temperature"),
-        ({"temperature": np.nan}, ValueError, "temperature"),
-        ({"temperature": "1"}, TypeError, "temperature"),
-        ({"temperature": None}, TypeError, "temperature"),
-        ({"softcap": 0.0}, ValueError, "softcap"),
-        ({"softcap": -3.0}, ValueError, "softcap"),
-        ({"softcap": np.inf}, ValueError, "softcap"),
-        ({"softcap": np.nan}, ValueError, "softcap"),
-        ({"softcap": "30"}, TypeError, "softcap"),
-        ({"softcap": True}, TypeError, "softcap"),
-        ({"z_loss": -1e-4}, ValueError, "z_loss"),
-        ({"z_loss": np.nan}, ValueError, "z_loss"),
-        ({"z_loss": np.inf}, ValueError, "z_loss"),
-        ({"z_loss": None}, TypeError, "z_loss"),
-        ({"z_loss": [0.1]}, TypeError, "z_loss"),
-    ],
-    ids=lambda value: repr(value) if isinstance(value, dict) else None,
-)
-def test_class_validates_options_at_construction(options, exception, name):
-    with pytest.raises(exception, match=f"`{name}`") as info:
-        fastsce.CrossEntropyLoss(**options)
-    assert type(info.value) is exception
 
 
 def test_class_accepts_numpy_scalars_and_defaults():
@@ -711,146 +656,3 @@ def test_backward_layers_compose_to_the_cross_entropy_gradient(kind, dtype):
     assert_close(via_log, expected, rtol, magnitude=magnitude)
     via_softmax = fastsce.softmax_backward((-b / s64).astype(dtype), s)
     assert_close(via_softmax, expected, rtol, magnitude=magnitude)
-
-
-# ---------------------------------------------------------------------------
-# errors of the new options: exact type, message naming the argument, nothing written
-
-
-def raises_and_writes_nothing(exception, name, func, *args, **kwargs):
-    values = list(args) + list(kwargs.values())
-    copies = snapshot(*values)
-    with pytest.raises(exception, match=f"`{name}`") as info:
-        func(*args, **kwargs)
-    assert type(info.value) is exception, f"{type(info.value).__name__}: {info.value}"
-    assert_unchanged(values, copies)
-
-
-def error_call_arrays():
-    logits = make_logits((4, 3), np.float64)
-    target = np.array([0, 1, 2, -100])
-    return {
-        "logits": logits,
-        "target": target,
-        "out": np.full((4, 3), 5.0),
-        "lse_out": np.full(4, 6.0),
-        "argmax_out": np.full(4, 7, np.int64),
-    }
-
-
-@pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad"])
-@pytest.mark.parametrize(
-    "option, value, exception",
-    [
-        ("temperature", 0.0, ValueError),
-        ("temperature", -2.0, ValueError),
-        ("temperature", np.inf, ValueError),
-        ("temperature", np.nan, ValueError),
-        ("temperature", "2", TypeError),
-        ("temperature", None, TypeError),
-        ("temperature", 1j, TypeError),
-        ("softcap", 0.0, ValueError),
-        ("softcap", -1.0, ValueError),
-        ("softcap", np.inf, ValueError),
-        ("softcap", np.nan, ValueError),
-        ("softcap", "5", TypeError),
-        ("softcap", False, TypeError),
-        ("z_loss", -0.5, ValueError),
-        ("z_loss", np.nan, ValueError),
-        ("z_loss", np.inf, ValueError),
-        ("z_loss", "0.1", TypeError),
-        ("z_loss", None, TypeError),
-    ],
-)
-def test_bad_option_values(option, value, exception, function):
-    arrays = error_call_arrays()
-    kwargs = {"lse_out": arrays["lse_out"], "argmax_out": arrays["argmax_out"]}
-    if function == "cross_entropy_with_grad":
-        kwargs["out"] = arrays["out"]
-    raises_and_writes_nothing(
-        exception,
-        option,
-        getattr(fastsce, function),
-        arrays["logits"],
-        arrays["target"],
-        **kwargs,
-        **{option: value},
-    )
-
-
-def bad_outputs():
-    """(argument, bad array, exception) for lse_out (float64) and argmax_out (int64)."""
-    cases = []
-    for name, dtype, wrong_dtypes in [
-        ("lse_out", np.float64, [np.float32, np.int64, np.complex128]),
-        ("argmax_out", np.int64, [np.int32, np.uint64, np.float64]),
-    ]:
-        for wrong in wrong_dtypes:
-            cases.append((name, f"dtype-{np.dtype(wrong).name}", np.zeros(4, wrong), TypeError))
-        cases.append((name, "list", [0, 0, 0, 0], TypeError))
-        cases.append((name, "shape-3", np.zeros(3, dtype), ValueError))
-        cases.append((name, "shape-4x1", np.zeros((4, 1), dtype), ValueError))
-        cases.append((name, "shape-0d", np.zeros((), dtype), ValueError))
-        cases.append((name, "strided", np.zeros(8, dtype)[::2], ValueError))
-        readonly = np.zeros(4, dtype)
-        readonly.flags.writeable = False
-        cases.append((name, "readonly", readonly, ValueError))
-    return cases
-
-
-BAD_OUTPUTS = bad_outputs()
-
-
-@pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad", "class"])
-@pytest.mark.parametrize(
-    "name, bad, exception",
-    [c[::2] + c[3:] for c in BAD_OUTPUTS],
-    ids=[f"{c[0]}-{c[1]}" for c in BAD_OUTPUTS],
-)
-def test_bad_lse_or_argmax_out(name, bad, exception, function):
-    arrays = error_call_arrays()
-    kwargs = {"lse_out": arrays["lse_out"], "argmax_out": arrays["argmax_out"]}
-    kwargs[name] = bad
-    if function == "class":
-        call = fastsce.CrossEntropyLoss(z_loss=0.1, softcap=3.0).loss_and_grad
-        kwargs["out"] = arrays["out"]
-    else:
-        call = getattr(fastsce, function)
-        if function == "cross_entropy_with_grad":
-            kwargs["out"] = arrays["out"]
-    raises_and_writes_nothing(exception, name, call, arrays["logits"], arrays["target"], **kwargs)
-
-
-@pytest.mark.parametrize("name", ["lse_out", "argmax_out"])
-def test_outputs_overlapping_an_input_are_a_value_error(name):
-    arrays = error_call_arrays()
-    logits = arrays["logits"]
-    target = arrays["target"]
-    overlapping = logits.reshape(-1)[:4] if name == "lse_out" else target
-    kwargs = {name: overlapping}
-    raises_and_writes_nothing(
-        ValueError,
-        name,
-        fastsce.cross_entropy_with_grad,
-        logits,
-        target,
-        out=arrays["out"],
-        **kwargs,
-    )
-
-
-def test_bad_class_index_writes_no_output():
-    arrays = error_call_arrays()
-    target = np.array([0, 1, 3, -100])  # 3 is out of range
-    raises_and_writes_nothing(
-        ValueError,
-        "target",
-        fastsce.cross_entropy_with_grad,
-        arrays["logits"],
-        target,
-        out=arrays["out"],
-        lse_out=arrays["lse_out"],
-        argmax_out=arrays["argmax_out"],
-        softcap=2.0,
-        z_loss=0.1,
-    )
