@@ -346,3 +346,179 @@ def test_ignored_rows_of_minus_inf_are_zero_where_pytorch_is_nan(transform, redu
     else:
         # the documented difference: NaN in F.cross_entropy's backward, 0 in fastsce
         assert np.all(np.isnan(expected_grad[1]))
+
+
+# ---------------------------------------------------------------------------
+# fastsce.torch: the drop-in entry point for PyTorch training loops
+
+fst = pytest.importorskip("fastsce.torch")
+
+ENTRY_CASES = [
+    ("(N, C)", (6, 5), {}),
+    ("(N, C) weight", (6, 5), {"weight": "random"}),
+    ("(N, C) ignore_index", (6, 5), {"ignore_index": 2}),
+    ("(N, C) smoothing", (6, 5), {"label_smoothing": 0.2, "weight": "random"}),
+    ("(N, C, d1, d2)", (3, 5, 4, 2), {"weight": "random", "ignore_index": 1}),
+    ("(C,)", (5,), {"label_smoothing": 0.1}),
+]
+
+
+def entry_case(shape, options, soft, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, dtype=torch.float64, generator=generator)
+    n_classes = shape[1] if len(shape) > 1 else shape[0]
+    batch = (shape[0], *shape[2:]) if len(shape) > 1 else ()
+    if soft:
+        target = torch.softmax(
+            torch.randn(shape, dtype=torch.float64, generator=generator), 1 if len(shape) > 1 else 0
+        )
+        options = {k: v for k, v in options.items() if k != "ignore_index"}
+    else:
+        target = torch.randint(0, n_classes, batch, generator=generator)
+    options = dict(options)
+    if options.get("weight") == "random":
+        options["weight"] = torch.rand(n_classes, dtype=torch.float64, generator=generator) + 0.5
+    return x, target, options
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("name, shape, options", ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES])
+def test_entry_point_matches_pytorch(name, shape, options, soft, reduction):
+    x, target, options = entry_case(shape, options, soft)
+    a = x.clone().requires_grad_()
+    b = x.clone().requires_grad_()
+    ours = fst.cross_entropy(a, target, reduction=reduction, **options)
+    theirs = F.cross_entropy(b, target, reduction=reduction, **options)
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    upstream = torch.rand(theirs.shape, dtype=torch.float64) + 0.5  # grad_output other than 1
+    (ours * upstream).sum().backward()
+    (theirs * upstream).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_entry_point_gradcheck_and_a_loss_used_twice():
+    x, target, options = entry_case((4, 6), {"weight": "random"}, False)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda v: fst.cross_entropy(v, target, **options), (x,))
+    assert torch.autograd.gradcheck(
+        lambda v: fst.cross_entropy(v, target, reduction="none", **options), (x,)
+    )
+    loss = fst.cross_entropy(x, target, **options)
+    (3 * loss + loss).backward()
+    y = x.detach().clone().requires_grad_()
+    reference = F.cross_entropy(y, target, **options)
+    (3 * reference + reference).backward()
+    torch.testing.assert_close(x.grad, y.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_entry_point_under_torch_compile():
+    x, target, _ = entry_case((8, 7), {}, False)
+
+    def step(v):
+        return fst.cross_entropy(v, target, label_smoothing=0.1)
+
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    loss_a, loss_b = compiled(a), step(b)
+    loss_a.backward()
+    loss_b.backward()
+    torch.testing.assert_close(loss_a, loss_b, rtol=0, atol=0)
+    torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32_and_returned_in_its_dtype(dtype):
+    x, target, _ = entry_case((6, 5), {}, False)
+    half = x.to(dtype).requires_grad_()
+    loss = fst.cross_entropy(half, target)
+    loss.backward()
+    assert loss.dtype == dtype and half.grad.dtype == dtype
+    as_float = half.detach().float().requires_grad_()
+    expected = F.cross_entropy(as_float, target)
+    expected.backward()
+    torch.testing.assert_close(loss, expected.to(dtype))
+    torch.testing.assert_close(half.grad, as_float.grad.to(dtype))
+
+
+def test_no_gradient_work_without_requires_grad():
+    x, target, _ = entry_case((6, 5), {}, False)
+    with torch.no_grad():
+        y = x.clone().requires_grad_()
+        assert fst.cross_entropy(y, target).grad_fn is None
+    assert fst.cross_entropy(x, target).grad_fn is None
+    torch.testing.assert_close(fst.cross_entropy(x, target), F.cross_entropy(x, target))
+
+
+def test_other_devices_are_refused_with_the_way_out():
+    x = torch.empty((2, 3), device="meta")
+    with pytest.raises(ValueError, match=r"`input` is on meta.*torch\.nn\.functional"):
+        fst.cross_entropy(x, torch.zeros(2, dtype=torch.int64))
+
+
+def test_legacy_size_average_and_reduce_map_as_in_pytorch():
+    x, target, _ = entry_case((6, 5), {}, False)
+    with pytest.warns(UserWarning, match="deprecated"):
+        ours = fst.cross_entropy(x, target, None, False)  # size_average=False: "sum"
+    torch.testing.assert_close(ours, F.cross_entropy(x, target, reduction="sum"))
+
+
+def test_the_module_keeps_its_weight_as_a_buffer():
+    weight = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+    criterion = fst.CrossEntropyLoss(weight, label_smoothing=0.1, z_loss=0.0)
+    assert "weight" in criterion.state_dict()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 1])
+    reference = torch.nn.CrossEntropyLoss(weight, label_smoothing=0.1)
+    torch.testing.assert_close(criterion(x, target), reference(x, target), rtol=1e-10, atol=0)
+
+
+def test_a_training_loop_learns_as_with_pytorch():
+    """The same MLP, data and SGD steps: fastsce.torch and F.cross_entropy give the same
+    trajectory (float64) and a trained classifier."""
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randn(300, 8, dtype=torch.float64, generator=generator)
+    labels = (data[:, :3] * torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)).argmax(1)
+    results = []
+    for loss_fn in (fst.cross_entropy, F.cross_entropy):
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3)
+        ).double()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        for _ in range(60):
+            optimizer.zero_grad()
+            loss = loss_fn(model(data), labels)
+            loss.backward()
+            optimizer.step()
+        accuracy = (model(data).argmax(1) == labels).double().mean().item()
+        results.append((loss.item(), accuracy))
+    (ours_loss, ours_accuracy), (torch_loss, torch_accuracy) = results
+    assert ours_loss == pytest.approx(torch_loss, rel=1e-8)
+    assert ours_accuracy == torch_accuracy and ours_accuracy > 0.9
+
+
+def test_the_entry_points_examples_run():
+    import doctest
+
+    for obj in (fst.cross_entropy, fst.CrossEntropyLoss):
+        runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+        for test in doctest.DocTestFinder(recurse=False).find(obj, obj.__name__):
+            runner.run(test)
+        failed, attempted = runner.summarize(verbose=False)
+        assert attempted > 0 and failed == 0, obj.__name__
+
+
+def test_import_fastsce_does_not_import_torch():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, fastsce; fastsce.cross_entropy([[1.0, 2.0]], [0]); "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr

@@ -33,7 +33,7 @@ case "$DEST" in /|"$ROOT"|"$ROOT"/*) echo "refusing to use $DEST"; exit 1;; esac
 rm -rf "$DEST"
 mkdir -p "$DEST"
 tar -C "$ROOT" -cf - \
-    --exclude './.git' --exclude './build' --exclude '*.so' --exclude './src/fastsce/_*_kernels.c' \
+    --exclude './.git' --exclude './build' --exclude '*.so' --exclude './src/fastsce/_kernels.c' \
     --exclude './src/fastsce/_build_info.py' --exclude './.hypothesis' --exclude './.pytest_cache' \
     --exclude './.mypy_cache' --exclude './.ruff_cache' --exclude './.benchmarks' . \
     | tar -C "$DEST" -xf - || exit 1
@@ -49,7 +49,7 @@ if ! CC="$CC" CFLAGS="$SAN_FLAGS ${FASTSCE_ASAN_EXTRA_CFLAGS:-}" LDFLAGS="$SAN_F
     echo "build failed"
     exit 1
 fi
-for so in src/fastsce/_*_kernels*.so; do
+for so in src/fastsce/_kernels*.so; do
     if ! readelf -d "$so" | grep NEEDED | grep libasan > /dev/null; then
         echo "$so is not linked with libasan"
         exit 1

@@ -1,0 +1,245 @@
+"""fastsce for PyTorch: torch.nn.functional.cross_entropy's signature, fastsce's kernel.
+
+    import fastsce.torch as fst
+    loss = fst.cross_entropy(logits, target)        # where F.cross_entropy was
+    criterion = fst.CrossEntropyLoss(label_smoothing=0.1)
+
+Needs PyTorch (``pip install "fastsce[torch]"``); ``import fastsce`` never imports it.
+
+Design: one custom operator, ``fastsce::cross_entropy`` (torch.library.custom_op, so
+it works under torch.compile and torch.func), takes logits with the class axis last
+and returns the reduced loss together with its gradient, both from one pass of
+fastsce's kernel over CPU memory shared with the tensors (no copy of contiguous
+float32/float64 logits).  Its autograd formula keeps that one gradient-sized tensor
+between forward and backward (nothing when the logits do not require grad) and
+multiplies it by grad_output, without an extra pass when grad_output is 1.  The
+Python wrapper maps PyTorch's layout (class axis at dim 1 for (N, C, d1, ...)) and
+legacy arguments (size_average, reduce) onto it, and computes float16/bfloat16 in
+float32, returning the input's dtype as PyTorch does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _loss
+
+__all__ = ["CrossEntropyLoss", "cross_entropy"]
+
+#: logits computed in their own dtype; others in float32 (half precision, as PyTorch)
+_NATIVE = (torch.float32, torch.float64)
+
+
+@torch.library.custom_op(  # type: ignore[untyped-decorator]
+    "fastsce::cross_entropy", mutates_args=(), device_types="cpu"
+)
+def _cross_entropy_op(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    temperature: float,
+    softcap: float | None,
+    z_loss: float,
+    want_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, gradient of the reduced loss) for logits (..., C), class axis last; the
+    gradient is an empty tensor when want_grad is False."""
+    x = logits.detach().numpy()
+    t = target.detach().numpy()
+    w = None if weight is None else weight.detach().numpy()
+    options: dict[str, Any] = {
+        "weight": w,
+        "ignore_index": ignore_index,
+        "reduction": reduction,
+        "label_smoothing": label_smoothing,
+        "temperature": temperature,
+        "softcap": softcap,
+        "z_loss": z_loss,
+    }
+    if want_grad:
+        loss, grad = _loss.cross_entropy_with_grad(x, t, **options)
+        gradient = torch.from_numpy(grad)
+    else:
+        loss = _loss.cross_entropy(x, t, **options)
+        gradient = logits.new_empty(0)
+    return torch.as_tensor(np.asarray(loss), dtype=logits.dtype), gradient
+
+
+@_cross_entropy_op.register_fake  # type: ignore[untyped-decorator]
+def _(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    temperature: float,
+    softcap: float | None,
+    z_loss: float,
+    want_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shapes and dtypes of the outputs, for tracing (torch.compile, fake tensors)."""
+    shape = logits.shape[:-1] if reduction == "none" else ()
+    grad = logits.new_empty(logits.shape) if want_grad else logits.new_empty(0)
+    return logits.new_empty(shape), grad
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+    ctx.reduction = inputs[4]
+    ctx.save_for_backward(output[1])
+
+
+def _backward(ctx: Any, grad_loss: torch.Tensor, _grad_of_grad: torch.Tensor) -> tuple[Any, ...]:
+    (grad,) = ctx.saved_tensors
+    if ctx.reduction == "none":  # row i's gradient is that of loss_i
+        grad = grad * grad_loss.unsqueeze(-1)
+    elif torch.compiler.is_compiling() or not bool(grad_loss == 1):
+        grad = grad * grad_loss  # (eager and grad_output 1, the usual loss.backward(): no pass)
+    return grad, None, None, None, None, None, None, None, None, None
+
+
+_cross_entropy_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+) -> torch.Tensor:
+    """torch.nn.functional.cross_entropy, computed by fastsce's fused kernel.
+
+    Parameters
+    ----------
+    input, target, weight, size_average, ignore_index, reduce, reduction, label_smoothing
+        As in torch.nn.functional.cross_entropy, in the same positional order: input is
+        (C,), (N, C) or (N, C, d1, ...), the class axis at dim 1; target holds class
+        indices or probabilities; size_average and reduce are deprecated there and
+        mapped the same way (with PyTorch's warning).
+    temperature, softcap, z_loss
+        fastsce's extras (keyword-only), as in fastsce.cross_entropy.
+
+    Returns
+    -------
+    torch.Tensor
+        The loss (0-d for "mean" and "sum"), in input's dtype; differentiable with
+        respect to input.
+
+    Raises
+    ------
+    ValueError
+        A tensor not on the CPU (use torch.nn.functional.cross_entropy there), and the
+        errors of fastsce.cross_entropy.
+    TypeError
+        The errors of fastsce.cross_entropy.
+
+    Examples
+    --------
+    >>> import torch, fastsce.torch as fst
+    >>> logits = torch.tensor([[3.0, 4.0, 1.0]], requires_grad=True)
+    >>> loss = fst.cross_entropy(logits, torch.tensor([1]))
+    >>> loss.backward()
+    >>> logits.grad.round(decimals=4)
+    tensor([[ 0.2595, -0.2946,  0.0351]])
+    """
+    if size_average is not None or reduce is not None:
+        reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+    for name, tensor in (("input", input), ("target", target), ("weight", weight)):
+        if tensor is not None and tensor.device.type != "cpu":
+            raise ValueError(
+                f"fastsce.torch runs on the CPU; `{name}` is on {tensor.device}: use "
+                "torch.nn.functional.cross_entropy for tensors on other devices"
+            )
+    logits = input if input.dtype in _NATIVE else input.float()
+    soft = target.is_floating_point()
+    if logits.dim() > 2:  # (N, C, d1, ...) -> (N, d1, ..., C)
+        logits = torch.movedim(logits, 1, -1)
+        if soft:
+            target = torch.movedim(target, 1, -1)
+    if soft and target.dtype != logits.dtype:
+        target = target.to(logits.dtype)
+    if weight is not None and weight.dtype != torch.float64:
+        weight = weight.double()
+    loss, _ = _cross_entropy_op(
+        logits,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        temperature,
+        softcap,
+        z_loss,
+        input.requires_grad and torch.is_grad_enabled(),
+    )
+    return loss if loss.dtype == input.dtype else loss.to(input.dtype)
+
+
+class CrossEntropyLoss(torch.nn.Module):  # type: ignore[misc]
+    """torch.nn.CrossEntropyLoss computed by fastsce's kernel (weight kept as a buffer).
+
+    Parameters
+    ----------
+    weight, size_average, ignore_index, reduce, reduction, label_smoothing
+        As in torch.nn.CrossEntropyLoss.
+    temperature, softcap, z_loss
+        fastsce's extras (keyword-only).
+
+    Examples
+    --------
+    >>> import torch, fastsce.torch as fst
+    >>> criterion = fst.CrossEntropyLoss(label_smoothing=0.1)
+    >>> round(criterion(torch.tensor([[3.0, 4.0, 1.0]]), torch.tensor([1])).item(), 4)
+    0.4823
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor | None = None,
+        size_average: bool | None = None,
+        ignore_index: int = -100,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        *,
+        temperature: float = 1.0,
+        softcap: float | None = None,
+        z_loss: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if size_average is not None or reduce is not None:
+            reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.temperature = temperature
+        self.softcap = softcap
+        self.z_loss = z_loss
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return cross_entropy(
+            input,
+            target,
+            self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            temperature=self.temperature,
+            softcap=self.softcap,
+            z_loss=self.z_loss,
+        )
