@@ -522,3 +522,30 @@ def test_import_fastsce_does_not_import_torch():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+def test_the_entry_point_uses_pytorchs_thread_count(monkeypatch):
+    """fastsce's default inside the op is torch.get_num_threads(); set_num_threads wins."""
+    from fastsce import _config, _loss
+
+    seen = []
+    original = _loss.cross_entropy_with_grad
+
+    def spy(*args, **kwargs):
+        seen.append(_config.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_loss, "cross_entropy_with_grad", spy)
+    x = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 5, (8,))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        fst.cross_entropy(x, target)
+        fastsce.set_num_threads(3)
+        fst.cross_entropy(x, target)
+    finally:
+        torch.set_num_threads(before)
+        fastsce.set_num_threads(None)
+    assert seen == [1, 3]
+    assert _config.get_num_threads() == _config.USABLE_CPUS  # nothing left behind

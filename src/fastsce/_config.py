@@ -27,8 +27,11 @@ the environment variable FASTSCE_SIMD caps it, and an unknown value is reported
 here with a warning rather than silently ignored.
 """
 
+import contextlib
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 
 from ._kernels import openmp_max_threads
 
@@ -63,6 +66,9 @@ def _usable_cpus() -> int:
 USABLE_CPUS = _usable_cpus()
 
 _num_threads: int | None = None
+#: per calling thread: the default a framework entry point sets (fastsce.torch: PyTorch's
+#: own thread count), used when set_num_threads has not been called
+_framework_default = threading.local()
 
 #: a kernel has run on more than one thread in this process (the OpenMP pool exists)
 _pool_started = False
@@ -97,7 +103,23 @@ def get_num_threads() -> int:
     """
     if _forked_after_pool:
         return 1
-    return _num_threads if _num_threads is not None else USABLE_CPUS
+    if _num_threads is not None:
+        return _num_threads
+    default: int | None = getattr(_framework_default, "n_threads", None)
+    return default if default is not None else USABLE_CPUS
+
+
+@contextlib.contextmanager
+def default_threads(n_threads: int) -> Iterator[None]:
+    """Inside the block, on this thread, calls use n_threads unless set_num_threads was
+    called (a framework's entry point passes its own pool's size, so that fastsce's
+    threads and the framework's do not oversubscribe the cores)."""
+    saved = getattr(_framework_default, "n_threads", None)
+    _framework_default.n_threads = max(1, int(n_threads))
+    try:
+        yield
+    finally:
+        _framework_default.n_threads = saved
 
 
 def set_num_threads(n_threads: int | None) -> None:

@@ -15,7 +15,9 @@ between forward and backward (nothing when the logits do not require grad) and
 multiplies it by grad_output, without an extra pass when grad_output is 1.  The
 Python wrapper maps PyTorch's layout (class axis at dim 1 for (N, C, d1, ...)) and
 legacy arguments (size_average, reduce) onto it, and computes float16/bfloat16 in
-float32, returning the input's dtype as PyTorch does.
+float32, returning the input's dtype as PyTorch does.  fastsce uses as many threads
+as torch.get_num_threads() (unless fastsce.set_num_threads says otherwise), so the two
+pools never run more threads than PyTorch was given.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _loss
+from . import _config, _loss
 
 __all__ = ["CrossEntropyLoss", "cross_entropy"]
 
@@ -62,12 +64,13 @@ def _cross_entropy_op(
         "softcap": softcap,
         "z_loss": z_loss,
     }
-    if want_grad:
-        loss, grad = _loss.cross_entropy_with_grad(x, t, **options)
-        gradient = torch.from_numpy(grad)
-    else:
-        loss = _loss.cross_entropy(x, t, **options)
-        gradient = logits.new_empty(0)
+    with _config.default_threads(torch.get_num_threads()):  # one pool's worth of threads
+        if want_grad:
+            loss, grad = _loss.cross_entropy_with_grad(x, t, **options)
+            gradient = torch.from_numpy(grad)
+        else:
+            loss = _loss.cross_entropy(x, t, **options)
+            gradient = logits.new_empty(0)
     return torch.as_tensor(np.asarray(loss), dtype=logits.dtype), gradient
 
 
