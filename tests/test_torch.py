@@ -549,3 +549,23 @@ def test_the_entry_point_uses_pytorchs_thread_count(monkeypatch):
         fastsce.set_num_threads(None)
     assert seen == [1, 3]
     assert _config.get_num_threads() == _config.USABLE_CPUS  # nothing left behind
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_inplace_backward_writes_the_gradient_over_the_logits(reduction):
+    """A linear layer's output as the logits: the same loss and parameter gradients as
+    F.cross_entropy, with the gradient written into the logits' storage."""
+    torch.manual_seed(3)
+    layer = torch.nn.Linear(6, 4).double()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    target = torch.tensor([0, 3, 1, 2, 3])
+    logits = layer(x)
+    loss = fst.cross_entropy(logits, target, reduction=reduction, inplace_backward=True)
+    expected_grad = torch.autograd.grad(
+        F.cross_entropy(layer(x), target, reduction=reduction).sum() * 2, layer.weight
+    )[0]
+    (loss.sum() * 2).backward()
+    torch.testing.assert_close(layer.weight.grad, expected_grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(loss, F.cross_entropy(layer(x), target, reduction=reduction))
+    with pytest.raises(ValueError, match="contiguous float32 or float64"):
+        fst.cross_entropy(torch.randn(2, 3, 4), torch.zeros(2, 4).long(), inplace_backward=True)

@@ -110,6 +110,58 @@ def _backward(ctx: Any, grad_loss: torch.Tensor, _grad_of_grad: torch.Tensor) ->
 _cross_entropy_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _InPlaceCrossEntropy(torch.autograd.Function):  # type: ignore[misc]
+    """The loss, with the gradient written over the logits' storage in the forward pass
+    (cross_entropy's inplace_backward=True); backward hands that storage back, scaled."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        ignore_index: int,
+        reduction: str,
+        label_smoothing: float,
+        temperature: float,
+        softcap: float | None,
+        z_loss: float,
+    ) -> torch.Tensor:
+        if logits.dtype not in _NATIVE or logits.dim() > 2 or not logits.is_contiguous():
+            raise ValueError(
+                "inplace_backward needs `input` as a contiguous float32 or float64 (N, C) or "
+                f"(C,) tensor, got {logits.dtype} of shape {tuple(logits.shape)}"
+            )
+        storage = logits.detach()
+        x = storage.numpy()
+        with _config.default_threads(torch.get_num_threads()):
+            loss, _ = _loss.cross_entropy_with_grad(
+                x,
+                target.detach().numpy(),
+                weight=None if weight is None else weight.detach().double().numpy(),
+                ignore_index=ignore_index,
+                reduction=reduction,  # type: ignore[arg-type]  # checked by fastsce
+                label_smoothing=label_smoothing,
+                temperature=temperature,
+                softcap=softcap,
+                z_loss=z_loss,
+                out=x,
+            )
+        ctx.gradient = storage
+        ctx.reduction = reduction
+        return torch.as_tensor(np.asarray(loss), dtype=logits.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
+        grad = ctx.gradient
+        if ctx.reduction == "none":
+            grad = grad.mul_(grad_loss.unsqueeze(-1))
+        elif not bool(grad_loss == 1):
+            grad = grad.mul_(grad_loss)
+        del ctx.gradient
+        return grad, None, None, None, None, None, None, None, None
+
+
 def cross_entropy(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -123,6 +175,7 @@ def cross_entropy(
     temperature: float = 1.0,
     softcap: float | None = None,
     z_loss: float = 0.0,
+    inplace_backward: bool = False,
 ) -> torch.Tensor:
     """torch.nn.functional.cross_entropy, computed by fastsce's fused kernel.
 
@@ -135,6 +188,13 @@ def cross_entropy(
         mapped the same way (with PyTorch's warning).
     temperature, softcap, z_loss
         fastsce's extras (keyword-only), as in fastsce.cross_entropy.
+    inplace_backward : bool, optional
+        Write the gradient into input's own storage (no gradient-sized buffer: for large
+        vocabularies).  input's values are gone afterwards, so only for logits nothing
+        else reads later (the output of a linear layer is such: its backward needs its
+        input and weight, not its output).  Eager mode only (an autograd.Function, not
+        the custom operator); input must be a contiguous float32/float64 (N, C) or (C,)
+        tensor.
 
     Returns
     -------
@@ -167,6 +227,11 @@ def cross_entropy(
                 f"fastsce.torch runs on the CPU; `{name}` is on {tensor.device}: use "
                 "torch.nn.functional.cross_entropy for tensors on other devices"
             )
+    if inplace_backward:
+        return _InPlaceCrossEntropy.apply(
+            input, target, weight, ignore_index, reduction, label_smoothing, temperature,
+            softcap, z_loss,
+        )  # fmt: skip
     logits = input if input.dtype in _NATIVE else input.float()
     soft = target.is_floating_point()
     if logits.dim() > 2:  # (N, C, d1, ...) -> (N, d1, ..., C)
