@@ -60,7 +60,9 @@ def _compute(
         else:
             loss, grad = _loss.cross_entropy_with_grad(x, t, weight=w, **options)
             gradient = torch.from_numpy(grad)
-    return torch.as_tensor(np.asarray(loss), dtype=logits.dtype), gradient
+    if isinstance(loss, np.ndarray):  # reduction="none": the per-row losses, no copy
+        return torch.from_numpy(loss), gradient
+    return torch.tensor(loss, dtype=logits.dtype), gradient
 
 
 def _scaled(
@@ -72,7 +74,7 @@ def _scaled(
     the logits' and is scaled where it is."""
     if reduction == "none":  # row i's gradient is that of loss_i
         factor = grad_loss.unsqueeze(-1)
-    elif torch.compiler.is_compiling() or not bool(grad_loss == 1):
+    elif torch.compiler.is_compiling() or grad_loss.item() != 1.0:  # a scalar here
         factor = grad_loss
     else:
         return grad
