@@ -154,14 +154,18 @@ class _EagerCrossEntropy(torch.autograd.Function):  # type: ignore[misc]
         options: dict[str, Any],
         in_place: bool,
     ) -> torch.Tensor:
-        loss, ctx.gradient = _compute(logits, target, weight, options, True, in_place)
+        loss, gradient = _compute(logits, target, weight, options, True, in_place)
+        # saved, not kept on ctx: autograd frees it after backward (unless retain_graph),
+        # so the gradient handed back becomes input.grad without a copy
+        ctx.save_for_backward(gradient)
         ctx.reduction = options["reduction"]
         ctx.in_place = in_place
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
-        grad = _scaled(ctx.gradient, grad_loss, ctx.reduction, ctx.in_place)
+        (gradient,) = ctx.saved_tensors
+        grad = _scaled(gradient, grad_loss, ctx.reduction, ctx.in_place)
         return grad, None, None, None, None
 
 
