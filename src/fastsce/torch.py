@@ -109,19 +109,10 @@ def _cross_entropy_op(
 
 
 @_cross_entropy_op.register_fake  # type: ignore[untyped-decorator]
-def _(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    weight: torch.Tensor | None,
-    ignore_index: int,
-    reduction: str,
-    label_smoothing: float,
-    temperature: float,
-    softcap: float | None,
-    z_loss: float,
-    want_grad: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shapes and dtypes of the outputs, for tracing (torch.compile, fake tensors)."""
+def _(logits: torch.Tensor, *arguments: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shapes and dtypes of the outputs, for tracing (torch.compile, fake tensors);
+    `arguments` are the operator's after logits (reduction the 4th, want_grad the last)."""
+    reduction, want_grad = arguments[3], arguments[-1]
     shape = logits.shape[:-1] if reduction == "none" else ()
     grad = logits.new_empty(logits.shape) if want_grad else logits.new_empty(0)
     return logits.new_empty(shape), grad
