@@ -91,7 +91,15 @@ LOSS_ONLY = Section(
     floor_label="read floor",
     passes=1,
 )
-SECTIONS = [LOSS_AND_GRAD, LOSS_ONLY]
+TORCH_ENTRY = Section(
+    # fastsce here is fastsce.torch.cross_entropy: forward + backward of a fresh leaf
+    title="Through PyTorch: fastsce.torch vs F.cross_entropy",
+    systems=_speed.TORCH_ENTRY_SYSTEMS,
+    floors={"np.multiply(x, 1.0, out=g)": _speed.SYSTEMS["bandwidth floor"]},
+    floor_label="bandwidth floor",
+    passes=2,
+)
+SECTIONS = [LOSS_AND_GRAD, LOSS_ONLY, TORCH_ENTRY]
 #: one plot colour per system and floor, the same in every panel
 PLOTTED = dict.fromkeys(
     name for section in SECTIONS for name in [*section.systems, section.floor_label]
@@ -344,6 +352,9 @@ SYSTEM_NOTES = [
     "targets as floats of the logits' dtype, converted once.",
     "- **PyTorch**: `F.cross_entropy(x, t)` forward + `backward()` on a CPU tensor sharing the "
     "logits' memory (forward only for loss only), `torch.set_num_threads(n)`.",
+    "- **Through PyTorch** (its own section): fastsce is `fastsce.torch.cross_entropy(x, t)` "
+    "forward + `backward()` of a fresh leaf `x.detach().requires_grad_()`, timed exactly as "
+    "PyTorch's `F.cross_entropy` beside it.",
     "- **bandwidth floor**: `np.multiply(x, 1.0, out=g)`, one pass reading the logits and writing "
     "an array of the same size; no loss + gradient can do less memory traffic.",
     "- **read floor**: the fastest, per row, of "

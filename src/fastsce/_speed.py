@@ -7,8 +7,10 @@ once.  ``bandwidth_floor`` is the cost of one streaming pass that reads the
 logits and writes an array of the same size: no loss+gradient kernel can beat
 it.  A factory returns None when its library is not importable.
 
-Three families:
+Four families:
     SYSTEMS       loss + gradient (reduction="mean"), plus the bandwidth floor
+    TORCH_ENTRY_SYSTEMS  the same through PyTorch tensors and autograd: fastsce.torch
+                  against F.cross_entropy
     LOSS_SYSTEMS  loss only
     READ_FLOORS   passes that only read the logits, the floor of loss only; which
                   one is fastest depends on the machine, so callers time them all
@@ -140,6 +142,24 @@ def torch_system(logits: Logits, target: Target) -> Run | None:
     return run
 
 
+def fastsce_torch_system(logits: Logits, target: Target) -> Run | None:
+    """fastsce.torch.cross_entropy forward + backward, exactly as torch_system times
+    F.cross_entropy (the PyTorch entry point); None without torch."""
+    inputs = _torch_inputs(logits, target)
+    if inputs is None:
+        return None
+    _, x, t = inputs
+    entry = importlib.import_module("fastsce.torch")
+
+    def run() -> tuple[Any, Any]:
+        leaf = x.detach().requires_grad_()
+        loss = entry.cross_entropy(leaf, t)
+        loss.backward()
+        return loss.item(), leaf.grad
+
+    return run
+
+
 def bandwidth_floor_system(logits: Logits, target: Target) -> Run:
     out = np.empty_like(logits)
     return lambda: np.multiply(logits, 1.0, out=out)
@@ -152,6 +172,13 @@ SYSTEMS: dict[str, Factory] = {
     "scikit-learn": sklearn_system,
     "PyTorch": torch_system,
     "bandwidth floor": bandwidth_floor_system,
+}
+
+
+#: loss + gradient through PyTorch's signature: fastsce.torch against F.cross_entropy
+TORCH_ENTRY_SYSTEMS: dict[str, Factory] = {
+    "fastsce": fastsce_torch_system,
+    "PyTorch": torch_system,
 }
 
 
