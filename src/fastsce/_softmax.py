@@ -146,8 +146,7 @@ def log_softmax(
     Parameters
     ----------
     x : array_like
-        Logits, any shape with at least one axis; float32 and float64 are computed in
-        their own dtype, float16 in float32, integers and wider floats in float64.
+        Logits, as in `softmax` (the same dtype rules).
     axis : int, optional
         The class axis (default: the last).
     temperature : float, optional
@@ -192,8 +191,7 @@ def logsumexp(
     Parameters
     ----------
     x : array_like
-        Logits, any shape with at least one axis; float32 and float64 are computed in
-        their own dtype, float16 in float32, integers and wider floats in float64.
+        Logits, as in `softmax` (the same dtype rules).
     axis : int, optional
         The axis reduced (default: the last).
     keepdims : bool, optional
