@@ -2,7 +2,7 @@
 
 The one kernel module (fastsce._kernels) is compiled together with the C row helpers in
 csrc/.  Flags: -O3 (or /O2), never -march=native: the vector code paths are
-chosen at run time (csrc/fsce_rows.c).
+chosen at run time (csrc/fsce_dispatch.c).
 
 OpenMP, per platform:
 
@@ -48,7 +48,13 @@ CYTHON_DEPENDS = sorted(
     for pattern in ("*.pxd", "*.pxi")
     for path in pathlib.Path("src/fastsce").glob(pattern)
 )
-C_HELPERS = ["csrc/fsce_rows.c"]
+#: the row helpers: one translation unit per instruction set, and the dispatcher
+C_HELPERS = [
+    "csrc/fsce_dispatch.c",
+    "csrc/fsce_rows_baseline.c",
+    "csrc/fsce_rows_avx2.c",
+    "csrc/fsce_rows_avx512.c",
+]
 #: the extensions are rebuilt when any of these change
 C_HEADERS = sorted(str(path) for path in pathlib.Path("csrc").glob("*.h"))
 BUILD_INFO_MODULE = "_build_info.py"

@@ -2,7 +2,7 @@
  * fsce_rows.h -- plain C row helpers used by the Cython kernels.
  *
  * A row is n contiguous elements.  Each helper is compiled for several
- * instruction sets (see fsce_rows_impl.h); fsce_init() picks the best one the
+ * instruction sets (fsce_rows_<isa>.c, see csrc/README.md); fsce_init() picks the best one the
  * running CPU supports, once, and fsce_get_ops_f32()/fsce_get_ops_f64()
  * return the chosen table.  The environment variable FASTSCE_SIMD caps the
  * choice: "baseline" forces the portable path, "avx2" stops below AVX-512
@@ -44,14 +44,19 @@
 FSCE_DECLARE_OPS(float, f32)
 FSCE_DECLARE_OPS(double, f64)
 
-/* Choose the instruction set; idempotent.  Call before any helper runs. */
-void fsce_init(void);
-/* The chosen tables (inline: the kernels fetch them for every row). */
+/* The tables of each instruction set (fsce_rows_<isa>.c; AVX2 and AVX-512 on x86-64 only),
+   for fsce_dispatch.c. */
 #if defined(__GNUC__) || defined(__clang__)
 #define FSCE_HIDDEN __attribute__((visibility("hidden")))
 #else
 #define FSCE_HIDDEN
 #endif
+extern FSCE_HIDDEN const fsce_ops_f32 fsce_ops_f32_baseline, fsce_ops_f32_avx2, fsce_ops_f32_avx512;
+extern FSCE_HIDDEN const fsce_ops_f64 fsce_ops_f64_baseline, fsce_ops_f64_avx2, fsce_ops_f64_avx512;
+
+/* Choose the instruction set; idempotent.  Call before any helper runs. */
+void fsce_init(void);
+/* The chosen tables (inline: the kernels fetch them for every row). */
 extern FSCE_HIDDEN const fsce_ops_f32 *fsce_chosen_f32;
 extern FSCE_HIDDEN const fsce_ops_f64 *fsce_chosen_f64;
 static inline const fsce_ops_f32 *fsce_get_ops_f32(void) { return fsce_chosen_f32; }

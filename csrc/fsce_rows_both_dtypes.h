@@ -1,8 +1,8 @@
 /*
- * fsce_rows_both_dtypes.h -- the row helpers (fsce_rows_impl.h) for float32 and
- * float64 under the instruction-set settings fsce_rows.c defines before
- * including it; those settings are undefined again at the end, ready for the
- * next instruction set.
+ * fsce_rows_both_dtypes.h -- the row helpers (fsce_rows_impl.h) for float32
+ * then float64, in the translation unit of one instruction set, which has
+ * included its vocabulary header and named its tables FSCE_TABLE_F32 and
+ * FSCE_TABLE_F64.
  */
 #define FSCE_DOUBLE 0
 #include "fsce_rows_impl.h"
@@ -10,10 +10,3 @@
 #define FSCE_DOUBLE 1
 #include "fsce_rows_impl.h"
 #undef FSCE_DOUBLE
-
-#undef FSCE_ISA
-#undef FSCE_WIDTH_SUFFIX
-#undef FSCE_TARGET
-#undef FSCE_FMA
-#undef FSCE_AVX2_INTRINSICS
-#undef FSCE_AVX512_INTRINSICS

@@ -1,29 +1,29 @@
 /*
- * fsce_rows_impl.h -- row helpers, written once, instantiated per dtype and ISA.
+ * fsce_rows_impl.h -- the row helpers, written once over the vector
+ * vocabulary of fsce_simd.h, instantiated per dtype.
  *
- * Included by fsce_rows.c with
- *   FSCE_DOUBLE  0 for float32, 1 for float64
- *   FSCE_ISA     name suffix of the instruction set (baseline, avx2, avx512)
- *   FSCE_WIDTH_SUFFIX  the vector set of fsce_simd.h (_128: 16 bytes, empty: 32 bytes
- *                      or one lane without vector extensions, _512: 64 bytes)
- *   FSCE_TARGET  function attribute selecting that instruction set (may be empty)
- *   FSCE_FMA     1 when the target has fused multiply-add (a * b + c contracts)
- *   FSCE_AVX2_INTRINSICS, FSCE_AVX512_INTRINSICS  1 when those intrinsics may be
- *                used (see fsce_isa_ops.h)
- * Each inclusion defines the helpers as static functions and one table
- * `fsce_ops_<dtype>_<isa>` pointing at them; fsce_rows.c picks a table at run
- * time.  A "row" is n contiguous elements; every helper handles any n >= 0.
+ * Included by each fsce_rows_<isa>.c after its instruction-set header, twice:
+ * with FSCE_DOUBLE 0 (float32) and 1 (float64).  Each inclusion defines the
+ * helpers as static functions named <helper>_f32 or <helper>_f64 (static in
+ * the instruction set's own translation unit) and the table FSCE_TABLE_F32 or
+ * FSCE_TABLE_F64 (named by that file, e.g. fsce_ops_f32_avx2) pointing at
+ * them.  A "row" is n contiguous elements; every helper handles any n >= 0.
+ * In the code, V(op) is the vocabulary's D_op and NAME(helper) the helper's
+ * dtype-suffixed name.
  */
 #if FSCE_DOUBLE
 #define REAL double
-#define VEC FSCE_CAT(f64v, FSCE_WIDTH_SUFFIX)
-#define IVEC FSCE_CAT(i64v, FSCE_WIDTH_SUFFIX)
-#define IREAL int64_t
-#define T_(name) FSCE_CAT(fsce_##name##_f64, FSCE_WIDTH_SUFFIX)
-#define OPS fsce_ops_f64
-/* exp: round-to-integer constant 1.5 * 2**52, exponent field, ln 2 in two parts (Cody-Waite) */
+#define VEC f64v
+#define MASK f64m
+#define LANES FSCE_F64_LANES
+#define V(op) f64_##op
+#define NAME(helper) helper##_f64
+#define TABLE FSCE_TABLE_F64
+#define TABLE_TYPE fsce_ops_f64
+/* exp: round-to-integer constant 1.5 * 2**52 (its bits: 0x4338 << 48), ln 2 in two parts
+   (Cody-Waite) */
 #define EXP_MAGIC 6755399441055744.0
-#define EXP_MANT_BITS 52
+#define EXP_MAGIC_BITS INT64_C(0x4338000000000000)
 #define EXP_BIAS 1023
 #define EXP_LN2_HI 6.93147180369123816490e-01
 #define EXP_LN2_LO 1.90821492927058770002e-10
@@ -39,20 +39,23 @@
                     0.0000002763132849728552453859126, 2.499118795058240147071328e-8}
 #else
 #define REAL float
-#define VEC FSCE_CAT(f32v, FSCE_WIDTH_SUFFIX)
-#define IVEC FSCE_CAT(i32v, FSCE_WIDTH_SUFFIX)
-#define IREAL int32_t
-#define T_(name) FSCE_CAT(fsce_##name##_f32, FSCE_WIDTH_SUFFIX)
-#define OPS fsce_ops_f32
+#define VEC f32v
+#define MASK f32m
+#define LANES FSCE_F32_LANES
+#define V(op) f32_##op
+#define NAME(helper) helper##_f32
+#define TABLE FSCE_TABLE_F32
+#define TABLE_TYPE fsce_ops_f32
+/* round-to-integer constant 1.5 * 2**23 (its bits: 0x4B40 << 16) */
 #define EXP_MAGIC 12582912.0f
-#define EXP_MANT_BITS 23
+#define EXP_MAGIC_BITS INT32_C(0x4B400000)
 #define EXP_BIAS 127
 #define EXP_LN2_HI 0.693145751953125f
 #define EXP_LN2_LO 1.428606765330187045e-06f
 /* with FMA, r = t - n ln2 in one rounding: ln2's own rounding moves r by |n| 1.9e-9,
    about 5 ULP in results near the smallest normal, 2.4 ULP above 1e-3 (the exhaustive
    float32 sweep of tests/test_exp.py) */
-#define EXP_ONE_STEP_REDUCTION FSCE_FMA
+#define EXP_ONE_STEP_REDUCTION FSCE_EXP_ONE_STEP_REDUCTION
 #define EXP_LN2 0.693147180559945309f
 #define EXP_CLAMP -104.0f
 #define EXP_LO -87.3365447505f
@@ -62,54 +65,42 @@
                     0.04189885226322740f, 0.008290142103835597f}
 #endif
 
-#define CAT3_(a, b, c) a##_##b##_##c
-#define CAT3(a, b, c) CAT3_(a, b, c)
-#if FSCE_DOUBLE
-#define N_(name) CAT3(name, f64, FSCE_ISA)
-#else
-#define N_(name) CAT3(name, f32, FSCE_ISA)
-#endif
-#define LANES ((ptrdiff_t)(sizeof(VEC) / sizeof(REAL)))
-#define ACC FSCE_CAT(fsce_acc, FSCE_WIDTH_SUFFIX)
-#define ACC_(name) FSCE_CAT(fsce_acc_##name, FSCE_WIDTH_SUFFIX)
-
-#include "fsce_isa_ops.h"
-
 /*
  * exp(t) lane by lane for t <= 0 or NaN, a few ULP accurate, NaN in -> NaN out.
  * t <= 0 is the callers' contract: the row helpers pass t = (x - max) * scale,
  * and log_softmax_backward takes rows with a log_s > 0 elsewhere.  (Above
  * about ln(largest float) the portable 2**n would overflow its exponent field.)
  *   t = n ln2 + r,  n = round(t / ln2),  |r| <= ln2 / 2
- *   exp(t) = 2**n * p(r),  p(r) = 1 + c1 r + ... + cD r**D  (EXP_COEFFS)
- * n is rounded by adding 1.5 * 2**mantissa_bits (its integer value then
- * sits in the low mantissa bits of k); exp_clamp and exp_scale
- * (fsce_isa_ops.h) keep the reduction finite down to t = -inf and make
- * 2**n p, flushed to 0 below the smallest normal number: exp(-inf) = 0.
+ *   exp(t) = 2**n p(r),  p(r) = 1 + c1 r + ... + cD r**D  (EXP_COEFFS)
+ * n is rounded by adding EXP_MAGIC = 1.5 * 2**mantissa_bits (its integer value
+ * then sits in the low mantissa bits of k); exp_clamp and exp_scale (the
+ * instruction set's header) keep the reduction finite down to t = -inf and
+ * make 2**n p, flushed to 0 below the smallest normal number: exp(-inf) = 0.
  */
-FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
+FSCE_INLINE VEC NAME(vexp)(VEC t)
 {
     static const REAL coef[EXP_DEGREE] = EXP_COEFFS;
-    const VEC magic = T_(splat)(EXP_MAGIC);
-    const VEC tc = N_(exp_clamp)(t);
-    const VEC k = tc * (REAL)1.44269504088896340736 + magic; /* log2(e) */
-    const VEC n = k - magic;
+    const VEC magic = V(splat)(EXP_MAGIC);
+    const VEC tc = V(exp_clamp)(t, EXP_CLAMP);
+    const VEC k = V(add)(V(mul)(tc, V(splat)((REAL)1.44269504088896340736)), magic); /* log2(e) */
+    const VEC n = V(sub)(k, magic);
 #if EXP_ONE_STEP_REDUCTION
-    const VEC r = N_(fnmadd)(n, T_(splat)(EXP_LN2), tc);
+    const VEC r = V(neg_mul_add)(n, V(splat)(EXP_LN2), tc);
 #else
-    const VEC r = (tc - n * EXP_LN2_HI) - n * EXP_LN2_LO; /* n * EXP_LN2_HI is exact */
+    /* n * EXP_LN2_HI is exact */
+    const VEC r = V(sub)(V(sub)(tc, V(mul)(n, V(splat)(EXP_LN2_HI))), V(mul)(n, V(splat)(EXP_LN2_LO)));
 #endif
     /* p(r) = sum_k a_k r**k (a_0 = 1, a_k = coef[k - 1]) by Estrin's scheme: the pairs
        q_i = a_2i + a_2i+1 r, then Horner in r**2 over them (half the dependency chain of
        Horner in r, which bounds the throughput: the scheduler holds few iterations) */
-    const VEC r2 = r * r;
-    VEC p = T_(splat)(0);
+    const VEC r2 = V(mul)(r, r);
+    VEC p = V(splat)(0);
     for (int i = EXP_DEGREE / 2; i >= 0; --i) {
-        const REAL even = i == 0 ? (REAL)1 : coef[2 * i - 1];
-        const VEC q = 2 * i + 1 <= EXP_DEGREE ? r * coef[2 * i] + even : T_(splat)(even);
-        p = i == EXP_DEGREE / 2 ? q : p * r2 + q;
+        const VEC even = V(splat)(i == 0 ? (REAL)1 : coef[2 * i - 1]);
+        const VEC q = 2 * i + 1 <= EXP_DEGREE ? V(add)(V(mul)(r, V(splat)(coef[2 * i])), even) : even;
+        p = i == EXP_DEGREE / 2 ? q : V(add)(V(mul)(p, r2), q);
     }
-    return N_(exp_scale)(t, p, k, n);
+    return V(exp_scale)(t, p, k, n, EXP_LO, EXP_MAGIC_BITS - EXP_BIAS);
 }
 
 /*
@@ -118,20 +109,20 @@ FSCE_TARGET FSCE_INLINE VEC N_(vexp)(VEC t)
  * exp(NaN - max) = NaN; callers that need to know about them ask row_find.
  * Two running maxima keep two loads in flight.
  */
-FSCE_TARGET static REAL N_(row_max)(const REAL *x, ptrdiff_t n)
+static REAL NAME(row_max)(const REAL *x, ptrdiff_t n)
 {
-    VEC best0 = T_(splat)(-(REAL)INFINITY), best1 = best0;
+    VEC best0 = V(splat)(-(REAL)INFINITY), best1 = best0;
     ptrdiff_t j = 0;
     for (; j + 2 * LANES <= n; j += 2 * LANES) {
-        best0 = N_(max)(T_(load)(x + j), best0);
-        best1 = N_(max)(T_(load)(x + j + LANES), best1);
+        best0 = V(max)(V(load)(x + j), best0);
+        best1 = V(max)(V(load)(x + j + LANES), best1);
     }
     if (j + LANES <= n) {
-        best0 = N_(max)(T_(load)(x + j), best0);
+        best0 = V(max)(V(load)(x + j), best0);
         j += LANES;
     }
-    if (j < n) best1 = N_(max)(N_(load_tail)(x + j, n - j, -(REAL)INFINITY), best1);
-    return N_(lanes_max)(N_(max)(best0, best1));
+    if (j < n) best1 = V(max)(V(load_tail)(x + j, n - j, -(REAL)INFINITY), best1);
+    return V(lanes_max)(V(max)(best0, best1));
 }
 
 /*
@@ -139,20 +130,17 @@ FSCE_TARGET static REAL N_(row_max)(const REAL *x, ptrdiff_t n)
  * value is NaN); -1 if there is none.  Whole vectors are tested a block at a
  * time, the block holding a match is then searched element by element.
  */
-FSCE_TARGET static ptrdiff_t N_(row_find)(const REAL *x, ptrdiff_t n, REAL value)
+static ptrdiff_t NAME(row_find)(const REAL *x, ptrdiff_t n, REAL value)
 {
-    const VEC v = T_(splat)(value);
+    const VEC v = V(splat)(value);
     ptrdiff_t j = 0;
     for (; j + 4 * LANES <= n; j += 4 * LANES) {
-        IVEC hit = {0};
+        MASK hit = V(lt)(v, v); /* no lane set (v < v is false, NaN or not) */
         for (ptrdiff_t q = 0; q < 4 * LANES; q += LANES) {
-            const VEC y = T_(load)(x + j + q);
-            hit |= FSCE_MASK(y == v) | FSCE_MASK(y != y);
+            const VEC y = V(load)(x + j + q);
+            hit = V(mask_or)(hit, V(mask_or)(V(eq)(y, v), V(ne)(y, y)));
         }
-        IREAL lanes[LANES], any = 0;
-        memcpy(lanes, &hit, sizeof lanes);
-        for (ptrdiff_t i = 0; i < LANES; ++i) any |= lanes[i];
-        if (any) break;
+        if (V(mask_any)(hit)) break;
     }
     for (; j < n; ++j)
         if (x[j] == value || x[j] != x[j]) return j;
@@ -174,46 +162,45 @@ FSCE_TARGET static ptrdiff_t N_(row_find)(const REAL *x, ptrdiff_t n, REAL value
  */
 #define PREFETCH_MIN_BYTES 16384
 #define PREFETCH_MAX_BYTES 262144
-FSCE_TARGET FSCE_INLINE double N_(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale,
-                                                REAL *out, int scaled, const REAL *next)
+FSCE_INLINE double NAME(exp_sum_body)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out,
+                                      int scaled, const REAL *next)
 {
-    const VEC vshift = T_(splat)(shift);
-    ACC acc = ACC_(zero)();
+    const VEC vshift = V(splat)(shift), vscale = V(splat)(scale);
+    acc64 acc = acc_zero();
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) {
         if (next) FSCE_PREFETCH(next + j);
-        const VEC t = T_(load)(x + j) - vshift;
-        const VEC e = N_(vexp)(scaled ? t * scale : t);
-        if (out) T_(store)(out + j, e);
-        N_(acc_add)(&acc, e);
+        const VEC t = V(sub)(V(load)(x + j), vshift);
+        const VEC e = NAME(vexp)(scaled ? V(mul)(t, vscale) : t);
+        if (out) V(store)(out + j, e);
+        V(acc_add)(&acc, e);
     }
     if (j < n) {
-        const VEC t = N_(load_tail)(x + j, n - j, -(REAL)INFINITY) - vshift;
-        const VEC e = N_(vexp)(scaled ? t * scale : t);
-        if (out) N_(store_tail)(out + j, n - j, e);
-        N_(acc_add)(&acc, e);
+        const VEC t = V(sub)(V(load_tail)(x + j, n - j, -(REAL)INFINITY), vshift);
+        const VEC e = NAME(vexp)(scaled ? V(mul)(t, vscale) : t);
+        if (out) V(store_tail)(out + j, n - j, e);
+        V(acc_add)(&acc, e);
     }
-    return N_(acc_total)(acc);
+    return acc_total(acc);
 }
 
 /* one copy of the loop per case: with or without the store and the scaling */
-FSCE_TARGET FSCE_INLINE double N_(exp_sum_cases)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale,
-                                                 REAL *out, const REAL *next)
+FSCE_INLINE double NAME(exp_sum_cases)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out,
+                                       const REAL *next)
 {
     if (scale == 1)
-        return out ? N_(exp_sum_body)(x, n, shift, 1, out, 0, next)
-                   : N_(exp_sum_body)(x, n, shift, 1, NULL, 0, next);
-    return out ? N_(exp_sum_body)(x, n, shift, scale, out, 1, next)
-               : N_(exp_sum_body)(x, n, shift, scale, NULL, 1, next);
+        return out ? NAME(exp_sum_body)(x, n, shift, 1, out, 0, next)
+                   : NAME(exp_sum_body)(x, n, shift, 1, NULL, 0, next);
+    return out ? NAME(exp_sum_body)(x, n, shift, scale, out, 1, next)
+               : NAME(exp_sum_body)(x, n, shift, scale, NULL, 1, next);
 }
 
-FSCE_TARGET static double N_(row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out,
-                                          const REAL *next)
+static double NAME(row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, REAL *out, const REAL *next)
 {
     const size_t bytes = (size_t)n * sizeof(REAL);
     if (next != NULL && bytes >= PREFETCH_MIN_BYTES && bytes <= PREFETCH_MAX_BYTES)
-        return N_(exp_sum_cases)(x, n, shift, scale, out, next);
-    return N_(exp_sum_cases)(x, n, shift, scale, out, NULL); /* no prefetch in the loop */
+        return NAME(exp_sum_cases)(x, n, shift, scale, out, next);
+    return NAME(exp_sum_cases)(x, n, shift, scale, out, NULL); /* no prefetch in the loop */
 }
 #undef PREFETCH_MIN_BYTES
 #undef PREFETCH_MAX_BYTES
@@ -227,95 +214,98 @@ FSCE_TARGET static double N_(row_exp_sum)(const REAL *x, ptrdiff_t n, REAL shift
  * when S' is below the float64 epsilon (a confident row; scipy gh-18295).  Both
  * modes sum the same values in the same order, so they agree bit for bit.
  */
-FSCE_TARGET static double N_(row_sum_below_one)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale,
-                                                int exponentiate)
+static double NAME(row_sum_below_one)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale, int exponentiate)
 {
-    const VEC vshift = T_(splat)(shift), one = T_(splat)(1), zero = T_(splat)(0);
-    ACC acc = ACC_(zero)();
+    const VEC vshift = V(splat)(shift), vscale = V(splat)(scale), one = V(splat)(1), zero = V(splat)(0);
+    acc64 acc = acc_zero();
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) {
-        const VEC e = exponentiate ? N_(vexp)((T_(load)(x + j) - vshift) * scale) : T_(load)(x + j);
-        N_(acc_add)(&acc, T_(select)(FSCE_MASK(e < one), e, zero));
+        const VEC e = exponentiate ? NAME(vexp)(V(mul)(V(sub)(V(load)(x + j), vshift), vscale)) : V(load)(x + j);
+        V(acc_add)(&acc, V(select)(V(lt)(e, one), e, zero));
     }
     if (j < n) {
-        const VEC e = exponentiate ? N_(vexp)((N_(load_tail)(x + j, n - j, -(REAL)INFINITY) - vshift) * scale)
-                                   : N_(load_tail)(x + j, n - j, 0);
-        N_(acc_add)(&acc, T_(select)(FSCE_MASK(e < one), e, zero));
+        const VEC e = exponentiate
+            ? NAME(vexp)(V(mul)(V(sub)(V(load_tail)(x + j, n - j, -(REAL)INFINITY), vshift), vscale))
+            : V(load_tail)(x + j, n - j, 0);
+        V(acc_add)(&acc, V(select)(V(lt)(e, one), e, zero));
     }
-    return N_(acc_total)(acc);
+    return acc_total(acc);
 }
 
 /* out_j = (y_j - shift) * a - c  (out may be y) */
-FSCE_TARGET FSCE_INLINE void N_(affine_body)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out)
+FSCE_INLINE void NAME(affine_body)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out)
 {
-    const VEC vshift = T_(splat)(shift), va = T_(splat)(a), vc = T_(splat)(c);
+    const VEC vshift = V(splat)(shift), va = V(splat)(a), vc = V(splat)(c);
     ptrdiff_t j = 0;
-    for (; j + LANES <= n; j += LANES) T_(store)(out + j, (T_(load)(y + j) - vshift) * va - vc);
-    if (j < n) N_(store_tail)(out + j, n - j, (N_(load_tail)(y + j, n - j, 0) - vshift) * va - vc);
+    for (; j + LANES <= n; j += LANES) V(store)(out + j, V(sub)(V(mul)(V(sub)(V(load)(y + j), vshift), va), vc));
+    if (j < n)
+        V(store_tail)(out + j, n - j, V(sub)(V(mul)(V(sub)(V(load_tail)(y + j, n - j, 0), vshift), va), vc));
 }
 
-FSCE_TARGET static void N_(row_affine)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out)
+static void NAME(row_affine)(const REAL *y, ptrdiff_t n, REAL shift, REAL a, REAL c, REAL *out)
 {
     /* y - 0 = y for every y, so the subtraction is left out when shift is 0 */
-    if (shift == 0) N_(affine_body)(y, n, 0, a, c, out);
-    else N_(affine_body)(y, n, shift, a, c, out);
+    if (shift == 0) NAME(affine_body)(y, n, 0, a, c, out);
+    else NAME(affine_body)(y, n, shift, a, c, out);
 }
 
-/* out_j = y_j * a - c * b_j  (out may be y) */
-FSCE_TARGET static void N_(row_ay_minus_cb)(const REAL *y, const REAL *b, ptrdiff_t n, REAL a, REAL c, REAL *out)
+/* out_j = y_j * a - c * b_j  (out may be y), the subtraction fused with y_j * a where the
+   instruction set has FMA */
+static void NAME(row_ay_minus_cb)(const REAL *y, const REAL *b, ptrdiff_t n, REAL a, REAL c, REAL *out)
 {
-    const VEC va = T_(splat)(a), vc = T_(splat)(c);
+    const VEC va = V(splat)(a), vc = V(splat)(c);
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES)
-        T_(store)(out + j, T_(load)(y + j) * va - vc * T_(load)(b + j));
+        V(store)(out + j, V(mul_sub)(V(load)(y + j), va, V(mul)(vc, V(load)(b + j))));
     if (j < n)
-        N_(store_tail)(out + j, n - j, N_(load_tail)(y + j, n - j, 0) * va - vc * N_(load_tail)(b + j, n - j, 0));
+        V(store_tail)(out + j, n - j, V(mul_sub)(V(load_tail)(y + j, n - j, 0), va, V(mul)(vc, V(load_tail)(b + j, n - j, 0))));
 }
 
 /*
  * sum_j (x_j - shift) * scale, accumulated in float64: shifting by the max and
  * scaling by 1 / n first lets a mean of values near the largest float not overflow.
  */
-FSCE_TARGET static double N_(row_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale)
+static double NAME(row_sum)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale)
 {
-    const VEC vshift = T_(splat)(shift);
-    ACC acc = ACC_(zero)();
+    const VEC vshift = V(splat)(shift), vscale = V(splat)(scale);
+    acc64 acc = acc_zero();
     ptrdiff_t j = 0;
-    for (; j + LANES <= n; j += LANES) N_(acc_add)(&acc, (T_(load)(x + j) - vshift) * scale);
-    if (j < n) N_(acc_add)(&acc, (N_(load_tail)(x + j, n - j, shift) - vshift) * scale); /* padding adds 0 */
-    return N_(acc_total)(acc);
+    for (; j + LANES <= n; j += LANES) V(acc_add)(&acc, V(mul)(V(sub)(V(load)(x + j), vshift), vscale));
+    if (j < n) /* padding adds 0 */
+        V(acc_add)(&acc, V(mul)(V(sub)(V(load_tail)(x + j, n - j, shift), vshift), vscale));
+    return acc_total(acc);
 }
 
 /*
  * sum_j b_j (x_j - shift) over the j with b_j != 0, accumulated in float64
  * (a zero weight on a masked class contributes 0, not 0 * -inf = NaN).
  */
-FSCE_TARGET static double N_(row_dot)(const REAL *x, const REAL *b, ptrdiff_t n, REAL shift)
+static double NAME(row_dot)(const REAL *x, const REAL *b, ptrdiff_t n, REAL shift)
 {
-    const VEC zero = T_(splat)(0), vshift = T_(splat)(shift);
-    ACC acc = ACC_(zero)();
+    const VEC zero = V(splat)(0), vshift = V(splat)(shift);
+    acc64 acc = acc_zero();
     ptrdiff_t j = 0;
     for (; j + LANES <= n; j += LANES) {
-        const VEC vb = T_(load)(b + j);
-        const VEC term = vb * (T_(load)(x + j) - vshift);
-        N_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
+        const VEC vb = V(load)(b + j);
+        const VEC term = V(mul)(vb, V(sub)(V(load)(x + j), vshift));
+        V(acc_add)(&acc, V(select)(V(ne)(vb, zero), term, zero));
     }
     if (j < n) {
-        const VEC vb = N_(load_tail)(b + j, n - j, 0);
-        const VEC term = vb * (N_(load_tail)(x + j, n - j, 0) - vshift);
-        N_(acc_add)(&acc, T_(select)(FSCE_MASK(vb != zero), term, zero));
+        const VEC vb = V(load_tail)(b + j, n - j, 0);
+        const VEC term = V(mul)(vb, V(sub)(V(load_tail)(x + j, n - j, 0), vshift));
+        V(acc_add)(&acc, V(select)(V(ne)(vb, zero), term, zero));
     }
-    return N_(acc_total)(acc);
+    return acc_total(acc);
 }
 
 /* out_j = s_j * (g_j - d): the softmax Jacobian-vector product once d = g . s */
-FSCE_TARGET static void N_(row_mul_shifted)(const REAL *s, const REAL *g, ptrdiff_t n, REAL d, REAL *out)
+static void NAME(row_mul_shifted)(const REAL *s, const REAL *g, ptrdiff_t n, REAL d, REAL *out)
 {
-    const VEC vd = T_(splat)(d);
+    const VEC vd = V(splat)(d);
     ptrdiff_t j = 0;
-    for (; j + LANES <= n; j += LANES) T_(store)(out + j, T_(load)(s + j) * (T_(load)(g + j) - vd));
+    for (; j + LANES <= n; j += LANES) V(store)(out + j, V(mul)(V(load)(s + j), V(sub)(V(load)(g + j), vd)));
     if (j < n)
-        N_(store_tail)(out + j, n - j, N_(load_tail)(s + j, n - j, 0) * (N_(load_tail)(g + j, n - j, 0) - vd));
+        V(store_tail)(out + j, n - j, V(mul)(V(load_tail)(s + j, n - j, 0), V(sub)(V(load_tail)(g + j, n - j, 0), vd)));
 }
 
 /*
@@ -330,57 +320,59 @@ FSCE_TARGET static void N_(row_mul_shifted)(const REAL *s, const REAL *g, ptrdif
  * Rows whose target is ignore_index get loss 0 and gradient 0.  weight may be
  * NULL (all 1); it is only used with eps = 0 (the caller's contract).  When
  * not NULL, row_lse and row_argmax receive every row's lse and first argmax
- * (first NaN for a row with NaN, as numpy.argmax).
+ * (first NaN for a row with NaN, as numpy.argmax).  Class indices are carried
+ * in REAL lanes (exact: at most 16).
  */
-FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows, ptrdiff_t n,
-                                       const int64_t *target, int64_t ignore_index, const double *weight,
-                                       double eps, double scale, double *row_loss, REAL *grad,
-                                       double *row_lse, int64_t *row_argmax)
+static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows, ptrdiff_t n,
+                             const int64_t *target, int64_t ignore_index, const double *weight, double eps,
+                             double scale, double *row_loss, REAL *grad, double *row_lse, int64_t *row_argmax)
 {
     VEC column[FSCE_SMALL_ROW_CLASSES];
-    REAL lane[LANES];
-    IREAL lane_bits[LANES];
+    REAL lane[LANES], ignored_lanes[LANES];
     double totals[LANES], sums[LANES], others[LANES], coef[LANES];
+    const VEC zero = V(splat)(0), one = V(splat)(1);
     for (ptrdiff_t r0 = 0; r0 < n_rows; r0 += LANES) {
         const ptrdiff_t rows = n_rows - r0 < LANES ? n_rows - r0 : LANES;
-        VEC best = T_(splat)(-(REAL)INFINITY);
-        IVEC any_nan = FSCE_MASK(best != best);
-        IVEC best_index = any_nan, first_nan = any_nan;   /* all 0 */
-        ACC sum_x = ACC_(zero)(), sum_e = ACC_(zero)();
+        VEC best = V(splat)(-(REAL)INFINITY), best_index = zero, first_nan = zero;
+        MASK any_nan = V(lt)(zero, zero); /* no lane set */
+        acc64 sum_x = acc_zero(), sum_e = acc_zero();
         for (ptrdiff_t j = 0; j < n; ++j) {                /* gather column j of the block */
             for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = r < rows ? x[(r0 + r) * x_stride + j] : 0;
-            column[j] = T_(load)(lane);
-            const IVEC larger = FSCE_MASK(column[j] > best), nan_here = FSCE_MASK(column[j] != column[j]);
-            best = T_(select)(larger, column[j], best);
-            best_index = (larger & (IREAL)j) | (~larger & best_index);
-            first_nan = (nan_here & ~any_nan & (IREAL)j) | (~(nan_here & ~any_nan) & first_nan);
-            any_nan |= nan_here;
+            column[j] = V(load)(lane);
+            const MASK larger = V(gt)(column[j], best), nan_here = V(ne)(column[j], column[j]);
+            const VEC index = V(splat)((REAL)j);
+            best = V(select)(larger, column[j], best);
+            best_index = V(select)(larger, index, best_index);
+            first_nan = V(select)(any_nan, first_nan, V(select)(nan_here, index, first_nan));
+            any_nan = V(mask_or)(any_nan, nan_here);
         }
-        const VEC m = T_(select)(any_nan, T_(splat)((REAL)NAN), best);
+        const VEC m = V(select)(any_nan, V(splat)((REAL)NAN), best);
         for (ptrdiff_t j = 0; j < n; ++j) {                /* column j becomes exp(x_j - m) */
-            if (eps != 0.0) N_(acc_add)(&sum_x, (column[j] - m) * (REAL)(1.0 / (double)n)); /* mean, no overflow */
-            column[j] = N_(vexp)(column[j] - m);
-            N_(acc_add)(&sum_e, column[j]);
+            if (eps != 0.0) /* the mean, without overflow */
+                V(acc_add)(&sum_x, V(mul)(V(sub)(column[j], m), V(splat)((REAL)(1.0 / (double)n))));
+            column[j] = NAME(vexp)(V(sub)(column[j], m));
+            V(acc_add)(&sum_e, column[j]);
         }
-        ACC_(lanes)(sum_e, totals, LANES);
-        ACC_(lanes)(sum_x, sums, LANES);
-        T_(store)(lane, m);
+        acc_lanes(sum_e, totals, LANES);
+        acc_lanes(sum_x, sums, LANES);
+        V(store)(lane, m);
         if (row_argmax != NULL) {
-            IREAL max_at[LANES], nan_at[LANES];
-            memcpy(max_at, &best_index, sizeof max_at);
-            memcpy(nan_at, &first_nan, sizeof nan_at);
-            memcpy(lane_bits, &any_nan, sizeof lane_bits);
-            for (ptrdiff_t r = 0; r < rows; ++r) row_argmax[r0 + r] = lane_bits[r] ? nan_at[r] : max_at[r];
+            REAL max_at[LANES], nan_at[LANES], has_nan[LANES];
+            V(store)(max_at, best_index);
+            V(store)(nan_at, first_nan);
+            V(store)(has_nan, V(select)(any_nan, one, zero));
+            for (ptrdiff_t r = 0; r < rows; ++r)
+                row_argmax[r0 + r] = (int64_t)(has_nan[r] != 0 ? nan_at[r] : max_at[r]);
         }
         for (ptrdiff_t r = 0; r < LANES; ++r) {            /* per row: loss and gradient factor */
             const ptrdiff_t row = r0 + r;
-            lane_bits[r] = 0;
+            ignored_lanes[r] = 0;
             coef[r] = 0.0;
             if (r >= rows) continue;
             if (row_lse != NULL) row_lse[row] = fsce_lse(lane[r], log(totals[r]));
             const int64_t t = target[row];
             if (t == ignore_index) {
-                lane_bits[r] = -1;
+                ignored_lanes[r] = 1;
                 row_loss[row] = 0.0;
                 continue;
             }
@@ -395,10 +387,9 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
         int any_confident = 0;
         for (ptrdiff_t r = 0; r < rows; ++r) any_confident |= totals[r] < FSCE_CONFIDENT_TOTAL;
         if (any_confident) {
-            ACC sum_other = ACC_(zero)();
-            for (ptrdiff_t j = 0; j < n; ++j)
-                N_(acc_add)(&sum_other, T_(select)(FSCE_MASK(column[j] < 1), column[j], T_(splat)(0)));
-            ACC_(lanes)(sum_other, others, LANES);
+            acc64 sum_other = acc_zero();
+            for (ptrdiff_t j = 0; j < n; ++j) V(acc_add)(&sum_other, V(select)(V(lt)(column[j], one), column[j], zero));
+            acc_lanes(sum_other, others, LANES);
             for (ptrdiff_t r = 0; r < rows; ++r) {
                 const ptrdiff_t row = r0 + r;
                 if (!(totals[r] < FSCE_CONFIDENT_TOTAL)) continue;
@@ -413,12 +404,11 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
             }
         }
         if (grad == NULL) continue;
-        IVEC ignored;
-        memcpy(&ignored, lane_bits, sizeof ignored);
+        const MASK ignored = V(ne)(V(load)(ignored_lanes), zero);
         for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = (REAL)coef[r];
-        const VEC a = T_(load)(lane), c = T_(splat)((REAL)(scale * eps / (double)n));
+        const VEC a = V(load)(lane), c = V(splat)((REAL)(scale * eps / (double)n));
         for (ptrdiff_t j = 0; j < n; ++j) {                /* scatter the gradient rows */
-            T_(store)(lane, T_(select)(ignored, T_(splat)(0), column[j] * a - c));
+            V(store)(lane, V(select)(ignored, zero, V(sub)(V(mul)(column[j], a), c)));
             for (ptrdiff_t r = 0; r < rows; ++r) grad[(r0 + r) * n + j] = lane[r];
         }
         for (ptrdiff_t r = 0; r < rows; ++r) {
@@ -434,23 +424,21 @@ FSCE_TARGET static void N_(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdif
     }
 }
 
-static const OPS N_(fsce_ops) = {
-    N_(row_max), N_(row_find), N_(row_exp_sum), N_(row_affine), N_(row_ay_minus_cb),
-    N_(row_sum), N_(row_dot), N_(row_mul_shifted), N_(small_rows), N_(row_sum_below_one),
+const TABLE_TYPE TABLE = {
+    NAME(row_max), NAME(row_find), NAME(row_exp_sum), NAME(row_affine), NAME(row_ay_minus_cb),
+    NAME(row_sum), NAME(row_dot), NAME(row_mul_shifted), NAME(small_rows), NAME(row_sum_below_one),
 };
 
 #undef REAL
 #undef VEC
-#undef IVEC
-#undef IREAL
-#undef T_
-#undef OPS
-#undef N_
+#undef MASK
 #undef LANES
-#undef ACC
-#undef ACC_
+#undef V
+#undef NAME
+#undef TABLE
+#undef TABLE_TYPE
 #undef EXP_MAGIC
-#undef EXP_MANT_BITS
+#undef EXP_MAGIC_BITS
 #undef EXP_BIAS
 #undef EXP_LN2_HI
 #undef EXP_LN2_LO

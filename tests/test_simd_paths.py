@@ -1,7 +1,7 @@
 """Every vector code path of the C row helpers.
 
-The helpers are compiled for a portable baseline (one lane per "vector"
-without compiler vector extensions: "scalar"), for AVX2+FMA and for AVX-512,
+The helpers are compiled for a baseline (SSE2 on x86-64, NEON on arm64, one
+lane in the -DFSCE_SCALAR_ONLY build: "scalar"), for AVX2+FMA and for AVX-512,
 and the best one the CPU supports is chosen when fastsce is imported;
 FASTSCE_SIMD=baseline forces the baseline and FASTSCE_SIMD=avx2 caps the
 choice at AVX2.  The path of this process is checked by the rest of the

@@ -22,7 +22,7 @@ spawn and forkserver start methods, which start fresh interpreters.  LLVM's
 libomp (macOS) re-initialises itself in a forked child, but the same rule is
 applied on every platform, so a program behaves alike everywhere.
 
-The vector instruction set is chosen by the kernels at import (csrc/fsce_rows.c);
+The vector instruction set is chosen by the kernels at import (csrc/fsce_dispatch.c);
 the environment variable FASTSCE_SIMD caps it, and an unknown value is reported
 here with a warning rather than silently ignored.
 """

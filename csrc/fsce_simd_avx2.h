@@ -1,0 +1,135 @@
+/*
+ * fsce_simd_avx2.h -- the vector vocabulary of fsce_simd.h with AVX2 + FMA
+ * intrinsics: 8 float32 or 4 float64 lanes, masks as all-ones lanes.
+ * Included by fsce_rows_avx2.c only, whose functions are all compiled for
+ * AVX2 + FMA and run only after the CPU said it has both.
+ */
+#include <immintrin.h>
+
+#include "fsce_simd.h"
+
+#define FSCE_F32_LANES 8
+#define FSCE_F64_LANES 4
+#define FSCE_EXP_ONE_STEP_REDUCTION 1 /* FMA: the exp's r = t - n ln2 in one rounding */
+
+typedef __m256 f32v;
+typedef __m256d f64v;
+typedef __m256 f32m;
+typedef __m256d f64m;
+typedef struct { __m256d lo, hi; } acc64;
+
+FSCE_INLINE f32v f32_splat(float s) { return _mm256_set1_ps(s + 0.0f); }
+FSCE_INLINE f64v f64_splat(double s) { return _mm256_set1_pd(s + 0.0); }
+FSCE_INLINE f32v f32_load(const float *p) { return _mm256_loadu_ps(p); }
+FSCE_INLINE f64v f64_load(const double *p) { return _mm256_loadu_pd(p); }
+FSCE_INLINE void f32_store(float *p, f32v v) { _mm256_storeu_ps(p, v); }
+FSCE_INLINE void f64_store(double *p, f64v v) { _mm256_storeu_pd(p, v); }
+
+FSCE_INLINE f32v f32_add(f32v a, f32v b) { return _mm256_add_ps(a, b); }
+FSCE_INLINE f64v f64_add(f64v a, f64v b) { return _mm256_add_pd(a, b); }
+FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return _mm256_sub_ps(a, b); }
+FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return _mm256_sub_pd(a, b); }
+FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return _mm256_mul_ps(a, b); }
+FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return _mm256_mul_pd(a, b); }
+FSCE_INLINE f32v f32_neg_mul_add(f32v a, f32v b, f32v c) { return _mm256_fnmadd_ps(a, b, c); }
+FSCE_INLINE f64v f64_neg_mul_add(f64v a, f64v b, f64v c) { return _mm256_fnmadd_pd(a, b, c); }
+FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return _mm256_fmsub_ps(a, b, c); }
+FSCE_INLINE f64v f64_mul_sub(f64v a, f64v b, f64v c) { return _mm256_fmsub_pd(a, b, c); }
+FSCE_INLINE f32v f32_max(f32v a, f32v b) { return _mm256_max_ps(a, b); }
+FSCE_INLINE f64v f64_max(f64v a, f64v b) { return _mm256_max_pd(a, b); }
+
+FSCE_INLINE f32m f32_lt(f32v a, f32v b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+FSCE_INLINE f64m f64_lt(f64v a, f64v b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+FSCE_INLINE f32m f32_gt(f32v a, f32v b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+FSCE_INLINE f64m f64_gt(f64v a, f64v b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+FSCE_INLINE f32m f32_ge(f32v a, f32v b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+FSCE_INLINE f64m f64_ge(f64v a, f64v b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
+FSCE_INLINE f32m f32_eq(f32v a, f32v b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+FSCE_INLINE f64m f64_eq(f64v a, f64v b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
+FSCE_INLINE f32m f32_ne(f32v a, f32v b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_UQ); }
+FSCE_INLINE f64m f64_ne(f64v a, f64v b) { return _mm256_cmp_pd(a, b, _CMP_NEQ_UQ); }
+FSCE_INLINE f32v f32_select(f32m m, f32v a, f32v b) { return _mm256_blendv_ps(b, a, m); }
+FSCE_INLINE f64v f64_select(f64m m, f64v a, f64v b) { return _mm256_blendv_pd(b, a, m); }
+FSCE_INLINE f32m f32_mask_or(f32m m, f32m n) { return _mm256_or_ps(m, n); }
+FSCE_INLINE f64m f64_mask_or(f64m m, f64m n) { return _mm256_or_pd(m, n); }
+FSCE_INLINE int f32_mask_any(f32m m) { return _mm256_movemask_ps(m) != 0; }
+FSCE_INLINE int f64_mask_any(f64m m) { return _mm256_movemask_pd(m) != 0; }
+
+/* masked loads and stores: lanes i < r */
+FSCE_INLINE __m256i fsce_avx2_tail_mask32(ptrdiff_t r)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+FSCE_INLINE __m256i fsce_avx2_tail_mask64(ptrdiff_t r)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)r), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+FSCE_INLINE f32v f32_load_tail(const float *p, ptrdiff_t r, float pad)
+{
+    const __m256i mask = fsce_avx2_tail_mask32(r);
+    return _mm256_blendv_ps(_mm256_set1_ps(pad), _mm256_maskload_ps(p, mask), _mm256_castsi256_ps(mask));
+}
+FSCE_INLINE f64v f64_load_tail(const double *p, ptrdiff_t r, double pad)
+{
+    const __m256i mask = fsce_avx2_tail_mask64(r);
+    return _mm256_blendv_pd(_mm256_set1_pd(pad), _mm256_maskload_pd(p, mask), _mm256_castsi256_pd(mask));
+}
+FSCE_INLINE void f32_store_tail(float *p, ptrdiff_t r, f32v v) { _mm256_maskstore_ps(p, fsce_avx2_tail_mask32(r), v); }
+FSCE_INLINE void f64_store_tail(double *p, ptrdiff_t r, f64v v) { _mm256_maskstore_pd(p, fsce_avx2_tail_mask64(r), v); }
+
+/* largest lane: halves combined, max(lane i, lane i + width) */
+FSCE_INLINE float f32_lanes_max(f32v v)
+{
+    __m128 half = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    half = _mm_max_ps(half, _mm_movehl_ps(half, half));
+    return _mm_cvtss_f32(_mm_max_ss(half, _mm_shuffle_ps(half, half, 1)));
+}
+FSCE_INLINE double f64_lanes_max(f64v v)
+{
+    const __m128d half = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(half, _mm_unpackhi_pd(half, half)));
+}
+
+/* the exp's ends (fsce_rows_impl.h): t raised to `clamp`, then 2**n p with 2**n built in
+   the exponent field from the bits of k (k's bits - offset = n + the exponent bias), 0
+   where t < lo or t is NaN */
+FSCE_INLINE f32v f32_exp_clamp(f32v t, float clamp) { return _mm256_max_ps(_mm256_set1_ps(clamp), t); }
+FSCE_INLINE f64v f64_exp_clamp(f64v t, double clamp) { return _mm256_max_pd(_mm256_set1_pd(clamp), t); }
+FSCE_INLINE f32v f32_exp_scale(f32v t, f32v p, f32v k, f32v n, float lo, int32_t offset)
+{
+    (void)n;
+    const __m256i biased = _mm256_sub_epi32(_mm256_castps_si256(k), _mm256_set1_epi32(offset));
+    const __m256i keep = _mm256_castps_si256(_mm256_cmp_ps(t, _mm256_set1_ps(lo), _CMP_GE_OQ));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(keep, biased), 23)));
+}
+FSCE_INLINE f64v f64_exp_scale(f64v t, f64v p, f64v k, f64v n, double lo, int64_t offset)
+{
+    (void)n;
+    const __m256i biased = _mm256_sub_epi64(_mm256_castpd_si256(k), _mm256_set1_epi64x(offset));
+    const __m256i keep = _mm256_castpd_si256(_mm256_cmp_pd(t, _mm256_set1_pd(lo), _CMP_GE_OQ));
+    return _mm256_mul_pd(p, _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_and_si256(keep, biased), 52)));
+}
+
+/* the float64 accumulator: lo holds lanes 0-3, hi lanes 4-7 of float32 vectors */
+FSCE_INLINE acc64 acc_zero(void)
+{
+    acc64 acc = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    return acc;
+}
+FSCE_INLINE void f32_acc_add(acc64 *acc, f32v v)
+{
+    acc->lo = _mm256_add_pd(acc->lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    acc->hi = _mm256_add_pd(acc->hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+FSCE_INLINE void f64_acc_add(acc64 *acc, f64v v) { acc->lo = _mm256_add_pd(acc->lo, v); }
+FSCE_INLINE double acc_total(acc64 acc)
+{
+    const __m256d v = _mm256_add_pd(acc.lo, acc.hi);
+    const __m128d half = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(half, _mm_unpackhi_pd(half, half)));
+}
+FSCE_INLINE void acc_lanes(acc64 acc, double *lanes, ptrdiff_t n_lanes)
+{
+    _mm256_storeu_pd(lanes, acc.lo);
+    if (n_lanes > FSCE_F64_LANES) _mm256_storeu_pd(lanes + FSCE_F64_LANES, acc.hi);
+}

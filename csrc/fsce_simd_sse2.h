@@ -1,0 +1,139 @@
+/*
+ * fsce_simd_sse2.h -- the vector vocabulary of fsce_simd.h with SSE2
+ * intrinsics, the x86-64 baseline every such CPU has: 4 float32 or 2 float64
+ * lanes, masks as all-ones lanes.  No FMA: a b + c is rounded twice.
+ * Tails and the largest lane go through a small stack array (SSE2 has no
+ * masked loads); the tree of the largest lane is the one of the wider paths.
+ */
+#include <emmintrin.h>
+
+#include "fsce_simd.h"
+
+#define FSCE_F32_LANES 4
+#define FSCE_F64_LANES 2
+#define FSCE_EXP_ONE_STEP_REDUCTION 0 /* no FMA: Cody-Waite in two steps */
+
+typedef __m128 f32v;
+typedef __m128d f64v;
+typedef __m128 f32m;
+typedef __m128d f64m;
+typedef struct { __m128d lo, hi; } acc64;
+
+FSCE_INLINE f32v f32_splat(float s) { return _mm_set1_ps(s + 0.0f); }
+FSCE_INLINE f64v f64_splat(double s) { return _mm_set1_pd(s + 0.0); }
+FSCE_INLINE f32v f32_load(const float *p) { return _mm_loadu_ps(p); }
+FSCE_INLINE f64v f64_load(const double *p) { return _mm_loadu_pd(p); }
+FSCE_INLINE void f32_store(float *p, f32v v) { _mm_storeu_ps(p, v); }
+FSCE_INLINE void f64_store(double *p, f64v v) { _mm_storeu_pd(p, v); }
+
+FSCE_INLINE f32v f32_add(f32v a, f32v b) { return _mm_add_ps(a, b); }
+FSCE_INLINE f64v f64_add(f64v a, f64v b) { return _mm_add_pd(a, b); }
+FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return _mm_sub_ps(a, b); }
+FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return _mm_sub_pd(a, b); }
+FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return _mm_mul_ps(a, b); }
+FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return _mm_mul_pd(a, b); }
+/* no FMA: a b - c in two roundings */
+FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return _mm_sub_ps(_mm_mul_ps(a, b), c); }
+FSCE_INLINE f64v f64_mul_sub(f64v a, f64v b, f64v c) { return _mm_sub_pd(_mm_mul_pd(a, b), c); }
+FSCE_INLINE f32v f32_max(f32v a, f32v b) { return _mm_max_ps(a, b); }
+FSCE_INLINE f64v f64_max(f64v a, f64v b) { return _mm_max_pd(a, b); }
+
+FSCE_INLINE f32m f32_lt(f32v a, f32v b) { return _mm_cmplt_ps(a, b); }
+FSCE_INLINE f64m f64_lt(f64v a, f64v b) { return _mm_cmplt_pd(a, b); }
+FSCE_INLINE f32m f32_gt(f32v a, f32v b) { return _mm_cmpgt_ps(a, b); }
+FSCE_INLINE f64m f64_gt(f64v a, f64v b) { return _mm_cmpgt_pd(a, b); }
+FSCE_INLINE f32m f32_ge(f32v a, f32v b) { return _mm_cmpge_ps(a, b); }
+FSCE_INLINE f64m f64_ge(f64v a, f64v b) { return _mm_cmpge_pd(a, b); }
+FSCE_INLINE f32m f32_eq(f32v a, f32v b) { return _mm_cmpeq_ps(a, b); }
+FSCE_INLINE f64m f64_eq(f64v a, f64v b) { return _mm_cmpeq_pd(a, b); }
+FSCE_INLINE f32m f32_ne(f32v a, f32v b) { return _mm_cmpneq_ps(a, b); }
+FSCE_INLINE f64m f64_ne(f64v a, f64v b) { return _mm_cmpneq_pd(a, b); }
+FSCE_INLINE f32v f32_select(f32m m, f32v a, f32v b) { return _mm_or_ps(_mm_and_ps(m, a), _mm_andnot_ps(m, b)); }
+FSCE_INLINE f64v f64_select(f64m m, f64v a, f64v b) { return _mm_or_pd(_mm_and_pd(m, a), _mm_andnot_pd(m, b)); }
+FSCE_INLINE f32m f32_mask_or(f32m m, f32m n) { return _mm_or_ps(m, n); }
+FSCE_INLINE f64m f64_mask_or(f64m m, f64m n) { return _mm_or_pd(m, n); }
+FSCE_INLINE int f32_mask_any(f32m m) { return _mm_movemask_ps(m) != 0; }
+FSCE_INLINE int f64_mask_any(f64m m) { return _mm_movemask_pd(m) != 0; }
+
+FSCE_INLINE f32v f32_load_tail(const float *p, ptrdiff_t r, float pad)
+{
+    float lanes[FSCE_F32_LANES];
+    for (ptrdiff_t i = 0; i < FSCE_F32_LANES; ++i) lanes[i] = i < r ? p[i] : pad;
+    return _mm_loadu_ps(lanes);
+}
+FSCE_INLINE f64v f64_load_tail(const double *p, ptrdiff_t r, double pad)
+{
+    double lanes[FSCE_F64_LANES];
+    for (ptrdiff_t i = 0; i < FSCE_F64_LANES; ++i) lanes[i] = i < r ? p[i] : pad;
+    return _mm_loadu_pd(lanes);
+}
+FSCE_INLINE void f32_store_tail(float *p, ptrdiff_t r, f32v v)
+{
+    float lanes[FSCE_F32_LANES];
+    _mm_storeu_ps(lanes, v);
+    for (ptrdiff_t i = 0; i < r; ++i) p[i] = lanes[i];
+}
+FSCE_INLINE void f64_store_tail(double *p, ptrdiff_t r, f64v v)
+{
+    double lanes[FSCE_F64_LANES];
+    _mm_storeu_pd(lanes, v);
+    for (ptrdiff_t i = 0; i < r; ++i) p[i] = lanes[i];
+}
+
+/* largest lane: lane i becomes lane i + width where that is larger, width = 2, 1 */
+FSCE_INLINE float f32_lanes_max(f32v v)
+{
+    float lanes[FSCE_F32_LANES];
+    _mm_storeu_ps(lanes, v);
+    for (ptrdiff_t width = FSCE_F32_LANES / 2; width > 0; width /= 2)
+        for (ptrdiff_t i = 0; i < width; ++i)
+            if (lanes[i + width] > lanes[i]) lanes[i] = lanes[i + width];
+    return lanes[0];
+}
+FSCE_INLINE double f64_lanes_max(f64v v)
+{
+    double lanes[FSCE_F64_LANES];
+    _mm_storeu_pd(lanes, v);
+    return lanes[1] > lanes[0] ? lanes[1] : lanes[0];
+}
+
+/* the exp's ends: as in fsce_simd_avx2.h */
+FSCE_INLINE f32v f32_exp_clamp(f32v t, float clamp) { return _mm_max_ps(_mm_set1_ps(clamp), t); }
+FSCE_INLINE f64v f64_exp_clamp(f64v t, double clamp) { return _mm_max_pd(_mm_set1_pd(clamp), t); }
+FSCE_INLINE f32v f32_exp_scale(f32v t, f32v p, f32v k, f32v n, float lo, int32_t offset)
+{
+    (void)n;
+    const __m128i biased = _mm_sub_epi32(_mm_castps_si128(k), _mm_set1_epi32(offset));
+    const __m128i keep = _mm_castps_si128(_mm_cmpge_ps(t, _mm_set1_ps(lo)));
+    return _mm_mul_ps(p, _mm_castsi128_ps(_mm_slli_epi32(_mm_and_si128(keep, biased), 23)));
+}
+FSCE_INLINE f64v f64_exp_scale(f64v t, f64v p, f64v k, f64v n, double lo, int64_t offset)
+{
+    (void)n;
+    const __m128i biased = _mm_sub_epi64(_mm_castpd_si128(k), _mm_set1_epi64x(offset));
+    const __m128i keep = _mm_castpd_si128(_mm_cmpge_pd(t, _mm_set1_pd(lo)));
+    return _mm_mul_pd(p, _mm_castsi128_pd(_mm_slli_epi64(_mm_and_si128(keep, biased), 52)));
+}
+
+/* the float64 accumulator: lo holds lanes 0-1, hi lanes 2-3 of float32 vectors */
+FSCE_INLINE acc64 acc_zero(void)
+{
+    acc64 acc = {_mm_setzero_pd(), _mm_setzero_pd()};
+    return acc;
+}
+FSCE_INLINE void f32_acc_add(acc64 *acc, f32v v)
+{
+    acc->lo = _mm_add_pd(acc->lo, _mm_cvtps_pd(v));
+    acc->hi = _mm_add_pd(acc->hi, _mm_cvtps_pd(_mm_movehl_ps(v, v)));
+}
+FSCE_INLINE void f64_acc_add(acc64 *acc, f64v v) { acc->lo = _mm_add_pd(acc->lo, v); }
+FSCE_INLINE double acc_total(acc64 acc)
+{
+    const __m128d v = _mm_add_pd(acc.lo, acc.hi);
+    return _mm_cvtsd_f64(_mm_add_sd(v, _mm_unpackhi_pd(v, v)));
+}
+FSCE_INLINE void acc_lanes(acc64 acc, double *lanes, ptrdiff_t n_lanes)
+{
+    _mm_storeu_pd(lanes, acc.lo);
+    if (n_lanes > FSCE_F64_LANES) _mm_storeu_pd(lanes + FSCE_F64_LANES, acc.hi);
+}

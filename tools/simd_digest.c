@@ -1,0 +1,143 @@
+/*
+ * simd_digest.c -- a fingerprint of every row helper's output bits, for
+ * checking that a change to csrc/ keeps each vector path bit for bit.
+ *
+ * Every helper of the chosen table (csrc/fsce_rows.h) runs over fixed
+ * pseudo-random rows of every length 0..80 and a few long ones, with special
+ * values mixed in (-inf, +-0, NaN, huge, tiny, values far below the max); each
+ * helper's outputs are hashed (FNV-1a over the bytes), one line per helper and
+ * dtype.  Run it with FASTSCE_SIMD unset, =avx2, =baseline on the build before
+ * and after a change: equal lines mean equal bits.  It also runs under
+ * qemu-aarch64 for the NEON path:
+ *
+ *   cc -O2 -ffp-contract=fast -Icsrc tools/simd_digest.c csrc/fsce_rows*.c -lm
+ *   FASTSCE_SIMD=baseline ./a.out
+ *   aarch64-linux-gnu-gcc -static ... && qemu-aarch64 ./a.out
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fsce_rows.h"
+
+#define MAX_N 4100
+
+static uint64_t state = 0x9E3779B97F4A7C15ull;
+
+static double uniform(void) /* in [0, 1) */
+{
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static double special_or_random(int mode)
+{
+    const double u = uniform();
+    if (mode == 0 || u > 0.08) return (uniform() - 0.5) * (mode == 2 ? 200.0 : 12.0);
+    static const double specials[] = {-INFINITY, 0.0, -0.0, 1e30, -1e30, 1e-30, -300.0, -90.0, -750.0, NAN};
+    return specials[(int)(uniform() * 10) % 10];
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
+
+#define DIGEST(REAL, SUFFIX, GET_OPS)                                                              \
+    static void digest_##SUFFIX(void)                                                              \
+    {                                                                                              \
+        static REAL x[MAX_N], b[MAX_N], out[MAX_N], x2[16 * 40], grad[16 * 40];                   \
+        uint64_t h[11];                                                                            \
+        const fsce_ops_##SUFFIX *ops = GET_OPS();                                                  \
+        for (int i = 0; i < 11; ++i) h[i] = 1469598103934665603ull;                                \
+        state = 0x9E3779B97F4A7C15ull;                                                             \
+        for (int k = 0; k < 81 + 6; ++k) {                                                         \
+            const ptrdiff_t n = k < 81 ? k : lengths_extra[k - 81];                                \
+            for (int mode = 0; mode < 3; ++mode) {                                                 \
+                for (ptrdiff_t j = 0; j < n; ++j) {                                                \
+                    x[j] = (REAL)special_or_random(mode);                                          \
+                    b[j] = (REAL)(uniform() < 0.2 ? 0.0 : uniform());                              \
+                }                                                                                  \
+                REAL m = ops->row_max(x, n);                                                       \
+                h[0] = hash_bytes(h[0], &m, sizeof m);                                             \
+                ptrdiff_t found = ops->row_find(x, n, n ? x[n / 2] : (REAL)1);                     \
+                h[1] = hash_bytes(h[1], &found, sizeof found);                                     \
+                found = ops->row_find(x, n, (REAL)NAN);                                            \
+                h[1] = hash_bytes(h[1], &found, sizeof found);                                     \
+                if (!isfinite(m)) m = 0;                                                           \
+                for (int s = 0; s < 2; ++s) {                                                      \
+                    const REAL scale = s ? (REAL)0.7 : (REAL)1;                                    \
+                    double total = ops->row_exp_sum(x, n, m, scale, out, n > 1 ? b : NULL);        \
+                    h[2] = hash_bytes(h[2], &total, sizeof total);                                 \
+                    h[2] = hash_bytes(h[2], out, (size_t)n * sizeof(REAL));                        \
+                    total = ops->row_exp_sum(x, n, m, scale, NULL, NULL);                          \
+                    h[2] = hash_bytes(h[2], &total, sizeof total);                                 \
+                    total = ops->row_sum_below_one(x, n, m, scale, 1);                             \
+                    h[3] = hash_bytes(h[3], &total, sizeof total);                                 \
+                    total = ops->row_sum_below_one(out, n, m, scale, 0);                           \
+                    h[3] = hash_bytes(h[3], &total, sizeof total);                                 \
+                    total = ops->row_sum(x, n, s ? m : 0, scale);                                  \
+                    h[4] = hash_bytes(h[4], &total, sizeof total);                                 \
+                    total = ops->row_dot(x, b, n, s ? m : 0);                                      \
+                    h[5] = hash_bytes(h[5], &total, sizeof total);                                 \
+                }                                                                                  \
+                ops->row_affine(x, n, (REAL)0, (REAL)0.3, (REAL)0.01, out);                        \
+                h[6] = hash_bytes(h[6], out, (size_t)n * sizeof(REAL));                            \
+                ops->row_affine(x, n, m, (REAL)1.7, (REAL)-0.2, out);                              \
+                h[6] = hash_bytes(h[6], out, (size_t)n * sizeof(REAL));                            \
+                ops->row_ay_minus_cb(x, b, n, (REAL)0.9, (REAL)0.3, out);                          \
+                h[7] = hash_bytes(h[7], out, (size_t)n * sizeof(REAL));                            \
+                ops->row_mul_shifted(b, x, n, (REAL)0.25, out);                                    \
+                h[8] = hash_bytes(h[8], out, (size_t)n * sizeof(REAL));                            \
+            }                                                                                      \
+        }                                                                                          \
+        /* small_rows: 1..16 classes, 1..37 rows, with and without options */                    \
+        for (ptrdiff_t n = 1; n <= 16; ++n)                                                        \
+            for (ptrdiff_t rows = 1; rows <= 37; rows += 4)                                        \
+                for (int variant = 0; variant < 4; ++variant) {                                    \
+                    int64_t target[40], argmax[40];                                                \
+                    double weight[16], loss[40], lse[40];                                          \
+                    for (ptrdiff_t j = 0; j < rows * n; ++j)                                       \
+                        x2[j] = (REAL)special_or_random(variant == 3 ? 1 : (variant == 2 ? 2 : 0)); \
+                    if (variant == 1 && rows > 2) { x2[0] = 40; x2[n] = -5; } /* confident rows */ \
+                    for (ptrdiff_t r = 0; r < rows; ++r)                                           \
+                        target[r] = r % 7 == 3 ? -100 : (int64_t)(uniform() * (double)n);           \
+                    for (ptrdiff_t j = 0; j < n; ++j) weight[j] = 0.5 + uniform();                \
+                    const double eps = variant == 2 ? 0.1 : 0.0;                                   \
+                    ops->small_rows(x2, n, rows, n, target, -100, variant == 1 ? weight : NULL, eps, \
+                                    1.0 / (double)rows, loss, grad, lse, argmax);                  \
+                    h[9] = hash_bytes(h[9], loss, (size_t)rows * sizeof(double));                  \
+                    h[9] = hash_bytes(h[9], grad, (size_t)(rows * n) * sizeof(REAL));              \
+                    h[9] = hash_bytes(h[9], lse, (size_t)rows * sizeof(double));                   \
+                    h[9] = hash_bytes(h[9], argmax, (size_t)rows * sizeof(int64_t));               \
+                }                                                                                  \
+        /* the exp over its whole range: -inf, underflow, the clamps, 0, NaN */                   \
+        for (ptrdiff_t j = 0; j < MAX_N; ++j) x[j] = (REAL)(-800.0 * (double)j / MAX_N);            \
+        x[1] = (REAL)-INFINITY;                                                                    \
+        x[2] = (REAL)NAN;                                                                          \
+        x[3] = (REAL)-0.0;                                                                         \
+        double total = ops->row_exp_sum(x, MAX_N, 0, 1, out, NULL);                                \
+        h[10] = hash_bytes(h[10], &total, sizeof total);                                           \
+        h[10] = hash_bytes(h[10], out, sizeof out);                                                \
+        static const char *names[11] = {"row_max", "row_find", "row_exp_sum", "row_sum_below_one", \
+                                        "row_sum", "row_dot", "row_affine", "row_ay_minus_cb",     \
+                                        "row_mul_shifted", "small_rows", "exp_range"};             \
+        for (int i = 0; i < 11; ++i) printf("%s %-18s %016llx\n", #SUFFIX, names[i], (unsigned long long)h[i]); \
+    }
+
+DIGEST(float, f32, fsce_get_ops_f32)
+DIGEST(double, f64, fsce_get_ops_f64)
+
+int main(void)
+{
+    fsce_init();
+    printf("path %s\n", fsce_simd_path());
+    digest_f32();
+    digest_f64();
+    return 0;
+}
