@@ -4,7 +4,7 @@
  * float32 or 2 float64 lanes, masks as all-ones lanes (uint32x4_t /
  * uint64x2_t).  NEON's own max propagates NaN, so max is spelled as the x86
  * rule every path shares; tails and the largest lane go through a small stack
- * array, as on SSE2.
+ * array, as on SSE2 (fsce_simd_stack_lanes.h).
  */
 #include <arm_neon.h>
 
@@ -55,47 +55,7 @@ FSCE_INLINE int f64_mask_any(f64m m) { return vmaxvq_u32(vreinterpretq_u32_u64(m
 FSCE_INLINE f32v f32_max(f32v a, f32v b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
 FSCE_INLINE f64v f64_max(f64v a, f64v b) { return vbslq_f64(vcgtq_f64(a, b), a, b); }
 
-FSCE_INLINE f32v f32_load_tail(const float *p, ptrdiff_t r, float pad)
-{
-    float lanes[FSCE_F32_LANES];
-    for (ptrdiff_t i = 0; i < FSCE_F32_LANES; ++i) lanes[i] = i < r ? p[i] : pad;
-    return vld1q_f32(lanes);
-}
-FSCE_INLINE f64v f64_load_tail(const double *p, ptrdiff_t r, double pad)
-{
-    double lanes[FSCE_F64_LANES];
-    for (ptrdiff_t i = 0; i < FSCE_F64_LANES; ++i) lanes[i] = i < r ? p[i] : pad;
-    return vld1q_f64(lanes);
-}
-FSCE_INLINE void f32_store_tail(float *p, ptrdiff_t r, f32v v)
-{
-    float lanes[FSCE_F32_LANES];
-    vst1q_f32(lanes, v);
-    for (ptrdiff_t i = 0; i < r; ++i) p[i] = lanes[i];
-}
-FSCE_INLINE void f64_store_tail(double *p, ptrdiff_t r, f64v v)
-{
-    double lanes[FSCE_F64_LANES];
-    vst1q_f64(lanes, v);
-    for (ptrdiff_t i = 0; i < r; ++i) p[i] = lanes[i];
-}
-
-/* largest lane: lane i becomes lane i + width where that is larger, width = 2, 1 */
-FSCE_INLINE float f32_lanes_max(f32v v)
-{
-    float lanes[FSCE_F32_LANES];
-    vst1q_f32(lanes, v);
-    for (ptrdiff_t width = FSCE_F32_LANES / 2; width > 0; width /= 2)
-        for (ptrdiff_t i = 0; i < width; ++i)
-            if (lanes[i + width] > lanes[i]) lanes[i] = lanes[i + width];
-    return lanes[0];
-}
-FSCE_INLINE double f64_lanes_max(f64v v)
-{
-    double lanes[FSCE_F64_LANES];
-    vst1q_f64(lanes, v);
-    return lanes[1] > lanes[0] ? lanes[1] : lanes[0];
-}
+#include "fsce_simd_stack_lanes.h"
 
 /* the exp's ends: as in fsce_simd_sse2.h */
 FSCE_INLINE f32v f32_exp_clamp(f32v t, float clamp) { return f32_max(vdupq_n_f32(clamp), t); }

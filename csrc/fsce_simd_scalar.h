@@ -5,6 +5,8 @@
  * A "vector" is one float or double, a mask an int; the results are those
  * of the SSE2 path bit for bit.
  */
+#include <math.h>
+
 #include "fsce_simd.h"
 
 #define FSCE_F32_LANES 1
@@ -59,28 +61,18 @@ FSCE_INLINE int f64_mask_any(f64m m) { return m; }
 FSCE_INLINE float f32_lanes_max(f32v v) { return v; }
 FSCE_INLINE double f64_lanes_max(f64v v) { return v; }
 
-/* the exp's ends: as in fsce_simd_sse2.h, the exponent field through memcpy */
+/* the exp's ends: as in fsce_simd_sse2.h; 2**n exactly (a normal number where t >= lo) */
 FSCE_INLINE f32v f32_exp_clamp(f32v t, float clamp) { return clamp > t ? clamp : t; }
 FSCE_INLINE f64v f64_exp_clamp(f64v t, double clamp) { return clamp > t ? clamp : t; }
 FSCE_INLINE f32v f32_exp_scale(f32v t, f32v p, f32v k, f32v n, float lo, int32_t offset)
 {
-    (void)n;
-    int32_t bits;
-    float scale;
-    memcpy(&bits, &k, sizeof bits);
-    bits = t >= lo ? (int32_t)((uint32_t)(bits - offset) << 23) : 0;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    (void)k, (void)offset;
+    return p * (t >= lo ? ldexpf(1.0f, (int)n) : 0.0f);
 }
 FSCE_INLINE f64v f64_exp_scale(f64v t, f64v p, f64v k, f64v n, double lo, int64_t offset)
 {
-    (void)n;
-    int64_t bits;
-    double scale;
-    memcpy(&bits, &k, sizeof bits);
-    bits = t >= lo ? (int64_t)((uint64_t)(bits - offset) << 52) : 0;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    (void)k, (void)offset;
+    return p * (t >= lo ? ldexp(1.0, (int)n) : 0.0);
 }
 
 FSCE_INLINE acc64 acc_zero(void)

@@ -3,7 +3,7 @@
  * intrinsics, the x86-64 baseline every such CPU has: 4 float32 or 2 float64
  * lanes, masks as all-ones lanes.  No FMA: a b + c is rounded twice.
  * Tails and the largest lane go through a small stack array (SSE2 has no
- * masked loads); the tree of the largest lane is the one of the wider paths.
+ * masked loads: fsce_simd_stack_lanes.h).
  */
 #include <emmintrin.h>
 
@@ -55,47 +55,7 @@ FSCE_INLINE f64m f64_mask_or(f64m m, f64m n) { return _mm_or_pd(m, n); }
 FSCE_INLINE int f32_mask_any(f32m m) { return _mm_movemask_ps(m) != 0; }
 FSCE_INLINE int f64_mask_any(f64m m) { return _mm_movemask_pd(m) != 0; }
 
-FSCE_INLINE f32v f32_load_tail(const float *p, ptrdiff_t r, float pad)
-{
-    float lanes[FSCE_F32_LANES];
-    for (ptrdiff_t i = 0; i < FSCE_F32_LANES; ++i) lanes[i] = i < r ? p[i] : pad;
-    return _mm_loadu_ps(lanes);
-}
-FSCE_INLINE f64v f64_load_tail(const double *p, ptrdiff_t r, double pad)
-{
-    double lanes[FSCE_F64_LANES];
-    for (ptrdiff_t i = 0; i < FSCE_F64_LANES; ++i) lanes[i] = i < r ? p[i] : pad;
-    return _mm_loadu_pd(lanes);
-}
-FSCE_INLINE void f32_store_tail(float *p, ptrdiff_t r, f32v v)
-{
-    float lanes[FSCE_F32_LANES];
-    _mm_storeu_ps(lanes, v);
-    for (ptrdiff_t i = 0; i < r; ++i) p[i] = lanes[i];
-}
-FSCE_INLINE void f64_store_tail(double *p, ptrdiff_t r, f64v v)
-{
-    double lanes[FSCE_F64_LANES];
-    _mm_storeu_pd(lanes, v);
-    for (ptrdiff_t i = 0; i < r; ++i) p[i] = lanes[i];
-}
-
-/* largest lane: lane i becomes lane i + width where that is larger, width = 2, 1 */
-FSCE_INLINE float f32_lanes_max(f32v v)
-{
-    float lanes[FSCE_F32_LANES];
-    _mm_storeu_ps(lanes, v);
-    for (ptrdiff_t width = FSCE_F32_LANES / 2; width > 0; width /= 2)
-        for (ptrdiff_t i = 0; i < width; ++i)
-            if (lanes[i + width] > lanes[i]) lanes[i] = lanes[i + width];
-    return lanes[0];
-}
-FSCE_INLINE double f64_lanes_max(f64v v)
-{
-    double lanes[FSCE_F64_LANES];
-    _mm_storeu_pd(lanes, v);
-    return lanes[1] > lanes[0] ? lanes[1] : lanes[0];
-}
+#include "fsce_simd_stack_lanes.h"
 
 /* the exp's ends: as in fsce_simd_avx2.h */
 FSCE_INLINE f32v f32_exp_clamp(f32v t, float clamp) { return _mm_max_ps(_mm_set1_ps(clamp), t); }
