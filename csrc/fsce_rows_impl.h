@@ -333,14 +333,17 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
     const VEC zero = V(splat)(0), one = V(splat)(1);
     for (ptrdiff_t r0 = 0; r0 < n_rows; r0 += LANES) {
         const ptrdiff_t rows = n_rows - r0 < LANES ? n_rows - r0 : LANES;
-        VEC best = V(splat)(-(REAL)INFINITY), best_index = zero, first_nan = zero;
+        VEC best = V(splat)(-(REAL)INFINITY), best_index = zero, first_nan = zero, index = zero;
         MASK any_nan = V(lt)(zero, zero); /* no lane set */
         acc64 sum_x = acc_zero(), sum_e = acc_zero();
-        for (ptrdiff_t j = 0; j < n; ++j) {                /* gather column j of the block */
-            for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = r < rows ? x[(r0 + r) * x_stride + j] : 0;
-            column[j] = V(load)(lane);
+        for (ptrdiff_t j = 0; j < n; ++j, index = V(add)(index, one)) { /* gather column j */
+            if (rows == LANES) {
+                column[j] = V(gather)(x + r0 * x_stride + j, x_stride);
+            } else {                                       /* the last block: lanes past it 0 */
+                for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = r < rows ? x[(r0 + r) * x_stride + j] : 0;
+                column[j] = V(load)(lane);
+            }
             const MASK larger = V(gt)(column[j], best), nan_here = V(ne)(column[j], column[j]);
-            const VEC index = V(splat)((REAL)j);
             best = V(select)(larger, column[j], best);
             best_index = V(select)(larger, index, best_index);
             first_nan = V(select)(any_nan, first_nan, V(select)(nan_here, index, first_nan));

@@ -23,6 +23,7 @@
  *   D_splat(s)                      s + 0 in every lane (so -0 becomes +0: the signs of
  *                                   zero results depend on it, and every path agrees)
  *   D_load(p), D_store(p, v)        unaligned whole vectors
+ *   D_gather(p, stride)             lane i = p[i stride]
  *   D_load_tail(p, r, pad), D_store_tail(p, r, v)
  *                                   the first r < LANES elements; other lanes read pad
  *   D_add, D_sub, D_mul             lane-wise arithmetic, IEEE, one rounding each

@@ -24,6 +24,13 @@ FSCE_INLINE f32v f32_load(const float *p) { return _mm256_loadu_ps(p); }
 FSCE_INLINE f64v f64_load(const double *p) { return _mm256_loadu_pd(p); }
 FSCE_INLINE void f32_store(float *p, f32v v) { _mm256_storeu_ps(p, v); }
 FSCE_INLINE void f64_store(double *p, f64v v) { _mm256_storeu_pd(p, v); }
+/* lane i = p[i * stride] (built in registers: a vector load right after scalar stores
+   would stall on store forwarding) */
+FSCE_INLINE f32v f32_gather(const float *p, ptrdiff_t s)
+{
+    return _mm256_setr_ps(p[0], p[s], p[2 * s], p[3 * s], p[4 * s], p[5 * s], p[6 * s], p[7 * s]);
+}
+FSCE_INLINE f64v f64_gather(const double *p, ptrdiff_t s) { return _mm256_setr_pd(p[0], p[s], p[2 * s], p[3 * s]); }
 
 FSCE_INLINE f32v f32_add(f32v a, f32v b) { return _mm256_add_ps(a, b); }
 FSCE_INLINE f64v f64_add(f64v a, f64v b) { return _mm256_add_pd(a, b); }

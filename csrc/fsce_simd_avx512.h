@@ -26,6 +26,15 @@ FSCE_INLINE f32v f32_load(const float *p) { return _mm512_loadu_ps(p); }
 FSCE_INLINE f64v f64_load(const double *p) { return _mm512_loadu_pd(p); }
 FSCE_INLINE void f32_store(float *p, f32v v) { _mm512_storeu_ps(p, v); }
 FSCE_INLINE void f64_store(double *p, f64v v) { _mm512_storeu_pd(p, v); }
+FSCE_INLINE f32v f32_gather(const float *p, ptrdiff_t s) /* lane i = p[i * stride] */
+{
+    return _mm512_setr_ps(p[0], p[s], p[2 * s], p[3 * s], p[4 * s], p[5 * s], p[6 * s], p[7 * s], p[8 * s],
+                          p[9 * s], p[10 * s], p[11 * s], p[12 * s], p[13 * s], p[14 * s], p[15 * s]);
+}
+FSCE_INLINE f64v f64_gather(const double *p, ptrdiff_t s)
+{
+    return _mm512_setr_pd(p[0], p[s], p[2 * s], p[3 * s], p[4 * s], p[5 * s], p[6 * s], p[7 * s]);
+}
 FSCE_INLINE f32v f32_load_tail(const float *p, ptrdiff_t r, float pad)
 {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(pad), (__mmask16)((1u << r) - 1), p);

@@ -26,6 +26,14 @@ FSCE_INLINE f32v f32_load(const float *p) { return vld1q_f32(p); }
 FSCE_INLINE f64v f64_load(const double *p) { return vld1q_f64(p); }
 FSCE_INLINE void f32_store(float *p, f32v v) { vst1q_f32(p, v); }
 FSCE_INLINE void f64_store(double *p, f64v v) { vst1q_f64(p, v); }
+FSCE_INLINE f32v f32_gather(const float *p, ptrdiff_t s)
+{
+    f32v v = vdupq_n_f32(p[0]);
+    v = vsetq_lane_f32(p[s], v, 1);
+    v = vsetq_lane_f32(p[2 * s], v, 2);
+    return vsetq_lane_f32(p[3 * s], v, 3);
+}
+FSCE_INLINE f64v f64_gather(const double *p, ptrdiff_t s) { return vsetq_lane_f64(p[s], vdupq_n_f64(p[0]), 1); }
 
 FSCE_INLINE f32v f32_add(f32v a, f32v b) { return vaddq_f32(a, b); }
 FSCE_INLINE f64v f64_add(f64v a, f64v b) { return vaddq_f64(a, b); }

@@ -25,6 +25,8 @@ FSCE_INLINE f32v f32_load(const float *p) { return *p; }
 FSCE_INLINE f64v f64_load(const double *p) { return *p; }
 FSCE_INLINE void f32_store(float *p, f32v v) { *p = v; }
 FSCE_INLINE void f64_store(double *p, f64v v) { *p = v; }
+FSCE_INLINE f32v f32_gather(const float *p, ptrdiff_t s) { (void)s; return *p; }
+FSCE_INLINE f64v f64_gather(const double *p, ptrdiff_t s) { (void)s; return *p; }
 /* a tail is shorter than one lane: never called with r > 0 */
 FSCE_INLINE f32v f32_load_tail(const float *p, ptrdiff_t r, float pad) { return r > 0 ? *p : pad; }
 FSCE_INLINE f64v f64_load_tail(const double *p, ptrdiff_t r, double pad) { return r > 0 ? *p : pad; }
