@@ -18,7 +18,7 @@
 # harness self-test, whose worker segfaults on purpose (ASan would report that SEGV).
 #
 # FASTSCE_ASAN_EXTRA_CFLAGS adds compile flags, e.g. -DFSCE_SCALAR_ONLY for the one-lane
-# code of the MSVC wheels.
+# code.
 #
 # Exit status: 1 if a sanitizer reported anything or the run died, else pytest's status.
 set -uo pipefail
