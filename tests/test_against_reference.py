@@ -291,6 +291,26 @@ def test_cross_entropy_hard_targets(kind, reduction, shape, dtype):
             assert np.all(loss[ignored] == 0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_rows", [8, 16, 17, 33, 40])
+@pytest.mark.parametrize("n_classes", [1, 2, 7, 10, 16])
+@pytest.mark.parametrize("layout", ["C", "F", "strided_rows", "negative_strides"])
+@pytest.mark.parametrize("kind", ["ignore_index", "label_smoothing", "weight"])
+def test_short_rows_in_blocks_of_lanes(kind, layout, n_classes, n_rows, dtype):
+    """Rows of at most 16 classes are computed a vector's lanes of rows at a time (full
+    blocks gathered from the rows in place, a partial last block): every row count
+    around the widths (4, 8, 16 lanes), layouts with row strides of either sign."""
+    shape = (n_rows, n_classes)
+    rng = rng_for("short rows", kind, layout, shape, dtype)
+    logits = make_logits(shape, dtype, layout, rng=rng)
+    options, ignore_index = hard_options(kind, n_classes, rng)
+    target = hard_target(shape, rng, ignore_index)
+    for reduction in REDUCTIONS:
+        _, grad = run_cross_entropy(logits, target, reduction, options)
+        if ignore_index is not None:
+            assert np.all(grad[target == ignore_index] == 0)
+
+
 #: the soft-target option sets of _helpers, and ignore_index, which soft targets ignore
 SOFT_KINDS = {
     **{base: BASE_OPTIONS[base] for base in SOFT_BASES},
