@@ -48,9 +48,11 @@ CYTHON_DEPENDS = sorted(
     for pattern in ("*.pxd", "*.pxi")
     for path in pathlib.Path("src/fastsce").glob(pattern)
 )
-C_HELPERS = ["csrc/fsce_rows.c"]
+#: fsce_xla_ffi.c: the XLA FFI side of fastsce.jax's handler, against the pinned C API
+#: header in csrc/xla_ffi/ (so the build never needs jax)
+C_HELPERS = ["csrc/fsce_rows.c", "csrc/fsce_xla_ffi.c"]
 #: the extensions are rebuilt when any of these change
-C_HEADERS = sorted(str(path) for path in pathlib.Path("csrc").glob("*.h"))
+C_HEADERS = sorted(str(path) for path in pathlib.Path("csrc").glob("**/*.h"))
 BUILD_INFO_MODULE = "_build_info.py"
 
 

@@ -604,10 +604,7 @@ def _is_soft(target: npt.NDArray[Any], logits_shape: tuple[int, ...]) -> bool:
                     "remove those rows or set them to ignore_index (a nullable integer "
                     "column with NA arrives as floats with NaN)"
                 )
-            raise TypeError(
-                f"`target` of float dtype must be probabilities of the logits' shape "
-                f"{logits_shape}, got shape {target.shape}; class indices must be integers"
-            )
+            raise TypeError(float_target_shape_message(logits_shape, target.shape))
         return True
     if kind == "O" and any(_is_missing(value) for value in target.reshape(-1)):
         raise TypeError(
@@ -616,6 +613,14 @@ def _is_soft(target: npt.NDArray[Any], logits_shape: tuple[int, ...]) -> bool:
         )
     raise TypeError(
         f"`target` must hold integer class indices or float probabilities, got dtype {target.dtype}"
+    )
+
+
+def float_target_shape_message(logits_shape: tuple[int, ...], shape: tuple[int, ...]) -> str:
+    """The TypeError's message for a float target of another shape than the logits'."""
+    return (
+        f"`target` of float dtype must be probabilities of the logits' shape "
+        f"{logits_shape}, got shape {shape}; class indices must be integers"
     )
 
 
