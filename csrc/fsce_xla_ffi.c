@@ -93,18 +93,16 @@ static int is_index_type(XLA_FFI_DataType type) {
 static XLA_FFI_Error *decode_attributes(XLA_FFI_CallFrame *frame, fsce_xla_loss *call) {
     const int64_t *ignore_index = attribute(frame, "ignore_index", XLA_FFI_DataType_S64);
     const int64_t *reduction = attribute(frame, "reduction", XLA_FFI_DataType_S64);
-    const int64_t *threads = attribute(frame, "threads", XLA_FFI_DataType_S64);
     const double *smoothing = attribute(frame, "label_smoothing", XLA_FFI_DataType_F64);
     const double *inv_temperature = attribute(frame, "inv_temperature", XLA_FFI_DataType_F64);
     const double *softcap = attribute(frame, "softcap", XLA_FFI_DataType_F64);
     const double *z_loss = attribute(frame, "z_loss", XLA_FFI_DataType_F64);
-    if (!ignore_index || !reduction || !threads || !smoothing || !inv_temperature || !softcap ||
-        !z_loss || *reduction < FSCE_XLA_NONE || *reduction > FSCE_XLA_SUM || *threads < 1) {
+    if (!ignore_index || !reduction || !smoothing || !inv_temperature || !softcap || !z_loss ||
+        *reduction < FSCE_XLA_NONE || *reduction > FSCE_XLA_SUM) {
         return invalid(frame, "missing or bad attributes");
     }
     call->ignore_index = *ignore_index;
     call->reduction = *reduction;
-    call->threads = *threads;
     call->smoothing = *smoothing;
     call->inv_temperature = *inv_temperature;
     call->softcap = *softcap;

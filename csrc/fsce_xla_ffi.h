@@ -19,8 +19,7 @@
  *   results    loss: (...) for reduction "none", () otherwise, logits' dtype; then the
  *              gradient, logits' shape and dtype, when asked for
  *   attributes ignore_index (int64), reduction (int64: FSCE_XLA_NONE, _MEAN, _SUM),
- *              label_smoothing, inv_temperature, softcap (0: none), z_loss (float64),
- *              threads (int64: the most threads the call may use)
+ *              label_smoothing, inv_temperature, softcap (0: none), z_loss (float64)
  */
 #ifndef FSCE_XLA_FFI_H
 #define FSCE_XLA_FFI_H
@@ -51,7 +50,6 @@ typedef struct {
     void *grad;                       /* like logits, or NULL */
     int64_t ignore_index;
     int64_t reduction;                /* FSCE_XLA_NONE, FSCE_XLA_MEAN or FSCE_XLA_SUM */
-    int64_t threads;
     double smoothing;
     double inv_temperature;
     double softcap;

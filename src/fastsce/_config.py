@@ -33,7 +33,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 
-from ._kernels import openmp_max_threads
+from ._kernels import openmp_max_threads, set_xla_threads
 
 #: values of FASTSCE_SIMD the kernels understand ("avx512": no cap, as unset)
 SIMD_CAPS = ("baseline", "avx2", "avx512")
@@ -81,6 +81,7 @@ def _after_fork_in_child() -> None:
     global _forked_after_pool
     if _pool_started:
         _forked_after_pool = True
+        _publish_xla_threads()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -167,6 +168,14 @@ def set_num_threads(n_threads: int | None) -> None:
             stacklevel=2,
         )
     _num_threads = n_threads
+    _publish_xla_threads()
+
+
+def _publish_xla_threads() -> None:
+    """Give the kernel calls XLA makes (fastsce.jax, on XLA's threads, without Python) the
+    process-wide setting: set_num_threads' count, or the usable CPUs."""
+    limit = USABLE_CPUS if _num_threads is None else min(_num_threads, USABLE_CPUS)
+    set_xla_threads(1 if _forked_after_pool else limit, PARALLEL_MIN_ELEMENTS)
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -187,3 +196,6 @@ def threads_for(n_rows: int, n_elements: int) -> int:
     if n_threads > 1:
         _pool_started = True
     return n_threads
+
+
+_publish_xla_threads()

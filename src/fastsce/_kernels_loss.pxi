@@ -38,7 +38,7 @@ cdef extern from *:
     #endif
     """
     bint FSCE_OPENMP
-    int fsce_openmp_max_threads()
+    int fsce_openmp_max_threads() noexcept nogil
 
 
 ctypedef struct LossCall:

@@ -16,9 +16,9 @@
 # Thread safety: XLA may run several calls at once.  Each call mallocs its own
 # workspace (per-row losses, widened indices and weights, scratch rows) and frees it
 # before returning; the only shared state is the count of threads that running calls
-# use, under a lock.  A call may use `threads` threads (fastsce's count, fixed at trace
-# time), less the threads other XLA calls use at that moment, and at least one, its own
-# (XLA's): concurrent calls never start more OpenMP threads than one call would.
+# use, under a lock.  A call may use fastsce's thread count (fastsce.set_num_threads,
+# read when it runs), less the threads other XLA calls use at that moment, and at least
+# one, its own (XLA's): concurrent calls never start more OpenMP threads than one would.
 #
 # Errors (a class index out of range, a non-finite probability or weight: what only the
 # values tell) come back to XLA as an XLA_FFI_Error with fastsce's message; JAX raises
@@ -56,7 +56,6 @@ cdef extern from "fsce_xla_ffi.h":
         void *grad
         int64_t ignore_index
         int64_t reduction
-        int64_t threads
         double smoothing
         double inv_temperature
         double softcap
@@ -77,17 +76,44 @@ cdef extern from "fsce_xla_ffi.h":
 
 
 cdef PyThread_type_lock xla_threads_lock = PyThread_allocate_lock()
-cdef int xla_threads_busy = 0        # threads of the XLA calls running now
+# under the lock:
+cdef int xla_threads_busy = 0                 # threads of the XLA calls running now
+cdef int xla_thread_limit = 1                 # fastsce's thread count (set_xla_threads)
+cdef Py_ssize_t xla_parallel_min_elements = 1  # inputs below this size: one thread
 
 
-cdef int take_threads(int wanted) noexcept nogil:
-    """Threads for a call that may use `wanted`: what the calls running now leave of
-    `wanted`, at least 1 (the calling thread); give them back with return_threads."""
+def set_xla_threads(int limit, Py_ssize_t parallel_min_elements):
+    """The thread count XLA's calls use from now on (fastsce._config keeps it equal to
+    fastsce's own setting), and the input size below which they use one thread."""
+    global xla_thread_limit, xla_parallel_min_elements
+    with nogil:
+        PyThread_acquire_lock(xla_threads_lock, WAIT_LOCK)
+        xla_thread_limit = max(1, limit)
+        xla_parallel_min_elements = parallel_min_elements
+        PyThread_release_lock(xla_threads_lock)
+
+
+cdef int take_threads(Py_ssize_t n_rows, Py_ssize_t n_elements) noexcept nogil:
+    """Threads for a call on this input: fastsce's count (one below its size threshold, at
+    most one per row and the OpenMP runtime's limit on this thread), less what the calls
+    running now use, at least 1 (the calling thread); given back with return_threads."""
     global xla_threads_busy
+    cdef int wanted = <int>min(n_rows, fsce_openmp_max_threads())
     PyThread_acquire_lock(xla_threads_lock, WAIT_LOCK)
-    cdef int granted = max(1, wanted - xla_threads_busy)
+    if n_elements < xla_parallel_min_elements:
+        wanted = 1
+    cdef int granted = max(1, min(wanted, xla_thread_limit) - xla_threads_busy)
     xla_threads_busy += granted
     PyThread_release_lock(xla_threads_lock)
+    return granted
+
+
+def xla_threads_for(Py_ssize_t n_rows, Py_ssize_t n_elements):
+    """The threads an XLA call on this input would get now (take_threads, given back)."""
+    cdef int granted
+    with nogil:
+        granted = take_threads(n_rows, n_elements)
+        return_threads(granted)
     return granted
 
 
@@ -188,7 +214,7 @@ cdef XLA_FFI_Error *xla_cross_entropy(XLA_FFI_CallFrame *frame) noexcept nogil:
     cdef XLA_FFI_Error *error = fsce_xla_decode_loss(frame, &a, &metadata_only)
     if error != NULL or metadata_only:
         return error
-    cdef int n_threads = take_threads(<int>a.threads)
+    cdef int n_threads = take_threads(a.n_rows, a.n_rows * a.n_classes)
     cdef size_t scratch_bytes = 0
     if needs_scratch(a.soft, a.softcap, a.inv_temperature, a.weight != NULL, a.smoothing):
         scratch_bytes = (n_threads * SCRATCH_ROWS * a.n_classes

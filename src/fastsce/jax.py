@@ -18,21 +18,21 @@ messages; what only the values tell (a class index out of range, a non-finite
 probability or class weight) is checked by the handler, which returns an XLA error with
 the same message (JAX raises it as a JaxRuntimeError, a RuntimeError).  float16 and
 bfloat16 logits are computed in float32 and the loss returned in their dtype.  Threads:
-the handler uses at most the threads fastsce would use (fastsce.get_num_threads(),
-read when the function is traced), fewer while other XLA calls of it run: several
-concurrent calls never start more threads than one.
+the handler uses at most the threads fastsce would use (fastsce.set_num_threads, read
+when it runs), fewer while other XLA calls of it run: several concurrent calls never
+start more threads than one.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _config, _kernels, _loss, _validation
+from . import _kernels, _loss, _validation
 
 __all__ = ["cross_entropy"]
 
@@ -61,8 +61,6 @@ def _kernel(
     logits: jax.Array, target: jax.Array, weight: jax.Array, options: _Options, want_grad: bool
 ) -> Any:
     """The FFI call: (loss,) or (loss, gradient of the reduced loss)."""
-    n_classes = logits.shape[-1]
-    n_rows = logits.size // n_classes
     loss_shape = logits.shape[:-1] if options.reduction == "none" else ()
     results = [jax.ShapeDtypeStruct(loss_shape, logits.dtype)]
     if want_grad:
@@ -78,7 +76,6 @@ def _kernel(
         inv_temperature=np.float64(options.inv_temperature),
         softcap=np.float64(options.softcap),
         z_loss=np.float64(options.z_loss),
-        threads=np.int64(_config.threads_for(n_rows, n_rows * n_classes)),
     )
 
 
@@ -87,7 +84,7 @@ def _cross_entropy(
     logits: jax.Array, target: jax.Array, weight: jax.Array, options: _Options
 ) -> jax.Array:
     """The loss alone, when nothing differentiates it."""
-    return _kernel(logits, target, weight, options, want_grad=False)[0]  # type: ignore[no-any-return]
+    return _kernel(logits, target, weight, options, want_grad=False)[0]
 
 
 def _forward(
@@ -111,6 +108,12 @@ def _is_traced(value: object) -> bool:
     return isinstance(value, jax.core.Tracer)
 
 
+def _default_float() -> np.dtype[Any]:
+    """JAX's default float: float64 with x64 enabled, else float32."""
+    dtype: np.dtype[Any] = np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+    return dtype
+
+
 def _compute_dtype(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
     """float32/float64 as they are, other floats in float32, integers in JAX's float (float64
     with x64 enabled); TypeError for anything else (fastsce's rule and message)."""
@@ -119,7 +122,7 @@ def _compute_dtype(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
     if jnp.issubdtype(dtype, jnp.floating):
         return np.dtype(np.float32)
     if jnp.issubdtype(dtype, jnp.integer):
-        return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+        return _default_float()
     raise TypeError(f"`{name}` must hold real numbers (float or integer), got dtype {dtype}")
 
 
@@ -160,7 +163,7 @@ def _checked_target(target: Any, logits_shape: tuple[int, ...], compute: np.dtyp
 def _checked_weight(weight: Any, n_classes: int) -> jax.Array:
     """weight in JAX's float dtype, shape-checked; values are checked here when known
     (LossOptions) and by the handler when traced."""
-    dtype = jax.dtypes.canonicalize_dtype(np.float64)
+    dtype = _default_float()
     if weight is None:
         return jnp.zeros((0,), dtype)
     w = weight if isinstance(weight, jax.Array) else jnp.asarray(weight)
@@ -177,7 +180,7 @@ def cross_entropy(
     *,
     weight: Any = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Literal["mean", "sum", "none"] = "mean",
     label_smoothing: float = 0.0,
     temperature: float = 1.0,
     softcap: float | None = None,
@@ -221,26 +224,27 @@ def cross_entropy(
     -----
     Inside jax.jit the kernel runs on XLA's buffers (an XLA FFI call, no copy); the
     gradient comes from the same pass as the loss.  Under jax.vmap the kernel runs once
-    per batch element.  The thread count is fastsce.get_num_threads() when the function
-    is traced.
+    per batch element.  The kernel uses fastsce.get_num_threads() threads (large inputs
+    only), fewer while other calls of it run in XLA at the same time.
 
     Examples
     --------
-    >>> import jax, jax.numpy as jnp, fastsce.jax as fsj
+    >>> import jax, jax.numpy as jnp, numpy as np, fastsce.jax as fsj
     >>> logits = jnp.array([[3.0, 4.0, 1.0], [2.0, 0.5, 0.5]])
-    >>> loss, grad = jax.value_and_grad(fsj.cross_entropy)(logits, jnp.array([1, 0]))
+    >>> step = jax.jit(jax.value_and_grad(fsj.cross_entropy))
+    >>> loss, grad = step(logits, jnp.array([1, 0]))
     >>> round(float(loss), 4)
     0.359
-    >>> grad.round(4)
-    Array([[ 0.1297, -0.1473,  0.0176],
-           [-0.1543,  0.0771,  0.0771]], dtype=float32)
+    >>> print(np.asarray(grad).round(4))
+    [[ 0.1297 -0.1473  0.0176]
+     [-0.1543  0.0771  0.0771]]
     """
     x = _checked_logits(logits)
     compute = _compute_dtype(x.dtype, "logits")
     known_weight = None if weight is None or _is_traced(weight) else np.asarray(weight)
     validated = _loss.LossOptions(
         known_weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
-    )  # type: ignore[arg-type]
+    )
     _validation.check_inverse_temperature(validated.inv_temperature, compute)
     t = _checked_target(target, x.shape, compute)
     w = _checked_weight(weight, x.shape[-1])
