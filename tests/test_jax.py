@@ -81,21 +81,31 @@ def problem(shape, dtype, soft, tag):
 # against optax
 
 
+def ours_and_optax(logits, target, reduction):
+    """(loss, gradient) of fastsce.jax, then of optax, each by jit(value_and_grad) (the
+    summed losses for "none")."""
+    x, t = jnp.asarray(logits), jnp.asarray(target)
+
+    def ours(x, t):
+        return fsj.cross_entropy(x, t, reduction=reduction)
+
+    def theirs(x, t):
+        return optax_loss(x, t, reduction)
+
+    return [value_and_grad(loss_fn, reduction)(x, t) for loss_fn in (ours, theirs)]
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("soft", [False, True], ids=["indices", "probabilities"])
 @pytest.mark.parametrize("shape", [(7,), (8, 5), (3, 4, 7), (2, 1000), (64, 3000)], ids=str)
 def test_float64_matches_optax_under_jit_and_grad(x64, shape, soft, reduction):
     logits, target = problem(shape, np.float64, soft, "x64")
-    x, t = jnp.asarray(logits), jnp.asarray(target)
-    loss = jax.jit(lambda x, t: fsj.cross_entropy(x, t, reduction=reduction))(x, t)
-    total, grad = value_and_grad(lambda x, t: fsj.cross_entropy(x, t, reduction=reduction),
-                                 reduction)(x, t)
-    expected_total, expected_grad = value_and_grad(
-        lambda x, t: optax_loss(x, t, reduction), reduction
-    )(x, t)
-    assert loss.dtype == grad.dtype == jnp.float64 and loss.shape == optax_loss(x, t, reduction).shape
+    (total, grad), (expected_total, expected_grad) = ours_and_optax(logits, target, reduction)
+    loss = jax.jit(lambda x, t: fsj.cross_entropy(x, t, reduction=reduction))(logits, target)
+    expected_loss = optax_loss(jnp.asarray(logits), jnp.asarray(target), reduction)
+    assert loss.dtype == grad.dtype == jnp.float64 and loss.shape == expected_loss.shape
     atol = loss_atol(logits, target, reduction)
-    assert_close(loss, optax_loss(x, t, reduction), RTOL64, atol=atol)
+    assert_close(loss, expected_loss, RTOL64, atol=atol)
     assert_close(total, expected_total, RTOL64, atol=np.sum(atol))
     assert_close(grad, expected_grad, RTOL64, magnitude=grad_magnitude(logits, target, reduction))
 
@@ -105,12 +115,7 @@ def test_float64_matches_optax_under_jit_and_grad(x64, shape, soft, reduction):
 @pytest.mark.parametrize("shape", [(8, 5), (2, 3, 40), (4096, 1000)], ids=str)
 def test_float32_matches_optax_under_jit_and_grad(shape, soft, reduction):
     logits, target = problem(shape, np.float32, soft, "f32")
-    x, t = jnp.asarray(logits), jnp.asarray(target)
-    total, grad = value_and_grad(lambda x, t: fsj.cross_entropy(x, t, reduction=reduction),
-                                 reduction)(x, t)
-    expected_total, expected_grad = value_and_grad(
-        lambda x, t: optax_loss(x, t, reduction), reduction
-    )(x, t)
+    (total, grad), (expected_total, expected_grad) = ours_and_optax(logits, target, reduction)
     assert total.dtype == grad.dtype == jnp.float32
     assert_close(total, expected_total, RTOL32)
     assert_close(grad, expected_grad, RTOL32, magnitude=grad_magnitude(logits, target, reduction))
@@ -197,6 +202,20 @@ def test_a_training_loop_follows_optax(x64):
     assert ours_accuracy == optax_accuracy and ours_accuracy > 0.9
 
 
+def test_where_optax_gives_nan_the_loss_is_finite(x64):
+    """The README's documented differences: an ignored row counts for nothing (optax:
+    NaN for an index outside [0, C)); a masked class with probability 0 (optax: NaN)."""
+    logits = jnp.asarray([[1.0, 2.0, 3.0], [0.5, 2.0, -1.0]])
+    target = jnp.asarray([-100, 1])
+    assert jnp.isnan(optax_loss(logits, target, "none")[0])
+    assert_close(fsj.cross_entropy(logits, target), optax_loss(logits[1:], target[1:]), 1e-15)
+    masked = jnp.asarray([[0.0, -jnp.inf, 1.0]])
+    probabilities = jnp.asarray([[0.5, 0.0, 0.5]])
+    assert jnp.isnan(optax_loss(masked, probabilities))
+    expected = fastsce.cross_entropy(np.asarray(masked), np.asarray(probabilities))
+    assert np.isfinite(expected) and fsj.cross_entropy(masked, probabilities) == expected
+
+
 # ---------------------------------------------------------------------------
 # every option against fastsce's NumPy result, bit for bit
 
@@ -229,7 +248,9 @@ MASKED_CASES = [
 @pytest.mark.parametrize(
     "kind, base, masked",
     MASKED_CASES,
-    ids=[f"{kind}-{base}-{'masked' if masked else 'finite'}" for kind, base, masked in MASKED_CASES],
+    ids=[
+        f"{kind}-{base}-{'masked' if masked else 'finite'}" for kind, base, masked in MASKED_CASES
+    ],
 )
 def test_every_option_is_fastsces_float64_result(x64, kind, base, masked, transform, reduction):
     logits, target, options = make_case(kind, base, transform, masked, np.float64, tag="jax")
@@ -453,7 +474,9 @@ def test_the_compiled_step_is_the_kernel_call_alone():
     step = jax.jit(jax.value_and_grad(fsj.cross_entropy))
     text = step.lower(jnp.zeros((64, 100)), jnp.zeros(64, int)).compile().as_text()
     entry = text[text.index("ENTRY") :]
-    assert entry.count("custom-call(") == 1 and 'custom_call_target="fastsce_cross_entropy"' in entry
+    assert (
+        entry.count("custom-call(") == 1 and 'custom_call_target="fastsce_cross_entropy"' in entry
+    )
     for op in ("copy(", "multiply(", "fusion(", "transpose("):
         assert op not in entry, entry
 

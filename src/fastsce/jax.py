@@ -248,13 +248,9 @@ def cross_entropy(
     _validation.check_inverse_temperature(validated.inv_temperature, compute)
     t = _checked_target(target, x.shape, compute)
     w = _checked_weight(weight, x.shape[-1])
+    v = validated
     options = _Options(
-        reduction=validated.reduction,
-        ignore_index=validated.ignore_index,
-        label_smoothing=validated.smoothing,
-        inv_temperature=validated.inv_temperature,
-        softcap=validated.softcap,
-        z_loss=validated.z_loss,
+        v.reduction, v.ignore_index, v.smoothing, v.inv_temperature, v.softcap, v.z_loss
     )
     loss = _cross_entropy(x.astype(compute), t, w, options)
     return loss if jnp.issubdtype(x.dtype, jnp.integer) else loss.astype(x.dtype)
