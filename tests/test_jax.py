@@ -441,6 +441,28 @@ def test_concurrent_calls_from_python_threads_are_each_right(restore_threads):
                 np.testing.assert_array_equal(grad, expected_grad)
 
 
+def test_concurrent_calls_share_fastsces_thread_count(restore_threads):
+    """While an XLA call holds fastsce's 2 threads, another call gets 1 (its own): the
+    calls together never start more OpenMP threads than one call would.  Afterwards the
+    count is whole again."""
+    fastsce.set_num_threads(2)
+    size = (2048, 2000)
+    rows_and_elements = (size[0], size[0] * size[1])
+    if fastsce._kernels.xla_threads_for(*rows_and_elements) < 2:
+        pytest.skip("needs 2 usable CPUs and OpenMP")
+    x, t = problem(size, np.float32, False, "budget")
+    step = jax.jit(jax.value_and_grad(fsj.cross_entropy))
+    jax.block_until_ready(step(x, t))
+    seen = set()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(lambda: [jax.block_until_ready(step(x, t)) for _ in range(20)])
+        while not running.done():
+            seen.add(fastsce._kernels.xla_threads_for(*rows_and_elements))
+        running.result()
+    assert 1 in seen and seen <= {1, 2}
+    assert fastsce._kernels.xla_threads_for(*rows_and_elements) == 2
+
+
 def test_independent_calls_in_one_program_are_each_right():
     """XLA may run independent calls of one program at the same time."""
     (x1, t1), (x2, t2) = (problem((300, 400), np.float32, False, f"program {i}") for i in (1, 2))

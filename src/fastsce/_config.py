@@ -81,7 +81,6 @@ def _after_fork_in_child() -> None:
     global _forked_after_pool
     if _pool_started:
         _forked_after_pool = True
-        _publish_xla_threads()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
