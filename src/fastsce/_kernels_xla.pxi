@@ -219,6 +219,7 @@ cdef XLA_FFI_Error *xla_cross_entropy(XLA_FFI_CallFrame *frame) noexcept nogil:
     if needs_scratch(a.soft, a.softcap, a.inv_temperature, a.weight != NULL, a.smoothing):
         scratch_bytes = (n_threads * SCRATCH_ROWS * a.n_classes
                          * (sizeof(float) if a.single else sizeof(double)))
+        scratch_bytes = (scratch_bytes + 63) // 64 * 64     # the float64 arrays after it aligned
     cdef char *memory = <char *>malloc(scratch_bytes
                                        + (2 * a.n_rows + a.n_classes) * sizeof(double))
     if memory == NULL:

@@ -123,7 +123,7 @@ def _compute_dtype(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
         return np.dtype(np.float32)
     if jnp.issubdtype(dtype, jnp.integer):
         return _default_float()
-    raise TypeError(f"`{name}` must hold real numbers (float or integer), got dtype {dtype}")
+    return _validation.float_dtype_for(dtype, name)  # bool, complex, ...: its TypeError
 
 
 def _checked_logits(logits: Any) -> jax.Array:
@@ -146,18 +146,13 @@ def _checked_target(target: Any, logits_shape: tuple[int, ...], compute: np.dtyp
     t = target if isinstance(target, jax.Array) else jnp.asarray(target)
     if jnp.issubdtype(t.dtype, jnp.integer):
         if t.shape != logits_shape[:-1]:
-            raise ValueError(
-                f"`target` of class indices must have shape {logits_shape[:-1]}, got {t.shape}"
-                + _loss._shape_hint(t.shape, logits_shape)
-            )
+            raise ValueError(_loss.class_index_shape_message(t.shape, logits_shape))
         return t
     if jnp.issubdtype(t.dtype, jnp.floating):
         if t.shape != logits_shape:
             raise TypeError(_loss.float_target_shape_message(logits_shape, t.shape))
         return t.astype(compute)
-    raise TypeError(
-        f"`target` must hold integer class indices or float probabilities, got dtype {t.dtype}"
-    )
+    raise TypeError(_loss.target_dtype_message(t.dtype))
 
 
 def _checked_weight(weight: Any, n_classes: int) -> jax.Array:
