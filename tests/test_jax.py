@@ -507,6 +507,19 @@ def test_the_compiled_step_is_the_kernel_call_alone():
 # the module
 
 
+def test_the_benchmarks_systems_compute_the_same_step():
+    """bench/compare.py's "Through JAX" systems: the same loss and gradient; float64 only
+    with x64 enabled."""
+    from fastsce import _speed
+
+    logits, target = _speed.problem(64, 100, np.float32)
+    runs = [make(logits, target) for make in _speed.JAX_ENTRY_SYSTEMS.values()]
+    (loss, grad), (expected_loss, expected_grad) = (run() for run in runs)
+    assert_close(loss, expected_loss, RTOL32)
+    assert_close(grad, expected_grad, RTOL32, magnitude=grad_magnitude(logits, target))
+    assert _speed.fastsce_jax_system(logits.astype(np.float64), target) is None
+
+
 def test_the_docstring_example_runs():
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
     for test in doctest.DocTestFinder(recurse=False).find(fsj.cross_entropy, "cross_entropy"):
