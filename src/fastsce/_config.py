@@ -10,6 +10,10 @@ e.g. ``threadpool_limits(1)``, as for NumPy's BLAS and scikit-learn).
 Results never depend on the thread count: each row is computed the same way
 on any thread and the batch loss is summed in row order.
 
+The kernel calls XLA makes for fastsce.jax run on XLA's threads, without
+Python: set_num_threads publishes the count to the kernel module
+(_kernels.set_xla_threads), where those calls read it when they run.
+
 Forked children.  Once a kernel has run on several threads, the OpenMP
 runtime holds a thread pool; GNU libgomp cannot use it, nor build a new one,
 in a child made by fork() (its first parallel region would wait forever).  A
