@@ -48,15 +48,18 @@ CYTHON_DEPENDS = sorted(
     for pattern in ("*.pxd", "*.pxi")
     for path in pathlib.Path("src/fastsce").glob(pattern)
 )
-#: the row helpers: one translation unit per instruction set, and the dispatcher
+#: the row helpers: one translation unit per instruction set, and the dispatcher; then
+#: fsce_xla_ffi.c, the XLA FFI side of fastsce.jax's handler, against the pinned C API
+#: header in csrc/xla_ffi/ (so the build never needs jax)
 C_HELPERS = [
     "csrc/fsce_dispatch.c",
     "csrc/fsce_rows_baseline.c",
     "csrc/fsce_rows_avx2.c",
     "csrc/fsce_rows_avx512.c",
+    "csrc/fsce_xla_ffi.c",
 ]
 #: the extensions are rebuilt when any of these change
-C_HEADERS = sorted(str(path) for path in pathlib.Path("csrc").glob("*.h"))
+C_HEADERS = sorted(str(path) for path in pathlib.Path("csrc").glob("**/*.h"))
 BUILD_INFO_MODULE = "_build_info.py"
 
 

@@ -1,7 +1,8 @@
 """Compare fastsce with other softmax cross-entropy implementations in one run.
 
     python bench/compare.py [--quick] [--budget SECONDS] [--repeat N] [--threads N ...]
-                            [--wait-quiet SECONDS] [--output bench/results.md] [--plot PNG]
+                            [--sections NAME ...] [--wait-quiet SECONDS]
+                            [--output bench/results.md] [--plot PNG]
 
 Prints a markdown report (machine, then one table per task) and writes it to
 --output; when matplotlib is importable also writes a plot of effective
@@ -91,15 +92,35 @@ LOSS_ONLY = Section(
     floor_label="read floor",
     passes=1,
 )
-TORCH_ENTRY = Section(
-    # fastsce here is fastsce.torch.cross_entropy: forward + backward of a fresh leaf
-    title="Through PyTorch: fastsce.torch vs F.cross_entropy",
-    systems=_speed.TORCH_ENTRY_SYSTEMS,
-    floors={"np.multiply(x, 1.0, out=g)": _speed.SYSTEMS["bandwidth floor"]},
-    floor_label="bandwidth floor",
-    passes=2,
+
+
+def entry_section(title, systems):
+    """A framework entry point's section: its loss + gradient against the bandwidth floor."""
+    return Section(
+        title=title,
+        systems=systems,
+        floors={"np.multiply(x, 1.0, out=g)": _speed.SYSTEMS["bandwidth floor"]},
+        floor_label="bandwidth floor",
+        passes=2,
+    )
+
+
+# fastsce here is fastsce.torch.cross_entropy: forward + backward of a fresh leaf
+TORCH_ENTRY = entry_section(
+    "Through PyTorch: fastsce.torch vs F.cross_entropy", _speed.TORCH_ENTRY_SYSTEMS
 )
-SECTIONS = [LOSS_AND_GRAD, LOSS_ONLY, TORCH_ENTRY]
+# fastsce here is fastsce.jax.cross_entropy: jax.jit(jax.value_and_grad(...)), as optax
+JAX_ENTRY = entry_section(
+    "Through JAX: fastsce.jax vs optax, under jax.jit", _speed.JAX_ENTRY_SYSTEMS
+)
+#: every section, by the name --sections takes
+SECTIONS_BY_NAME = {
+    "loss-and-grad": LOSS_AND_GRAD,
+    "loss": LOSS_ONLY,
+    "torch": TORCH_ENTRY,
+    "jax": JAX_ENTRY,
+}
+SECTIONS = list(SECTIONS_BY_NAME.values())
 #: one plot colour per system and floor, the same in every panel
 PLOTTED = dict.fromkeys(
     name for section in SECTIONS for name in [*section.systems, section.floor_label]
@@ -217,7 +238,7 @@ def measure(section, dtype, shape, threads, budget, repeat):
     )
 
 
-def measure_all(sizes, threads, budget, repeat, quiet_wait):
+def measure_all(sizes, threads, budget, repeat, quiet_wait, sections=SECTIONS):
     rows = []
     for dtype in DTYPES:
         for shape in sizes:
@@ -227,7 +248,7 @@ def measure_all(sizes, threads, budget, repeat, quiet_wait):
                     file=sys.stderr,
                     flush=True,
                 )
-                for section in SECTIONS:
+                for section in sections:
                     wait_for_quiet(quiet_wait)
                     rows.append(measure(section, dtype, shape, n_threads, budget, repeat))
     return rows
@@ -275,7 +296,8 @@ def machine_description(load_before):
         f"1-minute load average before the run: {load}",
         f"OS: {platform.platform()}",
         f"Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"PyTorch {library_version('torch')}, scikit-learn {library_version('sklearn')}",
+        f"PyTorch {library_version('torch')}, scikit-learn {library_version('sklearn')}, "
+        f"JAX {library_version('jax')}, optax {library_version('optax')}",
         f"fastsce {fastsce.__version__}, SIMD path {_kernels.simd_path()}",
     ]
 
@@ -355,6 +377,11 @@ SYSTEM_NOTES = [
     "- **Through PyTorch** (its own section): fastsce is `fastsce.torch.cross_entropy(x, t)` "
     "forward + `backward()` of a fresh leaf `x.detach().requires_grad_()`, timed exactly as "
     "PyTorch's `F.cross_entropy` beside it.",
+    "- **Through JAX** (its own section): fastsce is `fastsce.jax.cross_entropy(x, t)` and optax "
+    "`optax.softmax_cross_entropy_with_integer_labels(x, t).mean()`, each as "
+    "`jax.jit(jax.value_and_grad(loss))(x, t)` on JAX arrays already on the CPU (int32 targets), "
+    "waited for with `jax.block_until_ready`; float64 only when JAX's x64 mode is on.  XLA's own "
+    "thread pool (optax) has the process's CPUs whatever n is.",
     "- **bandwidth floor**: `np.multiply(x, 1.0, out=g)`, one pass reading the logits and writing "
     "an array of the same size; no loss + gradient can do less memory traffic.",
     "- **read floor**: the fastest, per row, of "
@@ -363,6 +390,11 @@ SYSTEM_NOTES = [
     "NumPy reductions are single-threaded).",
     "- BLAS/OpenMP pools of the other libraries are limited to n threads with threadpoolctl.",
 ]
+
+
+def measured_sections(rows):
+    """The sections that have rows, in SECTIONS order."""
+    return [section for section in SECTIONS if any(row.section is section for row in rows)]
 
 
 def markdown_report(rows, machine, command, elapsed, budget, repeat, plot_name):
@@ -384,7 +416,7 @@ def markdown_report(rows, machine, command, elapsed, budget, repeat, plot_name):
         "unreliable.",
         "",
     ]
-    for section in SECTIONS:
+    for section in measured_sections(rows):
         section_rows = [row for row in rows if row.section is section]
         lines += [f"## {section.title}", ""] + markdown_table(section_rows) + [""]
     if plot_name:
@@ -402,8 +434,9 @@ def write_plot(rows, path, threads):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    figure, axes = plt.subplots(1, len(SECTIONS), figsize=(6 * len(SECTIONS), 4.5), squeeze=False)
-    for axis, section in zip(axes[0], SECTIONS):
+    sections = measured_sections(rows)
+    figure, axes = plt.subplots(1, len(sections), figsize=(6 * len(sections), 4.5), squeeze=False)
+    for axis, section in zip(axes[0], sections):
         chosen = sorted(
             (
                 row
@@ -476,6 +509,14 @@ def parse_args(argv=None):
         help="thread counts to measure (default 1 2)",
     )
     parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=list(SECTIONS_BY_NAME),
+        default=list(SECTIONS_BY_NAME),
+        metavar="NAME",
+        help=f"sections to measure, of {', '.join(SECTIONS_BY_NAME)} (default: all)",
+    )
+    parser.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -513,6 +554,7 @@ def main(argv=None):
         args.budget,
         args.repeat,
         args.wait_quiet,
+        [SECTIONS_BY_NAME[name] for name in args.sections],
     )
     elapsed = time.perf_counter() - start
     plotted = write_plot(rows, args.plot, max(args.threads))

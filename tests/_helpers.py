@@ -483,6 +483,20 @@ def run_with_simd(value, script):
     )
 
 
+def imports_after_import_fastsce(module):
+    """Whether `module` is in sys.modules after `import fastsce` and a call, in a fresh
+    interpreter (the optional frameworks must be imported only on request)."""
+    script = (
+        "import sys, fastsce; fastsce.cross_entropy([[1.0, 2.0]], [0]); "
+        f"print({module!r} in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() in ("True", "False"), done.stderr
+    return done.stdout.strip() == "True"
+
+
 # ---------------------------------------------------------------------------
 # calling a public function, or CrossEntropyLoss, by name (the error matrix, the fuzzer)
 

@@ -10,6 +10,10 @@ e.g. ``threadpool_limits(1)``, as for NumPy's BLAS and scikit-learn).
 Results never depend on the thread count: each row is computed the same way
 on any thread and the batch loss is summed in row order.
 
+The kernel calls XLA makes for fastsce.jax run on XLA's threads, without
+Python: set_num_threads publishes the count to the kernel module
+(_kernels.set_xla_threads), where those calls read it when they run.
+
 Forked children.  Once a kernel has run on several threads, the OpenMP
 runtime holds a thread pool; GNU libgomp cannot use it, nor build a new one,
 in a child made by fork() (its first parallel region would wait forever).  A
@@ -33,7 +37,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 
-from ._kernels import openmp_max_threads
+from ._kernels import openmp_max_threads, set_xla_threads
 
 #: values of FASTSCE_SIMD the kernels understand ("avx512": no cap, as unset)
 SIMD_CAPS = ("baseline", "avx2", "avx512")
@@ -167,6 +171,14 @@ def set_num_threads(n_threads: int | None) -> None:
             stacklevel=2,
         )
     _num_threads = n_threads
+    _publish_xla_threads()
+
+
+def _publish_xla_threads() -> None:
+    """Give the kernel calls XLA makes (fastsce.jax, on XLA's threads, without Python) the
+    process-wide setting: set_num_threads' count, or the usable CPUs."""
+    limit = USABLE_CPUS if _num_threads is None else min(_num_threads, USABLE_CPUS)
+    set_xla_threads(1 if _forked_after_pool else limit, PARALLEL_MIN_ELEMENTS)
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -187,3 +199,6 @@ def threads_for(n_rows: int, n_elements: int) -> int:
     if n_threads > 1:
         _pool_started = True
     return n_threads
+
+
+_publish_xla_threads()

@@ -38,7 +38,7 @@ cdef extern from *:
     #endif
     """
     bint FSCE_OPENMP
-    int fsce_openmp_max_threads()
+    int fsce_openmp_max_threads() noexcept nogil
 
 
 ctypedef struct LossCall:
@@ -361,6 +361,13 @@ cdef class Workspace:
             free(self.scratch)
 
 
+cdef inline bint needs_scratch(bint soft, double softcap, double inv_temperature, bint weighted,
+                               double smoothing) noexcept nogil:
+    """Whether loss_rows needs its scratch rows: for a target distribution built densely
+    (soft targets, class weights with smoothing) or transformed logits z."""
+    return soft or softcap != 0.0 or inv_temperature != 1.0 or (weighted and smoothing != 0.0)
+
+
 def scratch_elements(Py_ssize_t n_classes, int n_threads):
     """Elements of logits' dtype a caller-provided scratch array must hold."""
     return n_threads * SCRATCH_ROWS * n_classes
@@ -446,12 +453,12 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object o
         denominator = n_rows
     if first_bad >= 0:
         return first_bad, NAN
-    cdef bint needs_scratch = (soft_target is not None or options.softcap != 0.0
-                               or options.inv_temperature != 1.0
-                               or (weight is not None and options.smoothing != 0.0))
+    cdef bint scratch_rows = needs_scratch(soft_target is not None, options.softcap,
+                                           options.inv_temperature, weight is not None,
+                                           options.smoothing)
     cdef Workspace work = Workspace(row_loss, n_rows, scratch,
                                     scratch_elements(n_classes, n_threads) * logits.itemsize
-                                    if needs_scratch else 0)
+                                    if scratch_rows else 0)
     set_plain_call(&c, logits, logits.strides[0] // logits.itemsize, indices,
                    options.ignore_index, options.smoothing, grad_scale_of(mean, denominator),
                    work.row_loss, data_or_null(grad))

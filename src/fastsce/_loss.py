@@ -604,24 +604,40 @@ def _is_soft(target: npt.NDArray[Any], logits_shape: tuple[int, ...]) -> bool:
                     "remove those rows or set them to ignore_index (a nullable integer "
                     "column with NA arrives as floats with NaN)"
                 )
-            raise TypeError(
-                f"`target` of float dtype must be probabilities of the logits' shape "
-                f"{logits_shape}, got shape {target.shape}; class indices must be integers"
-            )
+            raise TypeError(float_target_shape_message(logits_shape, target.shape))
         return True
     if kind == "O" and any(_is_missing(value) for value in target.reshape(-1)):
         raise TypeError(
             "`target` has missing values (None or NA): remove those rows or set their class "
             "to ignore_index before the call"
         )
-    raise TypeError(
-        f"`target` must hold integer class indices or float probabilities, got dtype {target.dtype}"
+    raise TypeError(target_dtype_message(target.dtype))
+
+
+def target_dtype_message(dtype: object) -> str:
+    """The TypeError's message for a target neither of integers nor of floats."""
+    return f"`target` must hold integer class indices or float probabilities, got dtype {dtype}"
+
+
+def float_target_shape_message(logits_shape: tuple[int, ...], shape: tuple[int, ...]) -> str:
+    """The TypeError's message for a float target of another shape than the logits'."""
+    return (
+        f"`target` of float dtype must be probabilities of the logits' shape "
+        f"{logits_shape}, got shape {shape}; class indices must be integers"
     )
 
 
 def _is_missing(value: object) -> bool:
     """None, pandas.NA or a float NaN (what an object array of labels holds for a gap)."""
     return value is None or type(value).__name__ == "NAType" or value != value
+
+
+def class_index_shape_message(target_shape: tuple[int, ...], logits_shape: tuple[int, ...]) -> str:
+    """The ValueError's message for class indices not of shape logits_shape[:-1]."""
+    return (
+        f"`target` of class indices must have shape {logits_shape[:-1]}, got {target_shape}"
+        + _shape_hint(target_shape, logits_shape)
+    )
 
 
 def _shape_hint(target_shape: tuple[int, ...], logits_shape: tuple[int, ...]) -> str:
@@ -645,10 +661,7 @@ def _class_indices(
 ) -> npt.NDArray[np.int64]:
     """Flat int64 class indices, shape-checked (values are checked by the kernel)."""
     if target.shape != logits_shape[:-1]:
-        raise ValueError(
-            f"`target` of class indices must have shape {logits_shape[:-1]}, got {target.shape}"
-            + _shape_hint(target.shape, logits_shape)
-        )
+        raise ValueError(class_index_shape_message(target.shape, logits_shape))
     if target.dtype.kind == "u" and target.size and target.max() > INT64_MAX:
         _raise_bad_class_index(
             target, int(np.argmax(target.reshape(-1) > INT64_MAX)), logits_shape[-1], ignore_index

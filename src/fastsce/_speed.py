@@ -7,10 +7,11 @@ once.  ``bandwidth_floor`` is the cost of one streaming pass that reads the
 logits and writes an array of the same size: no loss+gradient kernel can beat
 it.  A factory returns None when its library is not importable.
 
-Four families:
+Five families:
     SYSTEMS       loss + gradient (reduction="mean"), plus the bandwidth floor
     TORCH_ENTRY_SYSTEMS  the same through PyTorch tensors and autograd: fastsce.torch
                   against F.cross_entropy
+    JAX_ENTRY_SYSTEMS  the same under jax.jit (value_and_grad): fastsce.jax against optax
     LOSS_SYSTEMS  loss only
     READ_FLOORS   passes that only read the logits, the floor of loss only; which
                   one is fastest depends on the machine, so callers time them all
@@ -160,6 +161,45 @@ def fastsce_torch_system(logits: Logits, target: Target) -> Run | None:
     return run
 
 
+def _jax_inputs(logits: Logits, target: Target) -> tuple[Any, Any, Any] | None:
+    """(jax, logits, int32 targets) as JAX arrays on the CPU, or None without jax or for
+    float64 logits when JAX's x64 mode is off (JAX would compute them in float32)."""
+    jax = _optional_import("jax")
+    if jax is None or (logits.dtype == np.float64 and not jax.config.jax_enable_x64):
+        return None
+    return jax, jax.device_put(logits), jax.device_put(target.astype(np.int32))
+
+
+def _jitted_step(loss: Callable[..., Any], logits: Logits, target: Target) -> Run | None:
+    """jax.jit(jax.value_and_grad(loss)) on the problem, waited for, or None (_jax_inputs)."""
+    inputs = _jax_inputs(logits, target)
+    if inputs is None:
+        return None
+    jax, x, t = inputs
+    step = jax.jit(jax.value_and_grad(loss))
+    return lambda: jax.block_until_ready(step(x, t))
+
+
+def optax_system(logits: Logits, target: Target) -> Run | None:
+    """optax.softmax_cross_entropy_with_integer_labels(x, t).mean() forward + backward
+    under jax.jit (jax.value_and_grad), or None without jax and optax."""
+    optax = _optional_import("optax")
+    if optax is None:
+        return None
+    return _jitted_step(
+        lambda x, t: optax.softmax_cross_entropy_with_integer_labels(x, t).mean(), logits, target
+    )
+
+
+def fastsce_jax_system(logits: Logits, target: Target) -> Run | None:
+    """fastsce.jax.cross_entropy forward + backward, exactly as optax_system times optax;
+    None without jax."""
+    if _optional_import("jax") is None:
+        return None
+    entry = importlib.import_module("fastsce.jax")
+    return _jitted_step(entry.cross_entropy, logits, target)
+
+
 def bandwidth_floor_system(logits: Logits, target: Target) -> Run:
     out = np.empty_like(logits)
     return lambda: np.multiply(logits, 1.0, out=out)
@@ -179,6 +219,13 @@ SYSTEMS: dict[str, Factory] = {
 TORCH_ENTRY_SYSTEMS: dict[str, Factory] = {
     "fastsce": fastsce_torch_system,
     "PyTorch": torch_system,
+}
+
+
+#: loss + gradient under jax.jit: fastsce.jax against optax
+JAX_ENTRY_SYSTEMS: dict[str, Factory] = {
+    "fastsce": fastsce_jax_system,
+    "optax": optax_system,
 }
 
 
