@@ -560,3 +560,21 @@ def test_inplace_backward_writes_the_gradient_over_the_logits(reduction):
     torch.testing.assert_close(loss, F.cross_entropy(layer(x), target, reduction=reduction))
     with pytest.raises(ValueError, match="contiguous float32 or float64"):
         fst.cross_entropy(torch.randn(2, 3, 4), torch.zeros(2, 4).long(), inplace_backward=True)
+
+
+def test_the_benchmarks_systems():
+    """bench/compare.py's "Through PyTorch" systems: fastsce.torch and F.cross_entropy give
+    the same step; the autograd floor a zero loss and the ready (zero) gradient."""
+    from fastsce import _speed
+
+    logits, target = _speed.problem(64, 100, np.float64)
+    systems = _speed.TORCH_ENTRY_SYSTEMS
+    loss, grad = systems["fastsce"](logits, target)()
+    expected_loss, expected_grad = systems["PyTorch"](logits, target)()
+    assert_close(loss, expected_loss, RTOL)
+    assert_close(
+        grad.numpy(), expected_grad.numpy(), RTOL, magnitude=grad_magnitude(logits, target)
+    )
+    floor_loss, floor_grad = systems["autograd floor"](logits, target)()
+    assert floor_loss == 0.0
+    assert floor_grad.shape == logits.shape and not floor_grad.any()

@@ -161,6 +161,35 @@ def fastsce_torch_system(logits: Logits, target: Target) -> Run | None:
     return run
 
 
+def autograd_floor_system(logits: Logits, target: Target) -> Run | None:
+    """The least any PyTorch loss written as an autograd.Function costs, timed as
+    torch_system: a Function whose forward saves a ready gradient and returns a zero loss,
+    and whose backward hands the gradient back (no arithmetic at all); None without torch."""
+    inputs = _torch_inputs(logits, target)
+    if inputs is None:
+        return None
+    torch, x, _ = inputs
+    ready = torch.zeros_like(x)
+
+    class Identity(torch.autograd.Function):  # type: ignore[misc,name-defined]
+        @staticmethod
+        def forward(ctx: Any, leaf: Any) -> Any:
+            ctx.save_for_backward(ready)
+            return leaf.new_zeros(())
+
+        @staticmethod
+        def backward(ctx: Any, grad_loss: Any) -> Any:
+            return ctx.saved_tensors[0]
+
+    def run() -> tuple[Any, Any]:
+        leaf = x.detach().requires_grad_()
+        loss = Identity.apply(leaf)
+        loss.backward()
+        return loss.item(), leaf.grad
+
+    return run
+
+
 def _jax_inputs(logits: Logits, target: Target) -> tuple[Any, Any, Any] | None:
     """(jax, logits, int32 targets) as JAX arrays on the CPU, or None without jax or for
     float64 logits when JAX's x64 mode is off (JAX would compute them in float32)."""
@@ -219,6 +248,7 @@ SYSTEMS: dict[str, Factory] = {
 TORCH_ENTRY_SYSTEMS: dict[str, Factory] = {
     "fastsce": fastsce_torch_system,
     "PyTorch": torch_system,
+    "autograd floor": autograd_floor_system,
 }
 
 
