@@ -11,6 +11,8 @@ test_confident_rows.py), and ``rows_loss`` is the in-memory kernel with a given
 gradient scale.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -68,7 +70,7 @@ def blocked(logits, target, reduction, options, edges, n_threads=1):
     index = None if soft else np.asarray(target, np.int64).reshape(-1)
     soft_rows = np.asarray(target).reshape(-1, n_classes) if soft else None
     weight = validated.weight
-    blocks = list(zip(edges[:-1], edges[1:]))
+    blocks = list(itertools.pairwise(edges))
 
     def columns(array, a, b):
         return None if array is None else np.ascontiguousarray(array[..., a:b])
@@ -220,7 +222,7 @@ def test_confident_rows_keep_their_digits_across_blocks(margin):
         state = state_of(x, edges)
         for log in (False, True):
             out = np.hstack(
-                [softmax_block(x, state, a, b, 1.0, log) for a, b in zip(edges, edges[1:])]
+                [softmax_block(x, state, a, b, 1.0, log) for a, b in itertools.pairwise(edges)]
             )
             expected = -np.log1p(d) if log else 1.0 / (1.0 + d)
             np.testing.assert_allclose(out[[0, 1], [1, 4]], expected, rtol=1e-14, atol=0)
@@ -231,7 +233,7 @@ def state_of(x, edges, inv_temperature=1.0):
     options = loss_options(temperature=1.0 / inv_temperature)
     n_classes = x.shape[-1]
     partials = []
-    for a, b in zip(edges, edges[1:]):
+    for a, b in itertools.pairwise(edges):
         partial = np.empty((len(x), sharded.PARTIAL_FIELDS))
         block = np.ascontiguousarray(x[:, a:b])
         kernels.block_partials(block, None, None, None, a, n_classes, options, partial, 1)
@@ -270,7 +272,7 @@ def test_softmax_family_blocks_match_the_oracle(dtype, temperature):
         )
         for log, name in [(False, "softmax"), (True, "log_softmax")]:
             out = np.hstack(
-                [softmax_block(x, state, a, b, inv_t, log) for a, b in zip(edges, edges[1:])]
+                [softmax_block(x, state, a, b, inv_t, log) for a, b in itertools.pairwise(edges)]
             )
             assert out.dtype == dtype
             expected = getattr(fastsce, name)(x, temperature=temperature)
