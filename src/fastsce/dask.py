@@ -36,6 +36,7 @@ import dask
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
+from dask.layers import ArrayValuesDep
 
 from . import _kernels as kernels
 from . import _sharded as sharded
@@ -215,6 +216,28 @@ def _along_axis_input(
     return array, _normalize_axis(axis, array.ndim), options.inv_temperature
 
 
+class _TaskOptions(NamedTuple):
+    """The validated options a task reads (kernels, _sharded): small, so that they can
+    travel with every task; the class weights travel as a dask array instead."""
+
+    ignore_index: int
+    smoothing: float
+    softcap: float
+    inv_temperature: float
+    z_loss: float
+    weight: npt.NDArray[np.float64] | None = None
+
+
+def _task_options(options: LossOptions) -> _TaskOptions:
+    return _TaskOptions(
+        options.ignore_index,
+        options.smoothing,
+        options.softcap,
+        options.inv_temperature,
+        options.z_loss,
+    )
+
+
 class _Problem:
     """Validated dask inputs of a loss call and the graph built from them."""
 
@@ -238,6 +261,13 @@ class _Problem:
                 target = da.from_array(target, chunks=x.chunks[:lead])
             target = target.rechunk(x.chunks[:lead])
         self.x, self.target, self.options, self.n_classes = x, target, options, n_classes
+        self.task_options = _task_options(options)
+        #: the class weights, one dask chunk per class chunk of the logits (or None)
+        self.weight = (
+            None
+            if options.weight is None
+            else da.from_array(options.weight, chunks=(x.chunks[-1],))
+        )
         self.lead = _AXES[:lead]
         #: class indices in closed form (kernels: is_hard)
         self.hard = not self.soft and (options.weight is None or options.smoothing == 0.0)
@@ -251,12 +281,14 @@ class _Problem:
         grad: da.Array | None = None
         if x.numblocks[-1] == 1:
             rows = da.blockwise(
-                partial(_rows_block, options=self.options, want_grad=want_grad, mean=mean),
+                partial(_rows_block, options=self.task_options, want_grad=want_grad, mean=mean),
                 lead,
                 x,
                 lead + "z",
                 self.target,
                 target_index,
+                self.weight,
+                None if self.weight is None else "z",
                 self.denominator,
                 "",
                 concatenate=True,
@@ -285,15 +317,14 @@ class _Problem:
         """blockwise arguments of a class-sharded step: logits, target, the class weights
         and the first column of each block."""
         lead, x = self.lead, self.x
-        weight = self.options.weight
         return [
             x,
             lead + "z",
             self.target,
             lead + "z" if self.soft else lead,
-            None if weight is None else da.from_array(weight, chunks=(x.chunks[-1],)),
-            None if weight is None else "z",
-            _columns(x),
+            self.weight,
+            None if self.weight is None else "z",
+            _column_starts(x),
             "z",
         ]
 
@@ -302,7 +333,10 @@ class _Problem:
         lead = self.lead
         partials = da.blockwise(
             partial(
-                _partials_block, options=self.options, soft=self.soft, n_classes=self.n_classes
+                _partials_block,
+                options=self.task_options,
+                soft=self.soft,
+                n_classes=self.n_classes,
             ),
             lead + "zk",
             *self._column_args(),
@@ -310,12 +344,13 @@ class _Problem:
             "",
             new_axes={"k": sharded.PARTIAL_FIELDS},
             adjust_chunks={"z": 1},
+            align_arrays=False,
             dtype=FLOAT64,
         )
         merged = _merged(partials, self._unit(), self.n_classes)
         index = None if self.soft else self.target
         return da.blockwise(
-            partial(_state_block, options=self.options, hard=self.hard),
+            partial(_state_block, options=self.task_options, hard=self.hard),
             lead + "k",
             merged,
             lead + "k",
@@ -335,7 +370,7 @@ class _Problem:
             else da.from_array(np.asarray(1.0))
         )
         return da.blockwise(
-            partial(_gradient_block, options=self.options, n_classes=self.n_classes),
+            partial(_gradient_block, options=self.task_options, n_classes=self.n_classes),
             self.lead + "z",
             *self._column_args(),
             state,
@@ -343,13 +378,16 @@ class _Problem:
             scale,
             "",
             concatenate=True,
+            align_arrays=False,
             dtype=self.x.dtype,
         )
 
 
-def _columns(x: da.Array) -> da.Array:
-    """The column numbers, chunked as x's class axis: a block's first is its offset."""
-    return da.arange(x.shape[-1], chunks=(x.chunks[-1],))
+def _column_starts(x: da.Array) -> ArrayValuesDep:
+    """The first column of each block of x's class axis, handed to the tasks by dask's
+    graph itself (no task, no array: a block's offset is known when the graph is built)."""
+    starts = np.cumsum((0,) + x.chunks[-1][:-1])
+    return ArrayValuesDep((x.chunks[-1],), {(j,): int(start) for j, start in enumerate(starts)})
 
 
 def _merged(partials: da.Array, unit: float, n_classes: int) -> da.Array:
@@ -372,7 +410,7 @@ def _merged(partials: da.Array, unit: float, n_classes: int) -> da.Array:
 def _softmax_state(moved: da.Array, inv_temperature: float) -> da.Array:
     """The row state of a softmax-family call on x chunked along its last axis."""
     lead = _AXES[: moved.ndim - 1]
-    options = LossOptions(None, -100, "mean", 0.0, 1.0 / inv_temperature, None, 0.0)
+    options = _TaskOptions(-100, 0.0, 0.0, inv_temperature, 0.0)
     partials = da.blockwise(
         partial(_partials_block, options=options, soft=False, n_classes=moved.shape[-1]),
         lead + "zk",
@@ -382,10 +420,11 @@ def _softmax_state(moved: da.Array, inv_temperature: float) -> da.Array:
         None,
         None,
         None,
-        _columns(moved),
+        _column_starts(moved),
         "z",
         new_axes={"k": sharded.PARTIAL_FIELDS},
         adjust_chunks={"z": 1},
+        align_arrays=False,
         dtype=FLOAT64,
     )
     merged = _merged(partials, inv_temperature, moved.shape[-1])
@@ -564,8 +603,9 @@ def _target_rows(target: npt.NDArray[Any] | None, soft: bool) -> tuple[Any, Any]
 def _rows_block(
     x: npt.NDArray[Any],
     target: npt.NDArray[Any],
+    weight: npt.NDArray[np.float64] | None,
     denominator: npt.NDArray[np.float64],
-    options: LossOptions,
+    options: _TaskOptions,
     want_grad: bool,
     mean: bool,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any] | None]:
@@ -575,7 +615,8 @@ def _rows_block(
     row_loss = np.empty(rows.shape[0], FLOAT64)
     grad = np.empty(rows.shape, x.dtype) if want_grad else None
     scale = float(_inverse(denominator)) if mean else 1.0
-    kernels.rows_loss(rows, index, soft_rows, options, scale, row_loss, grad, 1)
+    with_weight = options._replace(weight=weight)
+    kernels.rows_loss(rows, index, soft_rows, with_weight, scale, row_loss, grad, 1)
     return row_loss.reshape(x.shape[:-1]), None if grad is None else grad.reshape(x.shape)
 
 
@@ -591,9 +632,9 @@ def _partials_block(
     x: npt.NDArray[Any],
     target: npt.NDArray[Any] | None,
     weight: npt.NDArray[np.float64] | None,
-    columns: npt.NDArray[np.intp],
+    col0: int,
     *checked: npt.NDArray[np.float64],
-    options: LossOptions,
+    options: _TaskOptions,
     soft: bool,
     n_classes: int,
 ) -> npt.NDArray[np.float64]:
@@ -603,9 +644,7 @@ def _partials_block(
     rows = _rows_of(x)
     index, soft_rows = _target_rows(target, soft)
     partials = np.empty((rows.shape[0], sharded.PARTIAL_FIELDS))
-    kernels.block_partials(
-        rows, index, soft_rows, weight, int(columns[0]), n_classes, options, partials, 1
-    )
+    kernels.block_partials(rows, index, soft_rows, weight, col0, n_classes, options, partials, 1)
     return partials.reshape(x.shape[:-1] + (1, sharded.PARTIAL_FIELDS))
 
 
@@ -626,7 +665,7 @@ def _combine_blocks(
 def _state_block(
     merged: npt.NDArray[np.float64],
     index: npt.NDArray[Any] | None,
-    options: LossOptions,
+    options: _TaskOptions,
     hard: bool,
 ) -> npt.NDArray[np.float64]:
     return sharded.row_state(merged, index, options, hard)
@@ -636,10 +675,10 @@ def _gradient_block(
     x: npt.NDArray[Any],
     target: npt.NDArray[Any],
     weight: npt.NDArray[np.float64] | None,
-    columns: npt.NDArray[np.intp],
+    col0: int,
     state: npt.NDArray[np.float64],
     scale: npt.NDArray[np.float64],
-    options: LossOptions,
+    options: _TaskOptions,
     n_classes: int,
 ) -> npt.NDArray[Any]:
     """The block's gradient from its logits and the row state, one kernel call."""
@@ -651,7 +690,7 @@ def _gradient_block(
         index,
         soft_rows,
         weight,
-        int(columns[0]),
+        col0,
         n_classes,
         options,
         float(scale),
