@@ -202,7 +202,9 @@ def _as_dask_float(value: Any, name: str, dtype: np.dtype[Any] | None = None) ->
     array = as_array(value, name)
     wanted = float_dtype_for(array.dtype, name) if dtype is None else dtype
     array = array.astype(wanted, copy=False)
-    return da.from_array(array, chunks=("auto",) * (array.ndim - 1) + (-1,) if array.ndim else ())
+    if array.ndim == 0 or array.size == 0:
+        return da.from_array(array, chunks=array.shape)
+    return da.from_array(array, chunks=("auto",) * (array.ndim - 1) + (-1,))
 
 
 def _along_axis_input(
