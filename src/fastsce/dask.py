@@ -15,7 +15,7 @@ the sum of the others, the target's logit when it falls in the block, the sums t
 options need), the partials of a row are merged by a tree reduction of fixed shape
 (``_sharded.combine``, SPLIT_EVERY blocks at a time) into the row state and loss
 (``_sharded.row_state``), and each gradient (or softmax) block is one kernel call on its
-own logits and the row state.  The per-row losses are summed by dask's tree reduction and
+own logits and the row state (the tasks are in _dask_tasks).  The per-row losses are summed by dask's tree reduction and
 divided by the denominator, computed from the targets alone.  For a given chunking the
 task graph and every sum's order are fixed, so results are the same bits on every run.
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any, Literal, NamedTuple, SupportsIndex
+from typing import Any, Literal, SupportsIndex
 
 import dask
 import dask.array as da
@@ -38,14 +38,12 @@ import numpy as np
 import numpy.typing as npt
 from dask.layers import ArrayValuesDep
 
-from . import _kernels as kernels
+from . import _dask_tasks as tasks
 from . import _sharded as sharded
 from ._loss import (
-    INT64_MAX,
     LOSS_PARAMETERS,
     LossOptions,
     _is_soft,
-    bad_class_index_message,
     check_index_shape,
 )
 from ._softmax import _normalize_axis
@@ -105,19 +103,29 @@ def cross_entropy_with_grad(
     return loss, grad
 
 
-_DASK_NOTES = """
+_NOTES = """
     Notes
     -----
-    The values of fastsce.{name} (to the order of the sums: float64 within a few ULP),
-    computed where the chunks are: chunks of rows and chunks of classes alike, a row never
-    gathered into one task.  For a given chunking, the same bits on every run.  A target
-    whose rows are chunked unlike the logits is rechunked; soft targets are rechunked
-    like the logits."""
+    The values of the in-memory fastsce.{name}, to the order of the sums (float64: a few
+    ULP), computed where the chunks are: chunks of rows and chunks of the class axis
+    alike, a row never gathered into one task.  For a given chunking, the same bits on
+    every run and on every scheduler.{more}"""
+
+_LOSS_MORE = """  A target whose rows are chunked unlike the logits is
+    rechunked (soft targets like the logits).  `lse_out` / `argmax_out` / `out` have no
+    lazy equivalent: compute `logsumexp` or ``logits.argmax(-1)`` alongside."""
+
+#: the parameters of the loss calls, without the in-memory outputs
+_LOSS_PARAMETERS = (
+    LOSS_PARAMETERS.split("    lse_out")[0]
+    .rstrip()
+    .replace("logits : array_like\n", "logits : dask.array.Array or array_like\n")
+)
 
 cross_entropy.__doc__ = f"""Softmax cross-entropy of dask `logits` against `target`, lazily.
 
     Parameters
-    ----------{LOSS_PARAMETERS.split("    lse_out")[0].rstrip()}
+    ----------{_LOSS_PARAMETERS}
 
     Returns
     -------
@@ -128,15 +136,24 @@ cross_entropy.__doc__ = f"""Softmax cross-entropy of dask `logits` against `targ
     Raises
     ------
     TypeError, ValueError
-        As fastsce.cross_entropy: at once for dtypes, shapes and options; when computed
-        for a class index out of range or a probability that is not finite.
-{_DASK_NOTES.format(name="cross_entropy")}
+        Those of fastsce.cross_entropy: when called for dtypes, shapes and options; when
+        computed for a class index out of range or a probability that is not finite
+        (the first in row order, with the in-memory message).
+{_NOTES.format(name="cross_entropy", more=_LOSS_MORE)}
+
+    Examples
+    --------
+    >>> import dask.array as da, fastsce.dask
+    >>> logits = da.from_array([[3.0, 4.0, 1.0], [2.0, 0.5, 0.5]], chunks=(1, 2))
+    >>> loss = fastsce.dask.cross_entropy(logits, [1, 0])
+    >>> round(float(loss.compute()), 4)
+    0.359
     """
 
 cross_entropy_with_grad.__doc__ = f"""The loss and its gradient for dask `logits`, lazily.
 
     Parameters
-    ----------{LOSS_PARAMETERS.split("    lse_out")[0].rstrip()}
+    ----------{_LOSS_PARAMETERS}
 
     Returns
     -------
@@ -150,43 +167,105 @@ cross_entropy_with_grad.__doc__ = f"""The loss and its gradient for dask `logits
     ------
     TypeError, ValueError
         As `cross_entropy`.
-{_DASK_NOTES.format(name="cross_entropy_with_grad")}
+{_NOTES.format(name="cross_entropy_with_grad", more=_LOSS_MORE)}
+
+    Examples
+    --------
+    >>> import dask, dask.array as da, fastsce.dask
+    >>> logits = da.from_array([[3.0, 4.0, 1.0], [2.0, 0.5, 0.5]], chunks=(1, 2))
+    >>> loss, grad = dask.compute(*fastsce.dask.cross_entropy_with_grad(logits, [1, 0]))
+    >>> grad.round(4)
+    array([[ 0.1297, -0.1473,  0.0176],
+           [-0.1543,  0.0771,  0.0771]])
     """
+
+_AXIS_PARAMETERS = """
+    x : dask.array.Array or array_like
+        Logits, any shape with at least one axis (the dtype rules of fastsce.softmax).
+    axis : int, optional
+        The class axis (default: the last); it may be chunked.
+    temperature : float, optional
+        T > 0: the function of x / T."""
+
+_AXIS_RAISES = """
+    Raises
+    ------
+    TypeError, ValueError
+        Those of the in-memory function, when called."""
 
 
 def logsumexp(
     x: Any, axis: SupportsIndex = -1, *, keepdims: bool = False, temperature: float = 1.0
 ) -> da.Array:
-    """log(sum(exp(x / T))) along `axis` of a dask array, lazily (fastsce.logsumexp).
-
-    Returns a dask array of x's shape without `axis` (length 1 there with keepdims), in
-    the compute dtype; the axis may be chunked.
-    """
     array, axis, inv_temperature = _along_axis_input(x, axis, temperature)
     moved = da.moveaxis(array, axis, -1)
     lead = moved.ndim - 1
     if moved.numblocks[-1] == 1:
         lse = moved.map_blocks(
-            _lse_block, inv_temperature=inv_temperature, drop_axis=lead, dtype=array.dtype
+            tasks.lse_block, inv_temperature=inv_temperature, drop_axis=lead, dtype=array.dtype
         )
     else:
         state = _softmax_state(moved, inv_temperature)
         lse = state.map_blocks(
-            _field, sharded.S_LSE, array.dtype, drop_axis=lead, dtype=array.dtype
+            tasks.field, sharded.S_LSE, array.dtype, drop_axis=lead, dtype=array.dtype
         )
     return da.expand_dims(lse, axis) if keepdims else lse
 
 
+logsumexp.__doc__ = f"""log(sum(exp(x / T))) along `axis` of a dask array, lazily.
+
+    Parameters
+    ----------{_AXIS_PARAMETERS}
+    keepdims : bool, optional
+        Keep the reduced axis with length 1.
+
+    Returns
+    -------
+    dask.array.Array
+        x's shape without `axis` (length 1 there with keepdims), in the compute dtype.
+{_AXIS_RAISES}
+{_NOTES.format(name="logsumexp", more="")}
+
+    Examples
+    --------
+    >>> import dask.array as da, fastsce.dask
+    >>> x = da.from_array([[3.0, 4.0, 1.0], [0.0, 0.0, 0.0]], chunks=(2, 1))
+    >>> fastsce.dask.logsumexp(x).compute().round(4)
+    array([4.349 , 1.0986])
+    """
+
+
 def softmax(x: Any, axis: SupportsIndex = -1, *, temperature: float = 1.0) -> da.Array:
-    """Softmax of x / T along `axis` of a dask array, lazily (fastsce.softmax); the axis
-    may be chunked."""
     return _softmax_family(x, axis, temperature, log=False)
 
 
 def log_softmax(x: Any, axis: SupportsIndex = -1, *, temperature: float = 1.0) -> da.Array:
-    """log(softmax(x / T)) along `axis` of a dask array, lazily (fastsce.log_softmax); the
-    axis may be chunked."""
     return _softmax_family(x, axis, temperature, log=True)
+
+
+for _function, _formula, _example in [
+    (softmax, "softmax(x / T)", "array([0.2595, 0.7054, 0.0351])"),
+    (log_softmax, "log(softmax(x / T))", "array([-1.349, -0.349, -3.349])"),
+]:
+    _function.__doc__ = f"""{_formula} along `axis` of a dask array, lazily.
+
+    Parameters
+    ----------{_AXIS_PARAMETERS}
+
+    Returns
+    -------
+    dask.array.Array
+        Of x's shape and chunks, in the compute dtype.
+{_AXIS_RAISES}
+{_NOTES.format(name=_function.__name__, more="")}
+
+    Examples
+    --------
+    >>> import dask.array as da, fastsce.dask
+    >>> x = da.from_array([3.0, 4.0, 1.0], chunks=2)
+    >>> fastsce.dask.{_function.__name__}(x).compute().round(4)
+    {_example}
+    """
 
 
 # --------------------------------------------------------------------------- inputs
@@ -218,28 +297,6 @@ def _along_axis_input(
     return array, _normalize_axis(axis, array.ndim), options.inv_temperature
 
 
-class _TaskOptions(NamedTuple):
-    """The validated options a task reads (kernels, _sharded): small, so that they can
-    travel with every task; the class weights travel as a dask array instead."""
-
-    ignore_index: int
-    smoothing: float
-    softcap: float
-    inv_temperature: float
-    z_loss: float
-    weight: npt.NDArray[np.float64] | None = None
-
-
-def _task_options(options: LossOptions) -> _TaskOptions:
-    return _TaskOptions(
-        options.ignore_index,
-        options.smoothing,
-        options.softcap,
-        options.inv_temperature,
-        options.z_loss,
-    )
-
-
 class _Problem:
     """Validated dask inputs of a loss call and the graph built from them."""
 
@@ -263,7 +320,7 @@ class _Problem:
                 target = da.from_array(target, chunks=x.chunks[:lead])
             target = target.rechunk(x.chunks[:lead])
         self.x, self.target, self.options, self.n_classes = x, target, options, n_classes
-        self.task_options = _task_options(options)
+        self.task_options = tasks.task_options(options)
         #: the class weights, one dask chunk per class chunk of the logits (or None)
         self.weight = (
             None
@@ -283,7 +340,9 @@ class _Problem:
         grad: da.Array | None = None
         if x.numblocks[-1] == 1:
             rows = da.blockwise(
-                partial(_rows_block, options=self.task_options, want_grad=want_grad, mean=mean),
+                partial(
+                    tasks.rows_block, options=self.task_options, want_grad=want_grad, mean=mean
+                ),
                 lead,
                 x,
                 lead + "z",
@@ -297,13 +356,15 @@ class _Problem:
                 dtype=object,
                 meta=np.empty((0,) * len(lead), object),
             )
-            row_loss = rows.map_blocks(_item, 0, dtype=FLOAT64)
+            row_loss = rows.map_blocks(tasks.item, 0, dtype=FLOAT64)
             if want_grad:
-                grad = rows.map_blocks(_item, 1, new_axis=len(lead), chunks=x.chunks, dtype=x.dtype)
+                grad = rows.map_blocks(
+                    tasks.item, 1, new_axis=len(lead), chunks=x.chunks, dtype=x.dtype
+                )
         else:
             state = self._state()
             row_loss = state.map_blocks(
-                _field, sharded.S_LOSS, FLOAT64, drop_axis=len(lead), dtype=FLOAT64
+                tasks.field, sharded.S_LOSS, FLOAT64, drop_axis=len(lead), dtype=FLOAT64
             )
             if want_grad:
                 grad = self._gradient(state, mean)
@@ -311,7 +372,7 @@ class _Problem:
             return row_loss.astype(x.dtype), grad
         total = row_loss.sum(split_every=SPLIT_EVERY)
         loss = da.blockwise(
-            partial(_batch_loss, mean=mean), "", total, "", self.denominator, "", dtype=FLOAT64
+            partial(tasks.batch_loss, mean=mean), "", total, "", self.denominator, "", dtype=FLOAT64
         )
         return loss, grad
 
@@ -335,7 +396,7 @@ class _Problem:
         lead = self.lead
         partials = da.blockwise(
             partial(
-                _partials_block,
+                tasks.partials_block,
                 options=self.task_options,
                 soft=self.soft,
                 n_classes=self.n_classes,
@@ -352,7 +413,7 @@ class _Problem:
         merged = _merged(partials, self._unit(), self.n_classes)
         index = None if self.soft else self.target
         return da.blockwise(
-            partial(_state_block, options=self.task_options, hard=self.hard),
+            partial(tasks.state_block, options=self.task_options, hard=self.hard),
             lead + "k",
             merged,
             lead + "k",
@@ -367,12 +428,12 @@ class _Problem:
 
     def _gradient(self, state: da.Array, mean: bool) -> da.Array:
         scale = (
-            da.blockwise(_inverse, "", self.denominator, "", dtype=FLOAT64)
+            da.blockwise(tasks.inverse, "", self.denominator, "", dtype=FLOAT64)
             if mean
             else da.from_array(np.asarray(1.0))
         )
         return da.blockwise(
-            partial(_gradient_block, options=self.task_options, n_classes=self.n_classes),
+            partial(tasks.gradient_block, options=self.task_options, n_classes=self.n_classes),
             self.lead + "z",
             *self._column_args(),
             state,
@@ -395,10 +456,10 @@ def _column_starts(x: da.Array) -> ArrayValuesDep:
 def _merged(partials: da.Array, unit: float, n_classes: int) -> da.Array:
     """(*lead, 1, PARTIAL_FIELDS): the partials' class-block axis reduced by a fixed tree."""
     axis = partials.ndim - 2
-    merge = partial(_combine_blocks, unit=unit, n_classes=n_classes)
+    merge = partial(tasks.combine_blocks, unit=unit, n_classes=n_classes)
     return da.reduction(
         partials,
-        _identity,
+        tasks.identity,
         merge,
         combine=merge,
         axis=axis,
@@ -412,9 +473,9 @@ def _merged(partials: da.Array, unit: float, n_classes: int) -> da.Array:
 def _softmax_state(moved: da.Array, inv_temperature: float) -> da.Array:
     """The row state of a softmax-family call on x chunked along its last axis."""
     lead = _AXES[: moved.ndim - 1]
-    options = _TaskOptions(-100, 0.0, 0.0, inv_temperature, 0.0)
+    options = tasks.TaskOptions(-100, 0.0, 0.0, inv_temperature, 0.0)
     partials = da.blockwise(
-        partial(_partials_block, options=options, soft=False, n_classes=moved.shape[-1]),
+        partial(tasks.partials_block, options=options, soft=False, n_classes=moved.shape[-1]),
         lead + "zk",
         moved,
         lead + "z",
@@ -445,13 +506,13 @@ def _softmax_family(x: Any, axis: SupportsIndex, temperature: float, log: bool) 
     moved = da.moveaxis(array, axis, -1)
     if moved.numblocks[-1] == 1:
         result = moved.map_blocks(
-            _softmax_rows, inv_temperature=inv_temperature, log=log, dtype=array.dtype
+            tasks.softmax_rows, inv_temperature=inv_temperature, log=log, dtype=array.dtype
         )
     else:
         lead = _AXES[: moved.ndim - 1]
         state = _softmax_state(moved, inv_temperature)
         result = da.blockwise(
-            partial(_softmax_block, inv_temperature=inv_temperature, log=log),
+            partial(tasks.softmax_block, inv_temperature=inv_temperature, log=log),
             lead + "z",
             moved,
             lead + "z",
@@ -478,7 +539,7 @@ def _checked_denominator(
         for position in np.ndindex(*target.numblocks)
     ]
     weight = None if soft or options.weight is None else dask.delayed(options.weight)
-    check = _check_probabilities if soft else _check_indices
+    check = tasks.check_probabilities if soft else tasks.check_indices
     records = [
         dask.delayed(check, pure=True)(
             block, weight, start, target.shape, options.ignore_index, n_classes
@@ -487,7 +548,7 @@ def _checked_denominator(
     ]
     n_rows = math.prod(target.shape[:-1]) if soft else math.prod(target.shape)
     aggregate = partial(
-        _denominator_of,
+        tasks.denominator_of,
         soft=soft,
         shape=target.shape,
         n_rows=n_rows,
@@ -495,253 +556,3 @@ def _checked_denominator(
         ignore_index=options.ignore_index,
     )
     return da.from_delayed(dask.delayed(aggregate)(records), shape=(), dtype=FLOAT64)
-
-
-#: (flat position in the whole target, value) of a block's first bad value, or None
-_Found = tuple[int, Any] | None
-
-
-class _Record(NamedTuple):
-    """What the check of one block of targets found."""
-
-    kept: float  # the summed weights of its kept rows
-    beyond: _Found  # a class index beyond int64 (reported first, as in memory)
-    bad: _Found  # a class index out of range, or a probability that is not finite
-
-
-def _first(
-    flags: npt.NDArray[np.bool_],
-    block: npt.NDArray[Any],
-    start: tuple[int, ...],
-    shape: tuple[int, ...],
-) -> _Found:
-    where = np.flatnonzero(flags)
-    if where.size == 0:
-        return None
-    local = np.unravel_index(where[0], block.shape)
-    position = np.ravel_multi_index(tuple(s + i for s, i in zip(start, local)), shape)
-    return int(position), block.reshape(-1)[where[0]]
-
-
-def _check_indices(
-    block: npt.NDArray[Any],
-    weight: npt.NDArray[np.float64] | None,
-    start: tuple[int, ...],
-    shape: tuple[int, ...],
-    ignore_index: int,
-    n_classes: int,
-) -> _Record:
-    flat = block.reshape(-1)
-    beyond = flat > INT64_MAX if flat.dtype.kind == "u" else np.zeros(flat.shape, bool)
-    values = np.where(beyond, -1, flat).astype(np.int64)
-    kept = values != ignore_index
-    bad = kept & ~beyond & ((values < 0) | (values >= n_classes))
-    valid = values[kept & ~bad & ~beyond]
-    return _Record(
-        float(valid.size) if weight is None else math.fsum(weight[valid]),
-        _first(beyond, block, start, shape),
-        _first(bad, block, start, shape),
-    )
-
-
-def _check_probabilities(
-    block: npt.NDArray[Any],
-    weight: None,
-    start: tuple[int, ...],
-    shape: tuple[int, ...],
-    ignore_index: int,
-    n_classes: int,
-) -> _Record:
-    del weight, ignore_index, n_classes
-    return _Record(0.0, None, _first(~np.isfinite(block), block, start, shape))
-
-
-def _denominator_of(
-    records: list[_Record],
-    soft: bool,
-    shape: tuple[int, ...],
-    n_rows: int,
-    n_classes: int,
-    ignore_index: int,
-) -> npt.NDArray[np.float64]:
-    """The denominator from the blocks' records, or the in-memory call's error for the
-    first bad value in row order."""
-    for found in ([r.beyond for r in records], [r.bad for r in records]):
-        firsts = [item for item in found if item is not None]
-        if not firsts:
-            continue
-        position, value = min(firsts, key=lambda item: item[0])
-        if soft:
-            raise ValueError(
-                f"`target` probabilities must be finite; row {position // n_classes} of the "
-                f"{n_rows} rows has {value}"
-            )
-        where = tuple(int(i) for i in np.unravel_index(position, shape))
-        raise ValueError(bad_class_index_message(value, where, n_classes, ignore_index))
-    total = n_rows if soft else math.fsum(record.kept for record in records)
-    return np.asarray(total, FLOAT64)
-
-
-# --------------------------------------------------------------------------- block tasks
-
-
-def _rows_of(block: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """(n_rows, n) with contiguous rows (a copy only when they are not)."""
-    rows = block.reshape(-1, block.shape[-1])
-    if rows.shape[1] > 1 and rows.strides[1] != rows.itemsize:
-        rows = np.ascontiguousarray(rows)
-    return rows
-
-
-def _target_rows(target: npt.NDArray[Any] | None, soft: bool) -> tuple[Any, Any]:
-    """(int64 class indices, None) or (None, C-contiguous probability rows) of a block."""
-    if target is None:
-        return None, None
-    if soft:
-        return None, np.ascontiguousarray(target.reshape(-1, target.shape[-1]))
-    return np.ascontiguousarray(target.reshape(-1), dtype=np.int64), None
-
-
-def _rows_block(
-    x: npt.NDArray[Any],
-    target: npt.NDArray[Any],
-    weight: npt.NDArray[np.float64] | None,
-    denominator: npt.NDArray[np.float64],
-    options: _TaskOptions,
-    want_grad: bool,
-    mean: bool,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any] | None]:
-    """Whole rows: (per-row float64 losses, gradient or None), one kernel call."""
-    rows = _rows_of(x)
-    index, soft_rows = _target_rows(target, target.ndim == x.ndim)
-    row_loss = np.empty(rows.shape[0], FLOAT64)
-    grad = np.empty(rows.shape, x.dtype) if want_grad else None
-    scale = float(_inverse(denominator)) if mean else 1.0
-    with_weight = options._replace(weight=weight)
-    kernels.rows_loss(rows, index, soft_rows, with_weight, scale, row_loss, grad, 1)
-    return row_loss.reshape(x.shape[:-1]), None if grad is None else grad.reshape(x.shape)
-
-
-def _item(pair: tuple[Any, ...], which: int) -> Any:
-    return pair[which]
-
-
-def _field(state: npt.NDArray[np.float64], field: int, dtype: np.dtype[Any]) -> Any:
-    return state[..., field].astype(dtype)
-
-
-def _partials_block(
-    x: npt.NDArray[Any],
-    target: npt.NDArray[Any] | None,
-    weight: npt.NDArray[np.float64] | None,
-    col0: int,
-    *checked: npt.NDArray[np.float64],
-    options: _TaskOptions,
-    soft: bool,
-    n_classes: int,
-) -> npt.NDArray[np.float64]:
-    """(*lead, 1, PARTIAL_FIELDS): the block's partials, one kernel call (`checked`: the
-    denominator, a dependency that orders the target check first)."""
-    del checked
-    rows = _rows_of(x)
-    index, soft_rows = _target_rows(target, soft)
-    partials = np.empty((rows.shape[0], sharded.PARTIAL_FIELDS))
-    kernels.block_partials(rows, index, soft_rows, weight, col0, n_classes, options, partials, 1)
-    return partials.reshape(x.shape[:-1] + (1, sharded.PARTIAL_FIELDS))
-
-
-def _identity(partials: npt.NDArray[np.float64], axis: Any, keepdims: bool) -> Any:
-    del axis, keepdims
-    return partials
-
-
-def _combine_blocks(
-    partials: npt.NDArray[np.float64], axis: Any, keepdims: bool, unit: float, n_classes: int
-) -> npt.NDArray[np.float64]:
-    del keepdims
-    if partials.shape[axis[0]] == 0:  # dask's metadata probe
-        return partials
-    return sharded.combine(partials, axis[0], unit, n_classes)
-
-
-def _state_block(
-    merged: npt.NDArray[np.float64],
-    index: npt.NDArray[Any] | None,
-    options: _TaskOptions,
-    hard: bool,
-) -> npt.NDArray[np.float64]:
-    return sharded.row_state(merged, index, options, hard)
-
-
-def _gradient_block(
-    x: npt.NDArray[Any],
-    target: npt.NDArray[Any],
-    weight: npt.NDArray[np.float64] | None,
-    col0: int,
-    state: npt.NDArray[np.float64],
-    scale: npt.NDArray[np.float64],
-    options: _TaskOptions,
-    n_classes: int,
-) -> npt.NDArray[Any]:
-    """The block's gradient from its logits and the row state, one kernel call."""
-    rows = _rows_of(x)
-    index, soft_rows = _target_rows(target, target.ndim == x.ndim)
-    grad = np.empty(rows.shape, x.dtype)
-    kernels.block_gradient(
-        rows,
-        index,
-        soft_rows,
-        weight,
-        col0,
-        n_classes,
-        options,
-        float(scale),
-        np.ascontiguousarray(state.reshape(-1, sharded.STATE_FIELDS)),
-        grad,
-        1,
-    )
-    return grad.reshape(x.shape)
-
-
-def _inverse(denominator: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """1 / denominator, NaN for 0 (the gradient of a "mean" over nothing kept)."""
-    return np.asarray(1.0 / denominator if denominator != 0 else np.nan, FLOAT64)
-
-
-def _batch_loss(
-    total: npt.NDArray[np.float64], denominator: npt.NDArray[np.float64], mean: bool
-) -> npt.NDArray[np.float64]:
-    """The sum, or the mean (NaN over nothing kept)."""
-    if not mean:
-        return total
-    return np.asarray(total / denominator if denominator != 0 else np.nan, FLOAT64)
-
-
-def _lse_block(x: npt.NDArray[Any], inv_temperature: float) -> npt.NDArray[Any]:
-    rows = _rows_of(x)
-    lse = np.empty(rows.shape[0], x.dtype)
-    kernels.logsumexp(rows, inv_temperature, lse, 1)
-    return lse.reshape(x.shape[:-1])
-
-
-def _softmax_rows(x: npt.NDArray[Any], inv_temperature: float, log: bool) -> npt.NDArray[Any]:
-    rows = _rows_of(x)
-    out = np.empty(rows.shape, x.dtype)
-    (kernels.log_softmax if log else kernels.softmax)(rows, inv_temperature, out, 1)
-    return out.reshape(x.shape)
-
-
-def _softmax_block(
-    x: npt.NDArray[Any], state: npt.NDArray[np.float64], inv_temperature: float, log: bool
-) -> npt.NDArray[Any]:
-    rows = _rows_of(x)
-    out = np.empty(rows.shape, x.dtype)
-    kernels.block_softmax(
-        rows,
-        inv_temperature,
-        log,
-        np.ascontiguousarray(state.reshape(-1, sharded.STATE_FIELDS)),
-        out,
-        1,
-    )
-    return out.reshape(x.shape)
