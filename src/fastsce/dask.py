@@ -17,7 +17,8 @@ options need), the partials of a row are merged by a tree reduction of fixed sha
 (``_sharded.row_state``), and each gradient (or softmax) block is one kernel call on its
 own logits and the row state (the tasks are in _dask_tasks).  The per-row losses are
 summed by dask's tree reduction and divided by the denominator, computed from the
-targets alone.  For a given chunking the task graph and every sum's order are fixed, so results are the same bits on every run.
+targets alone.  For a given chunking the task graph and every sum's order are fixed,
+so results are the same bits on every run.
 
 Errors are those of the in-memory functions: what the metadata tells (dtypes, shapes,
 options) is raised when the graph is built; what the values tell (a class index out of
