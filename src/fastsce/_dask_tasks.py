@@ -97,7 +97,7 @@ def check_indices(
 
 def check_probabilities(
     block: npt.NDArray[Any],
-    weight: None,
+    weight: npt.NDArray[np.float64] | None,
     start: tuple[int, ...],
     shape: tuple[int, ...],
     ignore_index: int,
@@ -107,21 +107,71 @@ def check_probabilities(
     return Record(0.0, None, first(~np.isfinite(block), block, start, shape))
 
 
+def check_block(
+    block: npt.NDArray[Any],
+    weight: npt.NDArray[np.float64] | None,
+    start: tuple[int, ...],
+    soft: bool,
+    shape: tuple[int, ...],
+    ignore_index: int,
+    n_classes: int,
+) -> npt.NDArray[np.object_]:
+    """The block's Record, in an object array of one element per axis."""
+    check = check_probabilities if soft else check_indices
+    records = np.empty((1,) * block.ndim, object)
+    records[(0,) * block.ndim] = check(block, weight, start, shape, ignore_index, n_classes)
+    return records
+
+
+def merged_record(records: npt.NDArray[np.object_]) -> Record:
+    """The Record of several blocks: kept weights summed, the first bad values kept."""
+    listed = list(records.reshape(-1))
+
+    def earliest(found: list[Found]) -> Found:
+        return min((item for item in found if item is not None), default=None, key=_position)
+
+    return Record(
+        math.fsum(record.kept for record in listed),
+        earliest([record.beyond for record in listed]),
+        earliest([record.bad for record in listed]),
+    )
+
+
+def _position(item: tuple[int, Any]) -> int:
+    return item[0]
+
+
+def combine_records(
+    records: npt.NDArray[np.object_], axis: Any, keepdims: bool
+) -> npt.NDArray[np.object_]:
+    """dask's tree step over the records (an object array, one element per axis)."""
+    del axis, keepdims
+    combined = np.empty((1,) * records.ndim, object)
+    if records.size:  # else dask's metadata probe
+        combined[(0,) * records.ndim] = merged_record(records)
+    return combined
+
+
 def denominator_of(
-    records: list[Record],
+    records: npt.NDArray[np.object_],
+    axis: Any,
+    keepdims: bool,
     soft: bool,
     shape: tuple[int, ...],
     n_rows: int,
     n_classes: int,
     ignore_index: int,
 ) -> npt.NDArray[np.float64]:
-    """The denominator from the blocks' records, or the in-memory call's error for the
-    first bad value in row order."""
-    for found in ([r.beyond for r in records], [r.bad for r in records]):
-        firsts = [item for item in found if item is not None]
-        if not firsts:
+    """The "mean" denominator from the blocks' records, or the in-memory call's error for
+    the first bad value in row order (an index beyond int64 first, as in memory)."""
+    del axis, keepdims
+    if records.size == 0:  # dask's metadata probe
+        return np.asarray(np.nan, FLOAT64)
+    record = merged_record(records)
+    for found in (record.beyond, record.bad):
+        if found is None:
             continue
-        position, value = min(firsts, key=lambda item: item[0])
+        position, value = found
         if soft:
             raise ValueError(
                 f"`target` probabilities must be finite; row {position // n_classes} of the "
@@ -129,8 +179,7 @@ def denominator_of(
             )
         where = tuple(int(i) for i in np.unravel_index(position, shape))
         raise ValueError(bad_class_index_message(value, where, n_classes, ignore_index))
-    total = n_rows if soft else math.fsum(record.kept for record in records)
-    return np.asarray(total, FLOAT64)
+    return np.asarray(n_rows if soft else record.kept, FLOAT64)
 
 
 # --------------------------------------------------------------------------- block tasks

@@ -33,7 +33,6 @@ import math
 from functools import partial
 from typing import Any, Literal, SupportsIndex
 
-import dask
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
@@ -532,28 +531,60 @@ def _checked_denominator(
     target: da.Array, soft: bool, options: LossOptions, n_classes: int
 ) -> da.Array:
     """0-d: the "mean" denominator (summed weights of the kept rows, or the row count),
-    raising the in-memory call's error when computed if a target value is invalid."""
-    blocks = target.to_delayed().ravel()
+    raising the in-memory call's error when computed if a target value is invalid: one
+    record per block of targets (tasks.check_block), merged by a tree of fixed shape."""
+    shape = target.shape
+    n_rows = math.prod(shape[:-1]) if soft else math.prod(shape)
+    if target.ndim == 0:
+        target = target[None]  # positions are found in (1,), reported in ()
+    axes = _AXES[: target.ndim]
     offsets = [np.cumsum((0,) + chunks[:-1]) for chunks in target.chunks]
-    starts = [
-        tuple(int(offsets[axis][i]) for axis, i in enumerate(position))
-        for position in np.ndindex(*target.numblocks)
-    ]
-    weight = None if soft or options.weight is None else dask.delayed(options.weight)
-    check = tasks.check_probabilities if soft else tasks.check_indices
-    records = [
-        dask.delayed(check, pure=True)(
-            block, weight, start, target.shape, options.ignore_index, n_classes
-        )
-        for block, start in zip(blocks, starts)
-    ]
-    n_rows = math.prod(target.shape[:-1]) if soft else math.prod(target.shape)
+    starts = ArrayValuesDep(
+        target.chunks,
+        {
+            block: tuple(int(offsets[axis][i]) for axis, i in enumerate(block))
+            for block in np.ndindex(*target.numblocks)
+        },
+    )
+    weight = None if soft or options.weight is None else da.from_array(options.weight)
+    check = partial(
+        tasks.check_block,
+        soft=soft,
+        shape=target.shape,
+        ignore_index=options.ignore_index,
+        n_classes=n_classes,
+    )
+    records = da.blockwise(
+        check,
+        axes,
+        target,
+        axes,
+        weight,
+        None if weight is None else "w",
+        starts,
+        axes,
+        adjust_chunks=dict.fromkeys(axes, 1),
+        align_arrays=False,
+        concatenate=True,
+        dtype=object,
+        meta=np.empty((0,) * target.ndim, object),
+    )
     aggregate = partial(
         tasks.denominator_of,
         soft=soft,
-        shape=target.shape,
+        shape=shape,
         n_rows=n_rows,
         n_classes=n_classes,
         ignore_index=options.ignore_index,
     )
-    return da.from_delayed(dask.delayed(aggregate)(records), shape=(), dtype=FLOAT64)
+    return da.reduction(
+        records,
+        tasks.identity,
+        aggregate,
+        combine=tasks.combine_records,
+        axis=tuple(range(target.ndim)),
+        dtype=FLOAT64,
+        split_every=SPLIT_EVERY,
+        concatenate=True,
+        meta=np.empty((), FLOAT64),
+    )
