@@ -44,19 +44,40 @@ def best_of(repeat: int, run) -> float:
 
 def in_memory_rows(x: np.ndarray, target: np.ndarray, repeat: int) -> list[str]:
     rows = []
+    grad = np.empty_like(x)
     for threads in (1, 2):
         fastsce.set_num_threads(threads)
         loss = best_of(repeat, lambda: fastsce.cross_entropy(x, target))
-        grad = np.empty_like(x)
         both = best_of(repeat, lambda: fastsce.cross_entropy_with_grad(x, target, out=grad))
-        rows.append(_row(f"in memory, {threads} thread(s)", "-", x.nbytes, loss, both, "-"))
+        where = f"in memory, {threads} thread{'s' if threads > 1 else ''}"
+        rows.append(_row(where, "-", x.nbytes, loss, both, "-"))
     fastsce.set_num_threads(None)
     return rows
 
 
+def timings(client: Client, args: argparse.Namespace, chunks: tuple[int, int]) -> tuple[float, ...]:
+    """(GB, best seconds of the loss, of the loss with the gradient) on the cluster."""
+    shape = (args.rows, args.classes)
+    x = da.random.default_rng(0).standard_normal(shape, chunks=chunks, dtype=np.float32)
+    x = client.persist(x)
+    wait(x)
+    target = np.random.default_rng(1).integers(0, args.classes, args.rows)
+
+    def loss_only() -> None:
+        fastsce.dask.cross_entropy(x, target).compute()
+
+    def with_grad() -> None:
+        loss, grad = fastsce.dask.cross_entropy_with_grad(x, target)
+        grad = client.persist(grad)  # kept on the workers
+        loss.compute()
+        wait(grad)
+
+    return best_of(args.repeat, loss_only), best_of(args.repeat, with_grad)
+
+
 def cluster_rows(args: argparse.Namespace, workers: int) -> list[str]:
     rows = []
-    shape = (args.rows, args.classes)
+    nbytes = args.rows * args.classes * 4
     with (
         LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
@@ -64,40 +85,17 @@ def cluster_rows(args: argparse.Namespace, workers: int) -> list[str]:
         Client(cluster) as client,
     ):
         for chunks in ((args.chunk_rows, args.classes), (args.chunk_rows, args.chunk_classes)):
-            x = da.random.default_rng(0).standard_normal(shape, chunks=chunks, dtype=np.float32)
-            x = client.persist(x)
-            wait(x)
-            target = np.random.default_rng(1).integers(0, args.classes, args.rows)
-            loss = best_of(args.repeat, lambda: fastsce.dask.cross_entropy(x, target).compute())
-
-            def with_grad(x=x, target=target):
-                loss, grad = fastsce.dask.cross_entropy_with_grad(x, target)
-                grad = client.persist(grad)
-                loss.compute()
-                wait(grad)
-                del grad
-
-            both = best_of(args.repeat, with_grad)
-            peaks = client.run(peak_mb)
-            kind = "one" if chunks[1] == args.classes else f"{chunks[1]} classes"
-            rows.append(
-                _row(
-                    f"{workers} worker(s)",
-                    f"{chunks[0]} rows x {kind}",
-                    x.nbytes,
-                    loss,
-                    both,
-                    " / ".join(f"{peak:.0f}" for peak in peaks.values()),
-                )
-            )
-            del x
+            loss, both = timings(client, args, chunks)
+            peaks = " / ".join(f"{peak:.0f}" for peak in client.run(peak_mb).values())
+            kind = "all classes" if chunks[1] == args.classes else f"{chunks[1]} classes"
+            where = f"{workers} worker{'s' if workers > 1 else ''}"
+            rows.append(_row(where, f"{chunks[0]} rows x {kind}", nbytes, loss, both, peaks))
     return rows
 
 
 def _row(where: str, chunks: str, nbytes: int, loss: float, both: float, peak: str) -> str:
     return (
-        f"| {where} | {chunks} | {nbytes / 1e9 / loss:.2f} | {nbytes / 1e9 / both:.2f} "
-        f"| {peak} |"
+        f"| {where} | {chunks} | {nbytes / 1e9 / loss:.2f} | {nbytes / 1e9 / both:.2f} | {peak} |"
     )
 
 
