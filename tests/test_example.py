@@ -97,6 +97,8 @@ def test_readme_code_blocks_run(number, capsys):
     block = readme_python_blocks()[number]
     if "import torch" in block:
         pytest.importorskip("torch")  # the PyTorch entry point's example: an optional extra
+    if "import fastsce.dask" in block:
+        pytest.importorskip("dask")  # fastsce.dask's example: an optional extra
     exec(compile(block, f"README.md python block {number}", "exec"), {})
     capsys.readouterr()
 
