@@ -72,23 +72,18 @@ def blocked(logits, target, reduction, options, edges, n_threads=1):
     weight = validated.weight
     blocks = list(itertools.pairwise(edges))
 
-    def columns(array, a, b):
-        return None if array is None else np.ascontiguousarray(array[..., a:b])
+    def block_of(a, b):
+        """The kernels' arguments for columns [a, b): x, index, soft target, weight, col0, C."""
+        parts = [
+            None if v is None else np.ascontiguousarray(v[..., a:b])
+            for v in (rows, soft_rows, weight)
+        ]
+        return parts[0], index, parts[1], parts[2], a, n_classes, validated
 
     partials = []
     for a, b in blocks:
         partial = np.empty((len(rows), sharded.PARTIAL_FIELDS))
-        kernels.block_partials(
-            columns(rows, a, b),
-            index,
-            columns(soft_rows, a, b),
-            columns(weight, a, b),
-            a,
-            n_classes,
-            validated,
-            partial,
-            n_threads,
-        )
+        kernels.block_partials(*block_of(a, b), partial, n_threads)
         partials.append(partial)
     unit = 1.0 if validated.softcap else validated.inv_temperature
     merged = sharded.combine(np.stack(partials, axis=1), 1, unit, n_classes)[:, 0]
@@ -102,19 +97,7 @@ def blocked(logits, target, reduction, options, edges, n_threads=1):
     grad = np.empty(rows.shape, x.dtype)
     for a, b in blocks:
         block = np.empty((len(rows), b - a), x.dtype)
-        kernels.block_gradient(
-            columns(rows, a, b),
-            index,
-            columns(soft_rows, a, b),
-            columns(weight, a, b),
-            a,
-            n_classes,
-            validated,
-            scale,
-            state,
-            block,
-            n_threads,
-        )
+        kernels.block_gradient(*block_of(a, b), scale, state, block, n_threads)
         grad[:, a:b] = block
     row_loss = state[:, sharded.S_LOSS]
     if reduction == "none":

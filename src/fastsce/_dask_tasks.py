@@ -96,14 +96,8 @@ def check_indices(
 
 
 def check_probabilities(
-    block: npt.NDArray[Any],
-    weight: npt.NDArray[np.float64] | None,
-    start: tuple[int, ...],
-    shape: tuple[int, ...],
-    ignore_index: int,
-    n_classes: int,
+    block: npt.NDArray[Any], start: tuple[int, ...], shape: tuple[int, ...]
 ) -> Record:
-    del weight, ignore_index, n_classes
     return Record(0.0, None, first(~np.isfinite(block), block, start, shape))
 
 
@@ -117,9 +111,12 @@ def check_block(
     n_classes: int,
 ) -> npt.NDArray[np.object_]:
     """The block's Record, in an object array of one element per axis."""
-    check = check_probabilities if soft else check_indices
     records = np.empty((1,) * block.ndim, object)
-    records[(0,) * block.ndim] = check(block, weight, start, shape, ignore_index, n_classes)
+    records[(0,) * block.ndim] = (
+        check_probabilities(block, start, shape)
+        if soft
+        else check_indices(block, weight, start, shape, ignore_index, n_classes)
+    )
     return records
 
 

@@ -142,9 +142,10 @@ cdef void partial_row(const floating *x, const BlockCall *c, Py_ssize_t i, float
             p[P_ZT] = z[t] if c.softcap != 0.0 else x[t]
             p[P_TMASS] = (c.weight[t] if c.weight != NULL else 1.0) * (1.0 - c.smoothing)
         return
-    if (c.index != NULL and c.index[i] == c.ignore_index) or (c.index == NULL
-                                                               and c.soft_target == NULL):
-        return                                     # ignored, or no target (a log-sum-exp)
+    if c.index == NULL and c.soft_target == NULL:
+        return                                     # no target: a log-sum-exp
+    if c.index != NULL and c.index[i] == c.ignore_index:
+        return
     dense_target(c, i, t, b)
     p[P_MASS] = row_sum(b, n, 0, 1)
     p[P_GAP] = row_dot(z, b, n, base)
