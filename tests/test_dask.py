@@ -13,6 +13,7 @@ runs at a tiny size.
 """
 
 import importlib.util
+import os
 import pathlib
 import subprocess
 import sys
@@ -55,6 +56,9 @@ OPTION_IDS = ["-".join(map(str, case)) for case in OPTION_CASES]
 
 @pytest.fixture(scope="module")
 def client():
+    """Two worker processes of one thread each; the environment variables the cluster
+    sets for its workers in this process (OMP_NUM_THREADS=1, ...) are undone after."""
+    environment = dict(os.environ)
     with (
         distributed.LocalCluster(
             n_workers=2,
@@ -66,6 +70,8 @@ def client():
         distributed.Client(cluster, set_as_default=False) as client,
     ):
         yield client
+    os.environ.clear()
+    os.environ.update(environment)
 
 
 def on_threads(*values):
