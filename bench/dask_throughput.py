@@ -10,14 +10,14 @@ chunk (chunks of rows: the fused kernel) and in chunks of 8192 classes (the bloc
 kernels, partials merged across the vocabulary).  The in-memory
 fastsce.cross_entropy(_with_grad) on the same array, on 1 and 2 threads, is the
 reference.  GB/s is the logits' size over the best of --repeat runs; "peak MB" is each
-worker's peak resident memory (ru_maxrss) after the runs, the persisted logits included.
+worker's peak resident memory (VmHWM, Linux) after the runs: the persisted logits and
+the last gradient included.
 Prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import dask.array as da
@@ -29,8 +29,11 @@ import fastsce.dask
 
 
 def peak_mb() -> float:
-    """This process's peak resident memory in MB (Linux: ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory in MB: VmHWM of /proc/self/status (Linux;
+    ru_maxrss would keep the high-water mark of the process that forked this one)."""
+    with open("/proc/self/status") as status:
+        (line,) = [line for line in status if line.startswith("VmHWM:")]
+    return int(line.split()[1]) / 1024
 
 
 def best_of(repeat: int, run) -> float:
