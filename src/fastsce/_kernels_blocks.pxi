@@ -79,8 +79,8 @@ cdef inline Py_ssize_t block_target(const BlockCall *c, Py_ssize_t i) noexcept n
     """The row's class index within the block, or -1 (elsewhere, ignored, soft target)."""
     if c.index == NULL or c.index[i] == c.ignore_index:
         return -1
-    cdef cnp.int64_t t = c.index[i] - c.col0
-    return t if 0 <= t < c.n else -1
+    cdef cnp.int64_t t = c.index[i]
+    return t - c.col0 if c.col0 <= t < c.col0 + c.n else -1     # no overflow for any t
 
 
 cdef inline bint is_hard(const BlockCall *c) noexcept nogil:
