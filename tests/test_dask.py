@@ -8,8 +8,8 @@ the same bits on every run and on a LocalCluster of two worker processes (starte
 for this module) as on the threaded scheduler.  Errors are the in-memory ones: at graph
 construction for dtypes, shapes and options, at compute for values.  Out of core: rows
 larger than a worker's memory limit, generated lazily, on that cluster, with no worker
-killed and every worker's peak memory below its limit.  examples/dask_perplexity.py
-runs at a tiny size.
+killed and every worker's peak memory below its limit, for the loss and the gradient.
+examples/dask_perplexity.py runs at a tiny size.
 """
 
 import importlib.util
@@ -270,22 +270,26 @@ def peak_memory():
 def test_rows_larger_than_a_workers_memory(client):
     """Two rows of 80 million float32 classes (320 MB each, a row block of 640 MB) on
     workers limited to 250 MB, generated chunk by chunk: x_ij = (j mod 7 + i) / 2, whose
-    losses have a closed form (lse_i = i / 2 + log sum_r n_r e^(r / 2), n_r the number of
-    classes j with j mod 7 = r)."""
+    loss and gradient have closed forms (lse_i = i / 2 + log sum_r n_r e^(r / 2), n_r the
+    number of classes j with j mod 7 = r; sum_j |grad_ij| = 2 (1 - s_it))."""
     n_classes = 80_000_000
     columns = (da.arange(n_classes, chunks=2_000_000, dtype=np.int32) % 7).astype(np.float32)
     rows = (columns[None, :] + da.arange(2, dtype=np.float32)[:, None]) * np.float32(0.5)
     assert rows.chunks[0] == (2,) and rows.nbytes // 2 > WORKER_MEMORY
     target = np.array([3, n_classes - 1])
     workers = set(client.scheduler_info()["workers"])
-    loss = client.compute(fd.cross_entropy(rows, target, reduction="none"), sync=True)
+    loss, grad = fd.cross_entropy_with_grad(rows, target, reduction="none")
+    grad_sums = abs(grad).sum(axis=-1, dtype=np.float64)
+    loss, grad_sums = client.compute([loss, grad_sums], sync=True)
     assert set(client.scheduler_info()["workers"]) == workers  # none killed and restarted
     peaks = client.run(peak_memory)
     assert len(peaks) == 2 and max(peaks.values()) < WORKER_MEMORY, peaks
     counts = n_classes // 7 + (np.arange(7) < n_classes % 7)
     lse = np.arange(2) / 2 + np.log(np.sum(counts * np.exp(np.arange(7) / 2)))
-    expected = lse - (target % 7 + np.arange(2)) / 2
-    assert_close(loss, expected, LOSS_RTOL[np.dtype(np.float32)])
+    target_logit = (target % 7 + np.arange(2)) / 2
+    assert_close(loss, lse - target_logit, LOSS_RTOL[np.dtype(np.float32)])
+    expected_sums = 2.0 * (1.0 - np.exp(target_logit - lse))
+    assert_close(grad_sums, expected_sums, RTOL[np.dtype(np.float32)])
 
 
 def test_the_perplexity_example(tmp_path):
