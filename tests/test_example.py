@@ -99,6 +99,8 @@ def test_readme_code_blocks_run(number, capsys):
         pytest.importorskip("torch")  # the PyTorch entry point's example: an optional extra
     if "import jax" in block:
         pytest.importorskip("jax")  # the JAX entry point's example: an optional extra
+    if "import fastsce.dask" in block:
+        pytest.importorskip("dask")  # fastsce.dask's example: an optional extra
     exec(compile(block, f"README.md python block {number}", "exec"), {})
     capsys.readouterr()
 

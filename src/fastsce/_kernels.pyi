@@ -50,3 +50,45 @@ def set_xla_threads(limit: int, parallel_min_elements: int) -> None: ...
 def xla_threads_for(n_rows: int, n_elements: int) -> int: ...
 def openmp_enabled() -> bool: ...
 def openmp_max_threads() -> int: ...
+def block_partials(
+    x: _Floats,
+    index: npt.NDArray[np.int64] | None,
+    soft_target: _Floats | None,
+    weight: npt.NDArray[np.float64] | None,
+    col0: int,
+    n_classes: int,
+    options: Any,  # fastsce._loss.LossOptions (validated)
+    partials: npt.NDArray[np.float64],
+    n_threads: int,
+) -> None: ...
+def block_gradient(
+    x: _Floats,
+    index: npt.NDArray[np.int64] | None,
+    soft_target: _Floats | None,
+    weight: npt.NDArray[np.float64] | None,
+    col0: int,
+    n_classes: int,
+    options: Any,
+    grad_scale: float,
+    state: npt.NDArray[np.float64],
+    out: _Floats,
+    n_threads: int,
+) -> None: ...
+def block_softmax(
+    x: _Floats,
+    inv_temperature: float,
+    log: bool,
+    state: npt.NDArray[np.float64],
+    out: _Floats,
+    n_threads: int,
+) -> None: ...
+def rows_loss(
+    logits: _Floats,
+    index: npt.NDArray[np.int64] | None,
+    soft_target: _Floats | None,
+    options: Any,
+    grad_scale: float,
+    row_loss: npt.NDArray[np.float64],
+    grad: _Floats | None,
+    n_threads: int,
+) -> None: ...

@@ -4,7 +4,7 @@
 
 The C row helpers of csrc/ are compiled into this module only: one copy of
 the vector code and one dispatch table, chosen once at import (fsce_init).
-The kernels that run those helpers over a batch live in two included files,
+The kernels that run those helpers over a batch live in three included files,
 one concern each:
 
 * _kernels_softmax.pxi: softmax, log_softmax, logsumexp, their backward
@@ -12,6 +12,9 @@ one concern each:
 * _kernels_loss.pxi: softmax cross-entropy, loss and gradient in one pass per
   row (a ``LossCall``), and the allocation-light path of small calls;
 * _kernels_xla.pxi: XLA's handler of that loss (fastsce.jax), on XLA's buffers.
+* _kernels_blocks.pxi: the same over blocks of columns of rows cut along the
+  class axis (per-block partials, then each block's gradient or softmax from
+  the combined row state; a ``BlockCall``), for fastsce.dask.
 
 The declarations both use (the row helpers' fused wrappers, for_row_ranges,
 run_rows) are in _rows.pxd.  The Python layer (_softmax.py, _loss.py)
@@ -37,6 +40,7 @@ fsce_init()
 include "_kernels_softmax.pxi"
 include "_kernels_loss.pxi"
 include "_kernels_xla.pxi"
+include "_kernels_blocks.pxi"
 
 
 def simd_path():

@@ -417,6 +417,35 @@ cdef double batch_loss(const double *row_loss, Py_ssize_t n_rows, bint mean,
     return total / denominator if denominator != 0.0 else NAN
 
 
+cdef Workspace run_loss(cnp.ndarray logits, const cnp.int64_t *indices, object soft_target,
+                        object options, double grad_scale, object row_loss, object grad,
+                        object row_lse, object row_argmax, object scratch, int n_threads):
+    """One LossCall over every row of logits, with validated targets and a given gradient
+    scale; returns the Workspace holding the per-row losses (arguments as cross_entropy's)."""
+    cdef LossCall c
+    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
+    cdef object weight = options.weight
+    cdef bint scratch_rows = needs_scratch(soft_target is not None, options.softcap,
+                                           options.inv_temperature, weight is not None,
+                                           options.smoothing)
+    cdef Workspace work = Workspace(row_loss, n_rows, scratch,
+                                    scratch_elements(n_classes, n_threads) * logits.itemsize
+                                    if scratch_rows else 0)
+    set_plain_call(&c, logits, logits.strides[0] // logits.itemsize, indices,
+                   options.ignore_index, options.smoothing, grad_scale, work.row_loss,
+                   data_or_null(grad))
+    c.soft_target = data_or_null(soft_target)
+    c.weight = <const double *>data_or_null(weight)
+    c.z_loss = options.z_loss
+    c.softcap = options.softcap
+    c.inv_temperature = options.inv_temperature
+    c.row_lse = <double *>data_or_null(row_lse)
+    c.row_argmax = <cnp.int64_t *>data_or_null(row_argmax)
+    c.scratch = work.scratch
+    run_rows(loss_range, &c, n_rows, n_rows * n_classes, n_threads)
+    return work
+
+
 def cross_entropy(cnp.ndarray logits, object index, object soft_target, object options,
                   object row_loss, object grad, object row_lse, object row_argmax,
                   object scratch, int n_threads):
@@ -434,7 +463,6 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object o
     else (-1, loss), the loss being the 'mean' (divided by the summed weights of
     the kept rows, or the row count for soft targets; NaN when that is 0) or the sum.
     """
-    cdef LossCall c
     cdef double denominator
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
     cdef bint single = cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32
@@ -453,24 +481,9 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object o
         denominator = n_rows
     if first_bad >= 0:
         return first_bad, NAN
-    cdef bint scratch_rows = needs_scratch(soft_target is not None, options.softcap,
-                                           options.inv_temperature, weight is not None,
-                                           options.smoothing)
-    cdef Workspace work = Workspace(row_loss, n_rows, scratch,
-                                    scratch_elements(n_classes, n_threads) * logits.itemsize
-                                    if scratch_rows else 0)
-    set_plain_call(&c, logits, logits.strides[0] // logits.itemsize, indices,
-                   options.ignore_index, options.smoothing, grad_scale_of(mean, denominator),
-                   work.row_loss, data_or_null(grad))
-    c.soft_target = probabilities
-    c.weight = <const double *>data_or_null(weight)
-    c.z_loss = options.z_loss
-    c.softcap = options.softcap
-    c.inv_temperature = options.inv_temperature
-    c.row_lse = <double *>data_or_null(row_lse)
-    c.row_argmax = <cnp.int64_t *>data_or_null(row_argmax)
-    c.scratch = work.scratch
-    run_rows(loss_range, &c, n_rows, n_rows * n_classes, n_threads)
+    cdef Workspace work = run_loss(logits, indices, soft_target, options,
+                                   grad_scale_of(mean, denominator), row_loss, grad, row_lse,
+                                   row_argmax, scratch, n_threads)
     return -1, batch_loss(work.row_loss, n_rows, mean, denominator)
 
 

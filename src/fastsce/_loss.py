@@ -538,8 +538,15 @@ def _raise_bad_class_index(
 ) -> NoReturn:
     """The one message for a class index out of range (position as plain ints)."""
     position = tuple(int(i) for i in np.unravel_index(flat_position, target.shape))
-    raise ValueError(
-        f"`target` has class index {target[position]} at position {position}, "
+    raise ValueError(bad_class_index_message(target[position], position, n_classes, ignore_index))
+
+
+def bad_class_index_message(
+    value: object, position: tuple[int, ...], n_classes: int, ignore_index: int
+) -> str:
+    """The message of a class index out of range (`position` in the target's shape)."""
+    return (
+        f"`target` has class index {value} at position {position}, "
         f"outside [0, {n_classes}) and not ignore_index ({ignore_index})"
     )
 
@@ -654,14 +661,19 @@ def _shape_hint(target_shape: tuple[int, ...], logits_shape: tuple[int, ...]) ->
     return hint
 
 
+def check_index_shape(target_shape: tuple[int, ...], logits_shape: tuple[int, ...]) -> None:
+    """ValueError unless a class-index target's shape is logits_shape[:-1]."""
+    if target_shape != logits_shape[:-1]:
+        raise ValueError(class_index_shape_message(target_shape, logits_shape))
+
+
 def _class_indices(
     target: npt.NDArray[Any],
     logits_shape: tuple[int, ...],
     ignore_index: int,
 ) -> npt.NDArray[np.int64]:
     """Flat int64 class indices, shape-checked (values are checked by the kernel)."""
-    if target.shape != logits_shape[:-1]:
-        raise ValueError(class_index_shape_message(target.shape, logits_shape))
+    check_index_shape(target.shape, logits_shape)
     if target.dtype.kind == "u" and target.size and target.max() > INT64_MAX:
         _raise_bad_class_index(
             target, int(np.argmax(target.reshape(-1) > INT64_MAX)), logits_shape[-1], ignore_index

@@ -77,11 +77,7 @@ def as_float_array(
 def as_rows(array: npt.NDArray[Any], name: str) -> npt.NDArray[Any]:
     """2-D view (n_rows, n_classes) of `array` (classes last) with contiguous rows."""
     shape = array.shape
-    if not shape:
-        raise ValueError(f"`{name}` must have a class axis, got a 0-d array")
-    n_classes = shape[-1]
-    if n_classes == 0:
-        raise ValueError(f"`{name}` has zero classes (shape {shape})")
+    n_classes = check_class_axis(shape, name)
     rows = array if len(shape) == 2 else array.reshape(-1, n_classes)
     itemsize = rows.itemsize
     strides = rows.strides
@@ -92,6 +88,16 @@ def as_rows(array: npt.NDArray[Any], name: str) -> npt.NDArray[Any]:
     ):
         rows = np.ascontiguousarray(rows)
     return rows
+
+
+def check_class_axis(shape: tuple[int, ...], name: str) -> int:
+    """The class count of an array of this shape (class axis last); ValueError for a 0-d
+    shape or zero classes."""
+    if not shape:
+        raise ValueError(f"`{name}` must have a class axis, got a 0-d array")
+    if shape[-1] == 0:
+        raise ValueError(f"`{name}` has zero classes (shape {shape})")
+    return shape[-1]
 
 
 def as_contiguous_rows(array: npt.NDArray[Any], name: str) -> npt.NDArray[Any]:
