@@ -271,7 +271,9 @@ def test_rows_larger_than_a_workers_memory(client):
     """Two rows of 80 million float32 classes (320 MB each, a row block of 640 MB) on
     workers limited to 250 MB, generated chunk by chunk: x_ij = (j mod 7 + i) / 2, whose
     loss and gradient have closed forms (lse_i = i / 2 + log sum_r n_r e^(r / 2), n_r the
-    number of classes j with j mod 7 = r; sum_j |grad_ij| = 2 (1 - s_it))."""
+    number of classes j with j mod 7 = r; sum_j |grad_ij| = 2 (1 - s_it)).  The workers
+    are restarted first: what earlier tests left in them would count against the limit."""
+    client.restart()
     n_classes = 80_000_000
     columns = (da.arange(n_classes, chunks=2_000_000, dtype=np.int32) % 7).astype(np.float32)
     rows = (columns[None, :] + da.arange(2, dtype=np.float32)[:, None]) * np.float32(0.5)
