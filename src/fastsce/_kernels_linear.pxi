@@ -49,11 +49,6 @@ def load_blas(dict capi):
     blas_dgemm = <dgemm_fn>PyCapsule_GetPointer(d, PyCapsule_GetName(d))
 
 
-def blas_loaded():
-    """True once load_blas has run."""
-    return blas_sgemm != NULL and blas_dgemm != NULL
-
-
 cdef inline void gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                       const floating *a, Py_ssize_t lda, const floating *b, Py_ssize_t ldb,
                       floating beta, floating *c, Py_ssize_t ldc) noexcept nogil:
