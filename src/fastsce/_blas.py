@@ -7,13 +7,18 @@ fastsce does not need it.  fastsce's OpenMP threads share out fixed tiles of eac
 so BLAS itself must run on one thread while they do: ``one_thread()`` sets every BLAS
 library threadpoolctl finds to one thread for the duration, and restores the previous
 limits when the last overlapping call (from any Python thread) leaves.
+
+OpenBLAS's pool (pthreads) is process-wide, and threadpoolctl lets only one "controlling"
+Python thread change it, silently ignoring the others; the thread that sets or restores
+the limit here takes control first (clear_controlling_thread(force=True)) and hands it
+back after, so that calls from any thread apply it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _kernels as kernels
@@ -35,6 +40,21 @@ def _load() -> None:
     _controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
 
 
+def _as_controller(change: Callable[[], Any]) -> Any:
+    """change() made by this thread as OpenBLAS's controlling thread (an older
+    threadpoolctl has no such notion: every thread's change applies)."""
+    import threadpoolctl
+
+    clear = getattr(threadpoolctl.OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+    try:
+        return change()
+    finally:
+        if clear is not None:
+            clear(force=True)
+
+
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """Inside the block, BLAS runs every call on the calling thread (and the GEMM
@@ -44,7 +64,7 @@ def one_thread() -> Iterator[None]:
         if _controller is None:
             _load()
         if _active == 0:
-            _limiter = _controller.limit(limits=1)
+            _limiter = _as_controller(lambda: _controller.limit(limits=1))
         _active += 1
     try:
         yield
@@ -52,5 +72,5 @@ def one_thread() -> Iterator[None]:
         with _lock:
             _active -= 1
             if _active == 0:
-                _limiter.restore_original_limits()
+                _as_controller(_limiter.restore_original_limits)
                 _limiter = None
