@@ -197,7 +197,9 @@ def main(argv=None):
     for system, result in results.items():
         baseline = results.get(BASELINE.get(system, "gemms"))
         ratio = f"{result['time'] / baseline['time']:.2f}" if baseline else "—"
-        memory = "—" if system in ("gemms", "gemm") else f"{result['peak_extra'] / logits_bytes:.3f}"
+        memory = (
+            "—" if system in ("gemms", "gemm") else f"{result['peak_extra'] / logits_bytes:.3f}"
+        )
         print(f"| {SYSTEMS[system]} | {result['time']:.2f} s | {ratio} | {memory} |")
     return results
 
