@@ -208,8 +208,10 @@ def _evaluate(
         target, (*leading, n_classes), dtype, options
     )
     rows = chunk_rows(memory_budget, n_rows, n_classes, dtype.itemsize)
-    # the work units are the chunk's rows and the GEMM tiles: many, whatever the rows
-    n_threads = threads_for(rows * n_classes, rows * n_classes * max(n_features, 1))
+    # a chunk's work, in elements of the row kernel (about 16 flops each): its logits,
+    # plus the GEMMs' 6 H flops per logit; threads share out the tiles and rows
+    work = rows * n_classes * (1 + 6 * n_features // 16)
+    n_threads = threads_for(rows * n_classes, work)
     row_loss = np.empty(n_rows, FLOAT64)
     buffer = np.empty((rows, n_classes), dtype)
     grad_input: _Floats | None = None
