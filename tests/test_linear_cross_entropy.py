@@ -392,7 +392,7 @@ def test_allocates_one_chunk_of_logits_not_all_of_them(budget):
     )
     extra = peak - grad_x.nbytes - grad_w.nbytes
     # the chunk, plus per-row losses and indices (8 bytes each) and slack for small objects
-    chunk = logits_bytes * 3 // 32 if budget is None else budget
+    chunk = logits_bytes // 12 if budget is None else budget  # the default: 1/12
     assert extra <= chunk + 2 * 8 * n_rows + 2**16, (extra, chunk)
     assert extra <= logits_bytes // 10
 

@@ -37,9 +37,9 @@ from ._validation import FLOAT32, FLOAT64, as_float_array, check_inverse_tempera
 
 _Floats = npt.NDArray[np.floating[Any]]
 
-#: the default budget: 3/32 of the logits' bytes (so that the chunk and the O(n_rows + V)
-#: rest stay under a tenth of the logits), and at least this many bytes
-DEFAULT_BUDGET_FRACTION = 3 / 32
+#: the default budget: 1/12 of the logits' bytes (so that the chunk, BLAS's packing buffers
+#: and the O(n_rows + V) rest stay under a tenth of the logits), and at least this many bytes
+DEFAULT_BUDGET_FRACTION = 1 / 12
 DEFAULT_BUDGET_MIN = 16 * 2**20
 
 LINEAR_PARAMETERS = (
@@ -58,7 +58,7 @@ LINEAR_PARAMETERS = (
     + """
     memory_budget : float, optional
         Bytes for the one buffer of logits the call holds: chunks of
-        memory_budget // (V itemsize) rows (at least one).  By default 3/32 of the whole
+        memory_budget // (V itemsize) rows (at least one).  By default 1/12 of the whole
         logits' size, at least 16 MiB: with the rest, under a tenth of the logits."""
 )
 
