@@ -14,15 +14,21 @@ import sys
 import numpy as np
 import pytest
 
-EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "mlp_training.py"
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE = EXAMPLES / "mlp_training.py"
+
+
+def load_example(path):
+    """The example script at `path`, imported as a module (its main() not run)."""
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("mlp_training_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(EXAMPLE)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -114,15 +120,10 @@ def test_readme_training_loop_learns():
 # ---------------------------------------------------------------------------
 # examples/lm_head_training.py: the fused LM head trains a next-token model
 
-LM_EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "lm_head_training.py"
-
 
 @pytest.fixture(scope="module")
 def lm_example():
-    spec = importlib.util.spec_from_file_location("lm_head_training_example", LM_EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(EXAMPLES / "lm_head_training.py")
 
 
 def test_lm_head_training_approaches_the_chain_entropy(lm_example):

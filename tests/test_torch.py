@@ -609,22 +609,19 @@ def test_linear_entry_point_matches_pytorch(name, soft, bias, reduction):
     x, w, b, target, options = linear_case(LINEAR_OPTIONS[name], soft, bias)
     ours = [t.clone().requires_grad_() for t in (x, w) + ((b,) if bias else ())]
     theirs = [t.clone().requires_grad_() for t in (x, w) + ((b,) if bias else ())]
-    loss = fst.linear_cross_entropy(
-        ours[0],
-        ours[1],
-        target,
-        linear_bias=ours[2] if bias else None,
-        reduction=reduction,
-        memory_budget=40 * 8 * 5,
-        **options,
-    )
-    expected = F.linear_cross_entropy(
-        theirs[0],
-        theirs[1],
-        target,
-        linear_bias=theirs[2] if bias else None,
-        reduction=reduction,
-        **options,
+    loss, expected = (
+        function(
+            *tensors[:2],
+            target,
+            linear_bias=tensors[2] if bias else None,
+            reduction=reduction,
+            **options,
+            **extra,
+        )
+        for function, tensors, extra in [
+            (fst.linear_cross_entropy, ours, {"memory_budget": 40 * 8 * 5}),
+            (F.linear_cross_entropy, theirs, {}),
+        ]
     )
     assert loss.shape == expected.shape and loss.dtype == expected.dtype
     torch.testing.assert_close(loss, expected, rtol=1e-10, atol=1e-12)
