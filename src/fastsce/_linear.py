@@ -135,7 +135,12 @@ def linear_cross_entropy_with_grad(
     softcap: float | None = None,
     z_loss: float = 0.0,
     memory_budget: float | None = None,
-) -> tuple[float | _Floats, _Floats, _Floats, _Floats | None]:
+) -> tuple[
+    float | npt.NDArray[np.floating[Any]],
+    npt.NDArray[np.floating[Any]],
+    npt.NDArray[np.floating[Any]],
+    npt.NDArray[np.floating[Any]] | None,
+]:
     options = (weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss)
     loss, grads = _evaluate(input, linear_weight, linear_bias, target, options, memory_budget, True)
     assert grads is not None  # asked for
