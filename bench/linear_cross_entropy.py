@@ -15,8 +15,10 @@ Peak extra memory: the process's peak resident set (VmHWM) during the first full
 minus its resident set just before, minus the gradients the call returns (grad_input,
 grad_linear_weight: what any implementation must hand back), in multiples of the
 logits' size.  Library set-up is done by a small call first, so that it does not count.
-Time: the median of --repeats calls after that first one.  Threads: --threads for
-everything (fastsce, NumPy's BLAS, PyTorch).
+Time: the median of --repeats calls after that first one; "other load" is the CPUs
+other processes kept busy meanwhile (this machine is shared: --wait-quiet waits for
+them to go idle before each system).  Threads: --threads for everything (fastsce,
+NumPy's BLAS, PyTorch).
 """
 
 import argparse
@@ -26,6 +28,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from compare import cpu_snapshot, other_processes_cpus, wait_for_quiet
 
 SYSTEMS = {
     "gemms": "the three GEMMs alone (NumPy: X Wᵀ, G W, Gᵀ X)",
@@ -161,11 +165,16 @@ def run_one(system, shape, threads, repeats):
     peak = resident("VmHWM") - before - sum(o.nbytes for o in outputs)
     del outputs
     times = []
+    load = cpu_snapshot()
     for _ in range(repeats):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return {"time": statistics.median(times), "peak_extra": peak}
+    return {
+        "time": statistics.median(times),
+        "peak_extra": peak,
+        "other_load": other_processes_cpus(load),
+    }
 
 
 def main(argv=None):
@@ -174,6 +183,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--run", choices=list(SYSTEMS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run:
@@ -181,6 +191,7 @@ def main(argv=None):
         return None
     results = {}
     for system in args.systems:
+        wait_for_quiet(args.wait_quiet)
         command = [sys.executable, __file__, "--run", system, "--shape", *map(str, args.shape)]
         command += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
         completed = subprocess.run(command, capture_output=True, text=True, env=os.environ)
@@ -192,15 +203,18 @@ def main(argv=None):
     n, h, v = args.shape
     logits_bytes = n * v * 4
     print(f"{n} x {h} x {v} float32, {args.threads} threads, median of {args.repeats}\n")
-    print("| system | time | x baseline | peak extra memory, x logits |")
-    print("|---|---:|---:|---:|")
+    print("| system | time | x baseline | peak extra memory, x logits | other load |")
+    print("|---|---:|---:|---:|---:|")
     for system, result in results.items():
         baseline = results.get(BASELINE.get(system, "gemms"))
         ratio = f"{result['time'] / baseline['time']:.2f}" if baseline else "—"
         memory = (
             "—" if system in ("gemms", "gemm") else f"{result['peak_extra'] / logits_bytes:.3f}"
         )
-        print(f"| {SYSTEMS[system]} | {result['time']:.2f} s | {ratio} | {memory} |")
+        load = result["other_load"]
+        load = "—" if load is None else f"{load:.2f}"
+        row = f"| {SYSTEMS[system]} | {result['time']:.2f} s | {ratio} | {memory} | {load} |"
+        print(row)
     return results
 
 
