@@ -46,9 +46,9 @@ from _helpers import (
     snapshot,
 )
 
-#: rows, features, classes: several chunks, class tiles (1024) and feature tiles (128)
+#: rows, features, classes: several chunks, class tiles (1024) and feature tiles (256)
 #: with a remainder each
-SHAPE = (21, 130, 1100)
+SHAPE = (21, 260, 1100)
 CASES = [("hard", base) for base in BASE_OPTIONS] + [("soft", base) for base in SOFT_BASES]
 
 
@@ -176,7 +176,7 @@ def test_float32_within_what_the_gemms_allow(kind, base, bias, reduction):
 
 @pytest.mark.parametrize(
     "shape",
-    [(1, 5, 3), (1, 130, 2100), (9, 1, 1), (5, 0, 4), (6, 3, 1025), (300, 7, 40)],
+    [(1, 5, 3), (1, 260, 2100), (9, 1, 1), (5, 0, 4), (6, 3, 1025), (300, 7, 40)],
     ids=str,
 )
 @pytest.mark.parametrize("budget", [None, 1, 3.5, "one_short", "exact"])
@@ -233,7 +233,8 @@ def test_ignored_rows_have_zero_input_gradient_and_add_nothing():
         x[kept], w, target[kept], linear_bias=b, reduction="sum"
     )
     assert_close(loss, only_kept[0], 1e-14)
-    np.testing.assert_array_equal(grad_x[kept], only_kept[1])  # the same rows, same bits
+    # the same rows, in other places of the chunks' GEMMs: equal to their rounding
+    assert_close(grad_x[kept], only_kept[1], 1e-12, atol=1e-15)
     assert_close(grad_w, only_kept[2], 1e-12, atol=1e-15)
     assert_close(grad_b, only_kept[3], 1e-12, atol=1e-15)
 
@@ -271,7 +272,7 @@ def test_gradients_match_finite_differences(kind, base, reduction):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("kind", "base"), [("hard", "everything"), ("soft", "plain")])
 def test_bit_identical_on_one_and_two_threads(dtype, kind, base):
-    x, w, b, target, options = make_problem(kind, base, "softcap", dtype, (300, 130, 2100))
+    x, w, b, target, options = make_problem(kind, base, "softcap", dtype, (300, 260, 2100))
     results = []
     for n_threads in (1, 2):
         fastsce.set_num_threads(n_threads)

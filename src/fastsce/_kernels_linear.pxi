@@ -38,7 +38,7 @@ cdef dgemm_fn blas_dgemm = NULL
 
 cdef enum:
     CLASS_TILE = 1024             # classes per tile of L = X Wᵀ and of dW = Gᵀ X
-    FEATURE_TILE = 128            # features per tile of dX = G W
+    FEATURE_TILE = 256            # features per tile of dX = G W
 
 
 def load_blas(dict capi):
