@@ -18,6 +18,8 @@ In float64 these bounds are ~1e-13 relative; in float32 they are what float32 GE
 allow.  Everything else (threads, chunk sizes, layouts) is compared bit for bit.
 """
 
+import subprocess
+import sys
 import threading
 import tracemalloc
 
@@ -509,3 +511,17 @@ def test_bad_linear_arguments(arguments, exception, name):
             function(**call)
         assert f"`{name}`" in str(raised.value)
         assert_unchanged([x, w, b, target], copies)
+
+
+def test_import_fastsce_imports_neither_scipy_nor_threadpoolctl():
+    """They are loaded at the first fused call only."""
+    script = (
+        "import sys, fastsce; "
+        "assert 'scipy' not in sys.modules and 'threadpoolctl' not in sys.modules, 'loaded'; "
+        "fastsce.linear_cross_entropy([[1.0, 2.0]], [[1.0, 0.0], [0.0, 1.0]], [1]); "
+        "assert 'scipy.linalg.cython_blas' in sys.modules"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
