@@ -14,15 +14,21 @@ import sys
 import numpy as np
 import pytest
 
-EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "mlp_training.py"
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE = EXAMPLES / "mlp_training.py"
+
+
+def load_example(path):
+    """The example script at `path`, imported as a module (its main() not run)."""
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("mlp_training_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(EXAMPLE)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -113,3 +119,33 @@ def test_readme_training_loop_learns():
     assert np.mean((X @ W).argmax(1) == y) > 0.9
     assert namespace["grad"].shape == (1000 % 128, 3)  # the last, smaller batch
     assert namespace["grad"].base is namespace["grad_buffer"]
+
+
+# ---------------------------------------------------------------------------
+# examples/lm_head_training.py: the fused LM head trains a next-token model
+
+
+@pytest.fixture(scope="module")
+def lm_example():
+    return load_example(EXAMPLES / "lm_head_training.py")
+
+
+def test_lm_head_training_approaches_the_chain_entropy(lm_example):
+    # tiny: 64 tokens, 4 successors each, 6000 tokens of text (~1 s); the loss starts near
+    # log(64) = 4.16 and must come within 0.5 nat of the best possible (~1.1)
+    args = ["--epochs", "6", "--vocab", "64", "--dim", "8", "--length", "6000", "--quiet"]
+    result = lm_example.main([*args, "--batch-size", "128"])
+    losses, entropy = result["epoch_losses"], result["entropy"]
+    assert len(losses) == 6 and np.all(np.isfinite(losses))
+    assert losses[0] > entropy + 1.0
+    assert np.all(np.diff(losses) < 0)
+    assert entropy < losses[-1] < entropy + 0.5
+
+
+def test_lm_head_training_prints_and_rejects_bad_arguments(lm_example, capsys):
+    lm_example.main(["--epochs", "1", "--vocab", "16", "--dim", "4", "--length", "300"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("epoch   1  loss ") and lines[1].startswith("final loss ")
+    with pytest.raises(SystemExit) as info:
+        lm_example.main(["--successors", "20", "--vocab", "16"])
+    assert info.value.code == 2

@@ -578,3 +578,88 @@ def test_the_benchmarks_systems():
     floor_loss, floor_grad = systems["autograd floor"](logits, target)()
     assert floor_loss == 0.0
     assert floor_grad.shape == logits.shape and not floor_grad.any()
+
+
+# ---------------------------------------------------------------------------
+# fastsce.torch.linear_cross_entropy against F.linear_cross_entropy
+
+LINEAR_OPTIONS = {
+    "plain": {},
+    "weight_smoothing": {"weight": "random", "label_smoothing": 0.2},
+    "ignore_in_range": {"ignore_index": 3},
+}
+
+
+def linear_case(options, soft, bias, shape=(18, 6, 40)):
+    """(x (..., H), W (V, H), b or None, target, options) in float64."""
+    *leading, n_features, n_classes = shape
+    generator = torch.Generator().manual_seed(len(options) + 2 * soft + 4 * bias)
+    x = torch.randn(*leading, n_features, dtype=torch.float64, generator=generator)
+    w = torch.randn(n_classes, n_features, dtype=torch.float64, generator=generator)
+    b = torch.randn(n_classes, dtype=torch.float64, generator=generator) if bias else None
+    if soft:
+        target = torch.softmax(torch.randn(*leading, n_classes, generator=generator), -1)
+        target = target.double()
+    else:
+        target = torch.randint(0, n_classes, tuple(leading), generator=generator)
+    options = dict(options)
+    if options.get("weight") == "random":
+        options["weight"] = torch.rand(n_classes, dtype=torch.float64, generator=generator) + 0.5
+    if soft:
+        options.pop("ignore_index", None)  # PyTorch refuses it with probabilities
+    return x, w, b, target, options
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("name", list(LINEAR_OPTIONS))
+def test_linear_entry_point_matches_pytorch(name, soft, bias, reduction):
+    x, w, b, target, options = linear_case(LINEAR_OPTIONS[name], soft, bias)
+    ours = [t.clone().requires_grad_() for t in (x, w) + ((b,) if bias else ())]
+    theirs = [t.clone().requires_grad_() for t in (x, w) + ((b,) if bias else ())]
+    loss, expected = (
+        function(
+            *tensors[:2],
+            target,
+            linear_bias=tensors[2] if bias else None,
+            reduction=reduction,
+            **options,
+            **extra,
+        )
+        for function, tensors, extra in [
+            (fst.linear_cross_entropy, ours, {"memory_budget": 40 * 8 * 5}),
+            (F.linear_cross_entropy, theirs, {}),
+        ]
+    )
+    assert loss.shape == expected.shape and loss.dtype == expected.dtype
+    torch.testing.assert_close(loss, expected, rtol=1e-10, atol=1e-12)
+    # "none" back-propagates a gradient equal on every row (the mean of the losses)
+    (loss.mean() if reduction == "none" else 2.5 * loss).backward()
+    (expected.mean() if reduction == "none" else 2.5 * expected).backward()
+    for a, e in zip(ours, theirs):
+        torch.testing.assert_close(a.grad, e.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_linear_entry_point_refuses_what_it_cannot_do():
+    x, w, _, target, _ = linear_case({}, False, True)
+    x.requires_grad_()
+    with pytest.raises(ValueError, match="`memory_budget`"):
+        fst.linear_cross_entropy(x, w, target, options=torch.nn.LinearCrossEntropyOptions())
+    loss = fst.linear_cross_entropy(x, w, target, reduction="none")
+    with pytest.raises(RuntimeError, match="equal on every row"):
+        (loss * torch.rand(loss.shape, dtype=torch.float64)).sum().backward()
+    with pytest.raises(ValueError, match=r"`linear_weight` is on meta"):
+        fst.linear_cross_entropy(x, w.to("meta"), target)
+
+
+def test_linear_entry_point_without_gradients_and_in_half_precision():
+    x, w, b, target, _ = linear_case({}, False, True)
+    with torch.no_grad():
+        loss = fst.linear_cross_entropy(x.requires_grad_(), w, target, linear_bias=b)
+    assert loss.grad_fn is None
+    torch.testing.assert_close(loss, F.linear_cross_entropy(x, w, target, linear_bias=b))
+    half = x.detach().half().requires_grad_()
+    loss = fst.linear_cross_entropy(half, w.float(), target)
+    loss.backward()
+    assert loss.dtype == torch.float16 and half.grad.dtype == torch.float16

@@ -48,6 +48,21 @@ def small_call(
 def xla_ffi_cross_entropy() -> object: ...  # a PyCapsule (types.CapsuleType)
 def set_xla_threads(limit: int, parallel_min_elements: int) -> None: ...
 def xla_threads_for(n_rows: int, n_elements: int) -> int: ...
+def load_blas(capi: dict[str, Any]) -> None: ...
+def linear_cross_entropy(
+    x: _Floats,
+    w: _Floats,
+    bias: _Floats | None,
+    index: npt.NDArray[np.int64] | None,
+    soft_target: _Floats | None,
+    options: Any,  # fastsce._loss.LossOptions (validated)
+    row_loss: npt.NDArray[np.float64],
+    buffer: _Floats,
+    grad_x: _Floats | None,
+    grad_w: _Floats | None,
+    grad_bias: npt.NDArray[np.float64] | None,
+    n_threads: int,
+) -> tuple[int, float]: ...
 def openmp_enabled() -> bool: ...
 def openmp_max_threads() -> int: ...
 def block_partials(

@@ -15,6 +15,8 @@ one concern each:
 * _kernels_blocks.pxi: the same over blocks of columns of rows cut along the
   class axis (per-block partials, then each block's gradient or softmax from
   the combined row state; a ``BlockCall``), for fastsce.dask.
+* _kernels_linear.pxi: the same loss of logits X Wᵀ + b computed chunk by chunk
+  between BLAS GEMMs (a ``LinearCall``), never holding all the logits.
 
 The declarations both use (the row helpers' fused wrappers, for_row_ranges,
 run_rows) are in _rows.pxd.  The Python layer (_softmax.py, _loss.py)
@@ -29,7 +31,7 @@ from libc.string cimport memset
 
 from ._rows cimport (FSCE_CONFIDENT_TOTAL, FSCE_SMALL_ROW_CLASSES, fsce_confident_target_grad,
                      fsce_hard_target_loss, fsce_init, fsce_log_total, fsce_lse, fsce_simd_path,
-                     fsce_weighted, log_of_total,
+                     fsce_weighted, for_row_ranges, log_of_total,
                      row_affine, row_ay_minus_cb, row_dot, row_exp_sum, row_find, row_max,
                      row_mul_shifted, row_max_for_lse, row_sum, for_row_ranges, run_rows,
                      small_rows)
@@ -41,6 +43,7 @@ include "_kernels_softmax.pxi"
 include "_kernels_loss.pxi"
 include "_kernels_xla.pxi"
 include "_kernels_blocks.pxi"
+include "_kernels_linear.pxi"
 
 
 def simd_path():

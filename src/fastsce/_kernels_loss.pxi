@@ -417,6 +417,43 @@ cdef double batch_loss(const double *row_loss, Py_ssize_t n_rows, bint mean,
     return total / denominator if denominator != 0.0 else NAN
 
 
+cdef Py_ssize_t check_targets(const cnp.int64_t *indices, const void *probabilities,
+                              bint single, Py_ssize_t n_rows, Py_ssize_t n_classes,
+                              object options, double *denominator):
+    """The first row whose class index is invalid or whose probabilities are not all finite
+    (-1 if none), and the 'mean' denominator: the summed weights of the kept rows (class
+    indices) or the row count (probabilities)."""
+    cdef Py_ssize_t first_bad
+    if indices != NULL:
+        return check_class_indices(indices, n_rows, n_classes, options.ignore_index,
+                                   <const double *>data_or_null(options.weight), denominator)
+    denominator[0] = n_rows
+    first_bad = (first_non_finite_index(<const float *>probabilities, n_rows * n_classes)
+                 if single else
+                 first_non_finite_index(<const double *>probabilities, n_rows * n_classes))
+    return first_bad // n_classes if first_bad >= 0 else -1
+
+
+cdef inline bint options_need_scratch(object options, bint soft):
+    """needs_scratch for validated options (fastsce._loss.LossOptions)."""
+    return needs_scratch(soft, options.softcap, options.inv_temperature,
+                         options.weight is not None, options.smoothing)
+
+
+cdef void set_call(LossCall *c, cnp.ndarray logits, const cnp.int64_t *indices,
+                   const void *probabilities, object options, double grad_scale,
+                   Workspace work, void *grad):
+    """Fill every field of a LossCall from the validated options (no lse, no argmax)."""
+    set_plain_call(c, logits, logits.strides[0] // logits.itemsize, indices,
+                   options.ignore_index, options.smoothing, grad_scale, work.row_loss, grad)
+    c.soft_target = probabilities
+    c.weight = <const double *>data_or_null(options.weight)
+    c.z_loss = options.z_loss
+    c.softcap = options.softcap
+    c.inv_temperature = options.inv_temperature
+    c.scratch = work.scratch
+
+
 cdef Workspace run_loss(cnp.ndarray logits, const cnp.int64_t *indices, object soft_target,
                         object options, double grad_scale, object row_loss, object grad,
                         object row_lse, object row_argmax, object scratch, int n_threads):
@@ -424,24 +461,14 @@ cdef Workspace run_loss(cnp.ndarray logits, const cnp.int64_t *indices, object s
     scale; returns the Workspace holding the per-row losses (arguments as cross_entropy's)."""
     cdef LossCall c
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
-    cdef object weight = options.weight
-    cdef bint scratch_rows = needs_scratch(soft_target is not None, options.softcap,
-                                           options.inv_temperature, weight is not None,
-                                           options.smoothing)
     cdef Workspace work = Workspace(row_loss, n_rows, scratch,
                                     scratch_elements(n_classes, n_threads) * logits.itemsize
-                                    if scratch_rows else 0)
-    set_plain_call(&c, logits, logits.strides[0] // logits.itemsize, indices,
-                   options.ignore_index, options.smoothing, grad_scale, work.row_loss,
-                   data_or_null(grad))
-    c.soft_target = data_or_null(soft_target)
-    c.weight = <const double *>data_or_null(weight)
-    c.z_loss = options.z_loss
-    c.softcap = options.softcap
-    c.inv_temperature = options.inv_temperature
+                                    if options_need_scratch(options, soft_target is not None)
+                                    else 0)
+    set_call(&c, logits, indices, data_or_null(soft_target), options, grad_scale, work,
+             data_or_null(grad))
     c.row_lse = <double *>data_or_null(row_lse)
     c.row_argmax = <cnp.int64_t *>data_or_null(row_argmax)
-    c.scratch = work.scratch
     run_rows(loss_range, &c, n_rows, n_rows * n_classes, n_threads)
     return work
 
@@ -465,20 +492,11 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object o
     """
     cdef double denominator
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
-    cdef bint single = cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32
     cdef bint mean = options.reduction == "mean"
-    cdef object weight = options.weight
     cdef const cnp.int64_t *indices = <const cnp.int64_t *>data_or_null(index)
     cdef const void *probabilities = data_or_null(soft_target)
-    if indices != NULL:
-        first_bad = check_class_indices(indices, n_rows, n_classes, options.ignore_index,
-                                        <const double *>data_or_null(weight), &denominator)
-    else:
-        first_bad = (first_non_finite_index(<const float *>probabilities, n_rows * n_classes)
-                     if single else
-                     first_non_finite_index(<const double *>probabilities, n_rows * n_classes))
-        first_bad = first_bad // n_classes if first_bad >= 0 else -1
-        denominator = n_rows
+    first_bad = check_targets(indices, probabilities, cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32,
+                              n_rows, n_classes, options, &denominator)
     if first_bad >= 0:
         return first_bad, NAN
     cdef Workspace work = run_loss(logits, indices, soft_target, options,

@@ -40,14 +40,8 @@ INT64_MAX = np.iinfo(np.int64).max
 _Floats = npt.NDArray[np.floating[Any]]
 
 
-#: the parameters every loss call shares, in numpydoc form (inserted in the docstrings)
-LOSS_PARAMETERS = """
-    logits : array_like
-        Shape (..., C), the class axis last.  float32 and float64 are computed in their
-        own dtype, float16 in float32, integers and wider floats in float64.
-    target : array_like
-        Integer class indices of shape logits.shape[:-1] (any integer dtype), or
-        probabilities of logits' shape (soft targets, a float dtype).
+#: the loss options every loss call shares, in numpydoc form (inserted in the docstrings)
+OPTION_PARAMETERS = """
     weight : array_like, optional
         Per-class weights (C,), finite.
     ignore_index : int, optional
@@ -63,12 +57,25 @@ LOSS_PARAMETERS = """
     softcap : float, optional
         c > 0: z = c tanh(x / c) / T (Gemma 2); a -inf logit stays masked.
     z_loss : float, optional
-        lambda >= 0: adds lambda lse(z)^2 per kept row (PaLM).
+        lambda >= 0: adds lambda lse(z)^2 per kept row (PaLM)."""
+
+#: the parameters every loss call shares (inserted in the docstrings)
+LOSS_PARAMETERS = (
+    """
+    logits : array_like
+        Shape (..., C), the class axis last.  float32 and float64 are computed in their
+        own dtype, float16 in float32, integers and wider floats in float64.
+    target : array_like
+        Integer class indices of shape logits.shape[:-1] (any integer dtype), or
+        probabilities of logits' shape (soft targets, a float dtype)."""
+    + OPTION_PARAMETERS
+    + """
     lse_out : ndarray of float64, optional
         Shape logits.shape[:-1]: receives each row's log-sum-exp of z, from the same pass.
     argmax_out : ndarray of int64, optional
         Shape logits.shape[:-1]: receives the index of each row's largest logit (the
         first one; the first NaN as numpy.argmax), whatever softcap and temperature do."""
+)
 
 #: what every loss call raises
 LOSS_RAISES = """
@@ -302,18 +309,7 @@ def run(
     rows = as_rows(array, "logits")
     n_rows, n_classes = rows.shape
     check_inverse_temperature(options.inv_temperature, array.dtype)
-    weights = options.weight
-    if weights is not None and weights.shape != (n_classes,):
-        raise ValueError(f"`weight` must have shape ({n_classes},), got {weights.shape}")
-    target_array = target if type(target) is np.ndarray else as_array(target, "target")
-    soft_target: _Floats | None = None
-    index: npt.NDArray[np.int64] | None = None
-    if _is_soft(target_array, array.shape):
-        soft_target = as_contiguous_rows(
-            as_float_array(target_array, "target", array.dtype), "target"
-        )
-    else:
-        index = _class_indices(target_array, array.shape, options.ignore_index)
+    target_array, index, soft_target = checked_targets(target, array.shape, array.dtype, options)
 
     inputs = (("logits", logits), ("target", target), ("weight", options.weight_input))
     grad: _Floats | None = None
@@ -359,17 +355,50 @@ def run(
         scratch,
         n_threads,
     )
-    if first_bad >= 0 and soft_target is not None:
-        raise ValueError(
-            f"`target` probabilities must be finite; row {first_bad} of the "
-            f"{n_rows} rows has {soft_target[first_bad][~np.isfinite(soft_target[first_bad])][0]}"
-        )
     if first_bad >= 0:
-        _raise_bad_class_index(target_array, first_bad, n_classes, options.ignore_index)
+        raise_bad_target(target_array, soft_target, first_bad, n_classes, options.ignore_index)
     if options.reduction == "none":
         assert row_loss is not None  # allocated above for reduction='none'
         loss = row_loss.reshape(array.shape[:-1]).astype(array.dtype, copy=False)
     return loss, grad
+
+
+def checked_targets(
+    target: npt.ArrayLike,
+    logits_shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    options: LossOptions,
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64] | None, _Floats | None]:
+    """(target as an array, flat int64 class indices or None, probability rows or None),
+    with `weight`'s shape checked against the class count of `logits_shape` (class-index
+    values are checked by the kernel)."""
+    n_classes = logits_shape[-1]
+    weights = options.weight
+    if weights is not None and weights.shape != (n_classes,):
+        raise ValueError(f"`weight` must have shape ({n_classes},), got {weights.shape}")
+    target_array = target if type(target) is np.ndarray else as_array(target, "target")
+    if _is_soft(target_array, logits_shape):
+        soft = as_contiguous_rows(as_float_array(target_array, "target", dtype), "target")
+        return target_array, None, soft
+    return target_array, _class_indices(target_array, logits_shape, options.ignore_index), None
+
+
+def raise_bad_target(
+    target: npt.NDArray[Any],
+    soft_target: _Floats | None,
+    first_bad: int,
+    n_classes: int,
+    ignore_index: int,
+) -> NoReturn:
+    """The error for the first bad row a kernel reported: a probability row that is not
+    finite, or a class index out of range."""
+    if soft_target is not None:
+        row = soft_target[first_bad]
+        raise ValueError(
+            f"`target` probabilities must be finite; row {first_bad} of the "
+            f"{soft_target.shape[0]} rows has {row[~np.isfinite(row)][0]}"
+        )
+    _raise_bad_class_index(target, first_bad, n_classes, ignore_index)
 
 
 class ReusedBuffers:

@@ -3,6 +3,7 @@
     import fastsce.torch as fst
     loss = fst.cross_entropy(logits, target)        # where F.cross_entropy was
     criterion = fst.CrossEntropyLoss(label_smoothing=0.1)
+    loss = fst.linear_cross_entropy(h, head.weight, target)  # F.linear_cross_entropy
 
 Needs PyTorch (``pip install "fastsce[torch]"``); ``import fastsce`` never imports it.
 
@@ -18,6 +19,11 @@ legacy arguments (size_average, reduce) onto it, and computes float16/bfloat16 i
 float32, returning the input's dtype as PyTorch does.  fastsce uses as many threads
 as torch.get_num_threads() (unless fastsce.set_num_threads says otherwise), so the two
 pools never run more threads than PyTorch was given.
+
+linear_cross_entropy (F.linear_cross_entropy's signature) is an autograd.Function over
+fastsce.linear_cross_entropy_with_grad: the forward pass computes the loss and the three
+gradients chunk by chunk, without the logits, keeps the gradients (input-, weight- and
+bias-sized, not logits-sized) and backward scales them by grad_output.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _config, _loss
+from . import _config, _linear, _loss
 
-__all__ = ["CrossEntropyLoss", "cross_entropy"]
+__all__ = ["CrossEntropyLoss", "cross_entropy", "linear_cross_entropy"]
 
 #: logits computed in their own dtype; others in float32 (half precision, as PyTorch)
 _NATIVE = (torch.float32, torch.float64)
@@ -219,12 +225,7 @@ def cross_entropy(
     """
     if size_average is not None or reduce is not None:
         reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
-    for name, tensor in (("input", input), ("target", target), ("weight", weight)):
-        if tensor is not None and tensor.device.type != "cpu":
-            raise ValueError(
-                f"fastsce.torch runs on the CPU; `{name}` is on {tensor.device}: use "
-                "torch.nn.functional.cross_entropy for tensors on other devices"
-            )
+    _check_cpu("cross_entropy", input=input, target=target, weight=weight)
     logits = input if input.dtype in _NATIVE else input.float()
     soft = target.is_floating_point()
     if logits.dim() > 2:  # (N, C, d1, ...) -> (N, d1, ..., C)
@@ -260,6 +261,181 @@ def cross_entropy(
     else:
         loss, _ = _compute(logits, target, weight, options, False)
     return loss if loss.dtype == input.dtype else loss.to(input.dtype)
+
+
+def _check_cpu(function: str, **tensors: torch.Tensor | None) -> None:
+    for name, tensor in tensors.items():
+        if tensor is not None and tensor.device.type != "cpu":
+            raise ValueError(
+                f"fastsce.torch runs on the CPU; `{name}` is on {tensor.device}: use "
+                f"torch.nn.functional.{function} for tensors on other devices"
+            )
+
+
+def _linear_compute(
+    input: torch.Tensor,
+    linear_weight: torch.Tensor,
+    linear_bias: torch.Tensor | None,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    options: dict[str, Any],
+    want_grad: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+    """(loss, [grad_input, grad_linear_weight, grad_linear_bias] or []) by one fastsce call
+    on the tensors' memory, with PyTorch's thread count."""
+    arrays = [t if t is None else t.detach().numpy() for t in (linear_bias, weight)]
+    arguments = (input.detach().numpy(), linear_weight.detach().numpy(), target.detach().numpy())
+    with _config.default_threads(torch.get_num_threads()):
+        if want_grad:
+            loss, *grads = _linear.linear_cross_entropy_with_grad(
+                *arguments, linear_bias=arrays[0], weight=arrays[1], **options
+            )
+        else:
+            loss = _linear.linear_cross_entropy(
+                *arguments, linear_bias=arrays[0], weight=arrays[1], **options
+            )
+            grads = []
+    if isinstance(loss, np.ndarray):
+        return torch.from_numpy(loss), [g if g is None else torch.from_numpy(g) for g in grads]
+    single = input.dtype == linear_weight.dtype == torch.float32
+    loss_tensor = torch.tensor(loss, dtype=torch.float32 if single else torch.float64)
+    return loss_tensor, [g if g is None else torch.from_numpy(g) for g in grads]
+
+
+class _LinearCrossEntropy(torch.autograd.Function):  # type: ignore[misc]
+    """_linear_compute in the forward pass; backward scales the saved gradients (of the
+    reduced loss; of the sum of the losses for "none")."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        input: torch.Tensor,
+        linear_weight: torch.Tensor,
+        linear_bias: torch.Tensor | None,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        options: dict[str, Any],
+    ) -> torch.Tensor:
+        loss, grads = _linear_compute(
+            input, linear_weight, linear_bias, target, weight, options, True
+        )
+        ctx.save_for_backward(*[g for g in grads if g is not None])
+        ctx.has_bias = grads[2] is not None
+        ctx.reduction = options["reduction"]
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
+        if ctx.reduction == "none":
+            # the saved gradients are those of the sum of the losses: exact for a
+            # grad_output equal on every row (loss.sum(), loss.mean()), not otherwise
+            first = grad_loss.flatten()[:1].sum()
+            if not bool((grad_loss == first).all()):
+                raise RuntimeError(
+                    "fastsce.torch.linear_cross_entropy with reduction='none' back-propagates "
+                    "a gradient equal on every row (loss.sum(), loss.mean()); weigh the "
+                    "classes with `weight` or reduce with 'sum' instead"
+                )
+            grad_loss = first
+        grads = [_scaled(g, grad_loss, "sum", False) for g in ctx.saved_tensors]
+        return grads[0], grads[1], grads[2] if ctx.has_bias else None, None, None, None
+
+
+def linear_cross_entropy(
+    input: torch.Tensor,
+    linear_weight: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    linear_bias: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    options: Any = None,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    memory_budget: float | None = None,
+) -> torch.Tensor:
+    """torch.nn.functional.linear_cross_entropy, computed by fastsce without the logits.
+
+    Parameters
+    ----------
+    input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing
+        As in torch.nn.functional.linear_cross_entropy: input (..., H), linear_weight
+        (V, H), class indices of shape input.shape[:-1] or probabilities (..., V);
+        ignore_index None means -100.
+    options : None
+        PyTorch's chunking options; fastsce chunks by `memory_budget` instead, so only
+        None is accepted.
+    temperature, softcap, z_loss, memory_budget
+        fastsce's extras, as in fastsce.linear_cross_entropy.
+
+    Returns
+    -------
+    torch.Tensor
+        The loss (0-d for "mean" and "sum"), in the compute dtype of input and
+        linear_weight (float32 or float64; half precision is computed in float32 and
+        returned in input's dtype); differentiable with respect to input, linear_weight
+        and linear_bias.  With reduction "none", backward accepts a gradient equal on
+        every row (loss.sum(), loss.mean()).
+
+    Raises
+    ------
+    ValueError
+        A tensor not on the CPU, `options` given, and the errors of
+        fastsce.linear_cross_entropy.
+    TypeError
+        The errors of fastsce.linear_cross_entropy.
+
+    Examples
+    --------
+    >>> import torch, fastsce.torch as fst
+    >>> h = torch.tensor([[1.0, 2.0], [0.5, -1.0]], requires_grad=True)
+    >>> head = torch.nn.Linear(2, 3)
+    >>> loss = fst.linear_cross_entropy(h, head.weight, torch.tensor([2, 0]),
+    ...                                 linear_bias=head.bias)
+    >>> loss.backward()
+    >>> h.grad.shape, head.weight.grad.shape, head.bias.grad.shape
+    (torch.Size([2, 2]), torch.Size([3, 2]), torch.Size([3]))
+    """
+    _check_cpu(
+        "linear_cross_entropy",
+        input=input,
+        linear_weight=linear_weight,
+        target=target,
+        linear_bias=linear_bias,
+        weight=weight,
+    )
+    if options is not None:
+        raise ValueError(
+            "fastsce.torch.linear_cross_entropy chunks by `memory_budget` (bytes of logits "
+            "held at once), not by PyTorch's `options`: pass options=None"
+        )
+    x, w = (t if t.dtype in _NATIVE else t.float() for t in (input, linear_weight))
+    bias = linear_bias
+    if bias is not None and bias.dtype not in _NATIVE:
+        bias = bias.float()
+    if weight is not None and weight.dtype != torch.float64:
+        weight = weight.double()
+    if target.is_floating_point() and target.dtype != x.dtype:
+        target = target.to(x.dtype)
+    loss_options = {
+        "ignore_index": -100 if ignore_index is None else ignore_index,
+        "reduction": reduction,
+        "label_smoothing": label_smoothing,
+        "temperature": temperature,
+        "softcap": softcap,
+        "z_loss": z_loss,
+        "memory_budget": memory_budget,
+    }
+    if torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (input, linear_weight, linear_bias)
+    ):
+        loss = _LinearCrossEntropy.apply(x, w, bias, target, weight, loss_options)
+    else:
+        loss, _ = _linear_compute(x, w, bias, target, weight, loss_options, False)
+    return loss if input.dtype in _NATIVE else loss.to(input.dtype)
 
 
 class CrossEntropyLoss(torch.nn.Module):  # type: ignore[misc]
