@@ -187,6 +187,7 @@ def main(argv=None):
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--retries", type=int, default=0)
+    parser.add_argument("--plot", metavar="PNG", help="also draw the table (needs matplotlib)")
     parser.add_argument("--run", choices=list(SYSTEMS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run:
@@ -223,7 +224,37 @@ def main(argv=None):
         load = "—" if load is None else f"{load:.2f}"
         row = f"| {SYSTEMS[system]} | {result['time']:.2f} s | {ratio} | {memory} | {load} |"
         print(row)
+    if args.plot:
+        plot(results, args.shape, args.threads, args.plot)
     return results
+
+
+def plot(results, shape, threads, path):
+    """Two panels: each system's time as a multiple of its baseline (the GEMMs alone), and
+    its peak extra memory as a multiple of the logits."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, h, v = shape
+    logits_bytes = n * v * 4
+    baselines = {s: BASELINE.get(s, "gemms") for s in results if s not in ("gemms", "gemm")}
+    shown = [s for s, baseline in baselines.items() if baseline in results]
+    labels = [SYSTEMS[s] for s in shown]
+    times = [results[s]["time"] / results[baselines[s]]["time"] for s in shown]
+    memory = [results[s]["peak_extra"] / logits_bytes for s in shown]
+    colours = ["C0" if s.startswith("fastsce") else "C7" for s in shown]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(shown) + 1.5), sharey=True)
+    left.barh(labels, times, color=colours)
+    left.axvline(1.0, color="k", lw=0.8)
+    left.set_xlabel("time, x the GEMMs alone (loss only: x the one GEMM)")
+    right.barh(labels, memory, color=colours)
+    right.set_xlabel("peak extra memory, x the logits")
+    left.invert_yaxis()
+    figure.suptitle(f"fused linear + cross-entropy, {n} x {h} x {v} float32, {threads} threads")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":
