@@ -377,8 +377,9 @@ SYSTEM_NOTES = [
     "- **Through PyTorch** (its own section): fastsce is `fastsce.torch.cross_entropy(x, t)` "
     "forward + `backward()` of a fresh leaf `x.detach().requires_grad_()`, timed exactly as "
     "PyTorch's `F.cross_entropy` beside it.  **autograd floor**: an `autograd.Function` that "
-    "does no arithmetic (forward saves a ready gradient and returns a zero loss, backward hands "
-    "it back), timed the same way: the least any loss written as an autograd.Function costs.",
+    "does nothing (forward returns a zero loss, backward an uninitialised gradient, which "
+    "autograd takes as the leaf's .grad without a copy), timed the same way: the least any "
+    "loss written as an autograd.Function costs.",
     "- **Through JAX** (its own section): fastsce is `fastsce.jax.cross_entropy(x, t)` and optax "
     "`optax.softmax_cross_entropy_with_integer_labels(x, t).mean()`, each as "
     "`jax.jit(jax.value_and_grad(loss))(x, t)` on JAX arrays already on the CPU (int32 targets), "

@@ -163,27 +163,27 @@ def fastsce_torch_system(logits: Logits, target: Target) -> Run | None:
 
 def autograd_floor_system(logits: Logits, target: Target) -> Run | None:
     """The least any PyTorch loss written as an autograd.Function costs, timed as
-    torch_system: a Function whose forward saves a ready gradient and returns a zero loss,
-    and whose backward hands the gradient back (no arithmetic at all); None without torch."""
+    torch_system: a Function whose forward returns a zero loss and whose backward returns
+    an uninitialised gradient (no arithmetic, no pass over memory; autograd takes it as
+    leaf.grad without a copy); None without torch."""
     inputs = _torch_inputs(logits, target)
     if inputs is None:
         return None
     torch, x, _ = inputs
-    ready = torch.zeros_like(x)
 
-    class Identity(torch.autograd.Function):  # type: ignore[misc,name-defined]
+    class Nothing(torch.autograd.Function):  # type: ignore[misc,name-defined]
         @staticmethod
         def forward(ctx: Any, leaf: Any) -> Any:
-            ctx.save_for_backward(ready)
+            ctx.leaf = leaf
             return leaf.new_zeros(())
 
         @staticmethod
         def backward(ctx: Any, grad_loss: Any) -> Any:
-            return ctx.saved_tensors[0]
+            return torch.empty_like(ctx.leaf)
 
     def run() -> tuple[Any, Any]:
         leaf = x.detach().requires_grad_()
-        loss = Identity.apply(leaf)
+        loss = Nothing.apply(leaf)
         loss.backward()
         return loss.item(), leaf.grad
 
