@@ -245,12 +245,12 @@ def plot(results, shape, threads, path):
     times = [results[s]["time"] / results[baselines[s]]["time"] for s in shown]
     memory = [results[s]["peak_extra"] / logits_bytes for s in shown]
     colours = ["C0" if s.startswith("fastsce") else "C7" for s in shown]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 0.5 * len(shown) + 1.5), sharey=True)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 0.5 * len(shown) + 1.5), sharey=True)
     left.barh(labels, times, color=colours)
     left.axvline(1.0, color="k", lw=0.8)
-    left.set_xlabel("time, x the GEMMs alone (loss only: x the one GEMM)")
+    left.set_xlabel("time, x the GEMMs alone (loss only: the one GEMM)", fontsize=9)
     right.barh(labels, memory, color=colours)
-    right.set_xlabel("peak extra memory, x the logits")
+    right.set_xlabel("peak extra memory, x the logits", fontsize=9)
     left.invert_yaxis()
     figure.suptitle(f"fused linear + cross-entropy, {n} x {h} x {v} float32, {threads} threads")
     figure.tight_layout()
