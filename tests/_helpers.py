@@ -545,3 +545,14 @@ BAD_EXTRA_OPTIONS = {
         (True, TypeError),
     ],
 }
+
+
+def load_script(path):
+    """The script at `path` (an example or a benchmark), imported as a module (its main()
+    not run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{pathlib.Path(path).stem}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

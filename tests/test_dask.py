@@ -12,7 +12,6 @@ killed and every worker's peak memory below its limit, for the loss and the grad
 examples/dask_perplexity.py runs at a tiny size.
 """
 
-import importlib.util
 import os
 import pathlib
 import subprocess
@@ -27,7 +26,14 @@ distributed = pytest.importorskip("distributed")
 
 import fastsce  # noqa: E402
 import fastsce.dask as fd  # noqa: E402
-from _helpers import LOSS_RTOL, RTOL, assert_close, make_case, rng_for  # noqa: E402
+from _helpers import (  # noqa: E402
+    LOSS_RTOL,
+    RTOL,
+    assert_close,
+    load_script,
+    make_case,
+    rng_for,
+)
 
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "dask_perplexity.py"
 #: each worker's memory limit; the out-of-core rows are larger than it
@@ -295,9 +301,7 @@ def test_rows_larger_than_a_workers_memory(client):
 
 
 def test_the_perplexity_example(tmp_path):
-    spec = importlib.util.spec_from_file_location("dask_perplexity_example", EXAMPLE)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_script(EXAMPLE)
     result = example.main(["--store", str(tmp_path / "store"), "--tiny", "--quiet"])
     logits = np.concatenate([np.load(path) for path in result["files"]])
     target = np.load(result["target"])

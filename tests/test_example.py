@@ -6,7 +6,6 @@ arms of equal size); the default run reaches 0.977-1.0 test accuracy for every s
 tried (0-11): the 0.9 thresholds below leave margin and are far from chance.
 """
 
-import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -14,21 +13,15 @@ import sys
 import numpy as np
 import pytest
 
+from _helpers import load_script
+
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE = EXAMPLES / "mlp_training.py"
 
 
-def load_example(path):
-    """The example script at `path`, imported as a module (its main() not run)."""
-    spec = importlib.util.spec_from_file_location(f"{path.stem}_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def example():
-    return load_example(EXAMPLE)
+    return load_script(EXAMPLE)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -127,7 +120,7 @@ def test_readme_training_loop_learns():
 
 @pytest.fixture(scope="module")
 def lm_example():
-    return load_example(EXAMPLES / "lm_head_training.py")
+    return load_script(EXAMPLES / "lm_head_training.py")
 
 
 def test_lm_head_training_approaches_the_chain_entropy(lm_example):

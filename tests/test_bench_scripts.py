@@ -1,0 +1,28 @@
+"""The measurement scripts of bench/ that are not pytest-benchmark's: each runs and
+prints one row per case (a handful of calls, no timing claim)."""
+
+import pathlib
+
+from _helpers import load_script
+
+BENCH = pathlib.Path(__file__).resolve().parent.parent / "bench"
+
+
+def table_rows(text):
+    return [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+
+
+def test_short_rows_prints_every_shape(capsys):
+    script = load_script(BENCH / "short_rows.py")
+    script.main(["--calls", "2"])
+    rows = table_rows(capsys.readouterr().out)[1:]  # after the header
+    assert [row.split(" | ")[0] for row in rows] == [f"| {n} x {c}" for n, c in script.SHAPES]
+    assert rows[0].endswith("| 1.00 |")  # the reference against itself
+
+
+def test_tiny_calls_prints_every_form_in_both_dtypes(capsys):
+    script = load_script(BENCH / "tiny_calls.py")
+    script.main(["--rounds", "1"])
+    rows = table_rows(capsys.readouterr().out)[1:]
+    assert len(rows) == 12 and sum("float32" in row for row in rows) == 6
+    assert all(row.endswith("| 1.00 |") for row in rows if "np.multiply" in row)
