@@ -63,9 +63,18 @@ OPTION_IDS = ["-".join(map(str, case)) for case in OPTION_CASES]
 @pytest.fixture(scope="module")
 def client():
     """Two worker processes of one thread each; the environment variables the cluster
-    sets for its workers in this process (OMP_NUM_THREADS=1, ...) are undone after."""
+    sets for its workers in this process (OMP_NUM_THREADS=1, ...) are undone after.
+
+    A worker process starts at some 85 MB (Python, NumPy, SciPy, dask), a third of
+    WORKER_MEMORY, so the default spill target (60% of the limit for the data a worker
+    holds) would let data and that baseline together reach the 95% at which the nanny
+    kills the worker.  The workers spill held data to disk above 25% of the limit instead,
+    as a user running out of core on small workers would configure them."""
     environment = dict(os.environ)
     with (
+        dask.config.set(
+            {"distributed.worker.memory.target": 0.25, "distributed.worker.memory.spill": 0.5}
+        ),
         distributed.LocalCluster(
             n_workers=2,
             processes=True,
@@ -281,7 +290,7 @@ def test_rows_larger_than_a_workers_memory(client):
     are restarted first: what earlier tests left in them would count against the limit."""
     client.restart()
     n_classes = 80_000_000
-    columns = (da.arange(n_classes, chunks=2_000_000, dtype=np.int32) % 7).astype(np.float32)
+    columns = (da.arange(n_classes, chunks=500_000, dtype=np.int32) % 7).astype(np.float32)
     rows = (columns[None, :] + da.arange(2, dtype=np.float32)[:, None]) * np.float32(0.5)
     assert rows.chunks[0] == (2,) and rows.nbytes // 2 > WORKER_MEMORY
     target = np.array([3, n_classes - 1])
