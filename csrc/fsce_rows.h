@@ -44,6 +44,17 @@
 FSCE_DECLARE_OPS(float, f32)
 FSCE_DECLARE_OPS(double, f64)
 
+/* 16-bit floats (bfloat16, float16: one table each, as uint16_t bits) to float32 rows and
+   back (widen is exact, narrow rounds to nearest even), and the passes of a plain row over
+   16-bit logits: those of the float32 table on the widened row (fsce_half_impl.h) */
+typedef struct {
+    void (*widen)(const uint16_t *x, ptrdiff_t n, float *out);
+    void (*narrow)(const float *x, ptrdiff_t n, uint16_t *out);
+    float (*row_max)(const uint16_t *x, ptrdiff_t n);
+    double (*row_sum)(const uint16_t *x, ptrdiff_t n, float shift, float scale);
+    double (*row_exp_sum)(const uint16_t *x, ptrdiff_t n, float shift, float *out, const uint16_t *next);
+} fsce_ops_half;
+
 /* The tables of each instruction set (fsce_rows_<isa>.c; AVX2 and AVX-512 on x86-64 only),
    for fsce_dispatch.c. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -53,6 +64,8 @@ FSCE_DECLARE_OPS(double, f64)
 #endif
 extern FSCE_HIDDEN const fsce_ops_f32 fsce_ops_f32_baseline, fsce_ops_f32_avx2, fsce_ops_f32_avx512;
 extern FSCE_HIDDEN const fsce_ops_f64 fsce_ops_f64_baseline, fsce_ops_f64_avx2, fsce_ops_f64_avx512;
+extern FSCE_HIDDEN const fsce_ops_half fsce_ops_bf16_baseline, fsce_ops_bf16_avx2, fsce_ops_bf16_avx512;
+extern FSCE_HIDDEN const fsce_ops_half fsce_ops_f16_baseline, fsce_ops_f16_avx2, fsce_ops_f16_avx512;
 
 /* Choose the instruction set; idempotent.  Call before any helper runs. */
 void fsce_init(void);
@@ -61,6 +74,10 @@ extern FSCE_HIDDEN const fsce_ops_f32 *fsce_chosen_f32;
 extern FSCE_HIDDEN const fsce_ops_f64 *fsce_chosen_f64;
 static inline const fsce_ops_f32 *fsce_get_ops_f32(void) { return fsce_chosen_f32; }
 static inline const fsce_ops_f64 *fsce_get_ops_f64(void) { return fsce_chosen_f64; }
+extern FSCE_HIDDEN const fsce_ops_half *fsce_chosen_bf16;
+extern FSCE_HIDDEN const fsce_ops_half *fsce_chosen_f16;
+static inline const fsce_ops_half *fsce_get_ops_bf16(void) { return fsce_chosen_bf16; }
+static inline const fsce_ops_half *fsce_get_ops_f16(void) { return fsce_chosen_f16; }
 /* Name of the chosen instruction set, e.g. "avx2+fma" or "baseline (sse2)". */
 const char *fsce_simd_path(void);
 

@@ -22,6 +22,8 @@
 
 #define FSCE_TABLE_F32 fsce_ops_f32_avx512
 #define FSCE_TABLE_F64 fsce_ops_f64_avx512
+#define FSCE_TABLE_BF16 fsce_ops_bf16_avx512
+#define FSCE_TABLE_F16 fsce_ops_f16_avx512
 #include "fsce_rows_both_dtypes.h"
 
 #if defined(__clang__)

@@ -19,4 +19,6 @@
 
 #define FSCE_TABLE_F32 fsce_ops_f32_baseline
 #define FSCE_TABLE_F64 fsce_ops_f64_baseline
+#define FSCE_TABLE_BF16 fsce_ops_bf16_baseline
+#define FSCE_TABLE_F16 fsce_ops_f16_baseline
 #include "fsce_rows_both_dtypes.h"

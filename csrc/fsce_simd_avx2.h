@@ -140,3 +140,25 @@ FSCE_INLINE void acc_lanes(acc64 acc, double *lanes, ptrdiff_t n_lanes)
     _mm256_storeu_pd(lanes, acc.lo);
     if (n_lanes > FSCE_F64_LANES) _mm256_storeu_pd(lanes + FSCE_F64_LANES, acc.hi);
 }
+
+/* 16-bit floats, 8 at a time (RNE narrowing, NaN made quiet: the bits of fsce_half.h);
+   float16 needs F16C, which fsce_init checks apart from AVX2 */
+FSCE_INLINE f32v f32_load_bf16(const uint16_t *p)
+{
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+FSCE_INLINE void f32_store_bf16(uint16_t *p, f32v v)
+{
+    const __m256i u = _mm256_castps_si256(v), low_bit = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), low_bit));
+    const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    const __m256i top = _mm256_srai_epi32(_mm256_blendv_epi8(rounded, quiet, nan), 16); /* int16 range: packs keeps it */
+    _mm_storeu_si128((__m128i *)p, _mm_packs_epi32(_mm256_castsi256_si128(top), _mm256_extracti128_si256(top, 1)));
+}
+FSCE_INLINE f32v f32_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+FSCE_INLINE void f32_store_f16(uint16_t *p, f32v v)
+{
+    _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}

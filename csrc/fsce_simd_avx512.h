@@ -133,3 +133,23 @@ FSCE_INLINE void acc_lanes(acc64 acc, double *lanes, ptrdiff_t n_lanes)
     _mm512_storeu_pd(lanes, acc.lo);
     if (n_lanes > FSCE_F64_LANES) _mm512_storeu_pd(lanes + FSCE_F64_LANES, acc.hi);
 }
+
+/* 16-bit floats, 16 at a time (RNE narrowing, NaN made quiet: the bits of fsce_half.h) */
+FSCE_INLINE f32v f32_load_bf16(const uint16_t *p)
+{
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+FSCE_INLINE void f32_store_bf16(uint16_t *p, f32v v)
+{
+    const __m512i u = _mm512_castps_si512(v), low_bit = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), low_bit));
+    const __m512i quiet = _mm512_or_si512(u, _mm512_set1_epi32(0x00400000));
+    const __m512i bits = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), rounded, quiet);
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(_mm512_srli_epi32(bits, 16)));
+}
+FSCE_INLINE f32v f32_load_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+FSCE_INLINE void f32_store_f16(uint16_t *p, f32v v)
+{
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}

@@ -105,3 +105,15 @@ FSCE_INLINE void acc_lanes(acc64 acc, double *lanes, ptrdiff_t n_lanes)
     vst1q_f64(lanes, acc.lo);
     if (n_lanes > FSCE_F64_LANES) vst1q_f64(lanes + FSCE_F64_LANES, acc.hi);
 }
+
+/* 16-bit floats, 4 at a time (RNE narrowing, NaN made quiet: the bits of fsce_half.h) */
+FSCE_INLINE f32v f32_load_bf16(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+FSCE_INLINE void f32_store_bf16(uint16_t *p, f32v v)
+{
+    const uint32x4_t u = vreinterpretq_u32_f32(v), low_bit = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+    const uint32x4_t rounded = vaddq_u32(u, vaddq_u32(vdupq_n_u32(0x7FFF), low_bit));
+    const uint32x4_t nan = vmvnq_u32(vceqq_f32(v, v));
+    vst1_u16(p, vshrn_n_u32(vbslq_u32(nan, vorrq_u32(u, vdupq_n_u32(0x00400000)), rounded), 16));
+}
+FSCE_INLINE f32v f32_load_f16(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+FSCE_INLINE void f32_store_f16(uint16_t *p, f32v v) { vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v))); }

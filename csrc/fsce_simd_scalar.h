@@ -7,6 +7,7 @@
  */
 #include <math.h>
 
+#include "fsce_half.h"
 #include "fsce_simd.h"
 
 #define FSCE_F32_LANES 1
@@ -90,3 +91,9 @@ FSCE_INLINE void acc_lanes(acc64 acc, double *lanes, ptrdiff_t n_lanes)
     (void)n_lanes;
     lanes[0] = acc.lo;
 }
+
+/* 16-bit floats (fsce_half.h) */
+FSCE_INLINE f32v f32_load_bf16(const uint16_t *p) { return fsce_bf16_to_f32(*p); }
+FSCE_INLINE void f32_store_bf16(uint16_t *p, f32v v) { *p = fsce_f32_to_bf16(v); }
+FSCE_INLINE f32v f32_load_f16(const uint16_t *p) { return fsce_f16_to_f32(*p); }
+FSCE_INLINE void f32_store_f16(uint16_t *p, f32v v) { *p = fsce_f32_to_f16(v); }

@@ -7,6 +7,7 @@
  */
 #include <emmintrin.h>
 
+#include "fsce_half.h"
 #include "fsce_simd.h"
 
 #define FSCE_F32_LANES 4
@@ -98,4 +99,30 @@ FSCE_INLINE void acc_lanes(acc64 acc, double *lanes, ptrdiff_t n_lanes)
 {
     _mm_storeu_pd(lanes, acc.lo);
     if (n_lanes > FSCE_F64_LANES) _mm_storeu_pd(lanes + FSCE_F64_LANES, acc.hi);
+}
+
+/* 16-bit floats, 4 at a time (RNE narrowing, NaN made quiet: the bits of fsce_half.h);
+   SSE2 has no float16 conversion: float16 goes lane by lane through fsce_half.h */
+FSCE_INLINE f32v f32_load_bf16(const uint16_t *p)
+{
+    return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), _mm_loadl_epi64((const __m128i *)p)));
+}
+FSCE_INLINE void f32_store_bf16(uint16_t *p, f32v v)
+{
+    const __m128i u = _mm_castps_si128(v), low_bit = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
+    const __m128i rounded = _mm_add_epi32(u, _mm_add_epi32(_mm_set1_epi32(0x7FFF), low_bit));
+    const __m128i quiet = _mm_or_si128(u, _mm_set1_epi32(0x00400000));
+    const __m128i nan = _mm_castps_si128(_mm_cmpunord_ps(v, v));
+    const __m128i top = _mm_srai_epi32(_mm_or_si128(_mm_and_si128(nan, quiet), _mm_andnot_si128(nan, rounded)), 16);
+    _mm_storel_epi64((__m128i *)p, _mm_packs_epi32(top, top)); /* int16 range: packs keeps it */
+}
+FSCE_INLINE f32v f32_load_f16(const uint16_t *p)
+{
+    return _mm_setr_ps(fsce_f16_to_f32(p[0]), fsce_f16_to_f32(p[1]), fsce_f16_to_f32(p[2]), fsce_f16_to_f32(p[3]));
+}
+FSCE_INLINE void f32_store_f16(uint16_t *p, f32v v)
+{
+    float lanes[FSCE_F32_LANES];
+    f32_store(lanes, v);
+    for (ptrdiff_t i = 0; i < FSCE_F32_LANES; ++i) p[i] = fsce_f32_to_f16(lanes[i]);
 }

@@ -7,7 +7,10 @@
  * values mixed in (-inf, +-0, NaN, huge, tiny, values far below the max); each
  * helper's outputs are hashed (FNV-1a over the bytes), one line per helper and
  * dtype.  Run it with FASTSCE_SIMD unset, =avx2, =baseline on the build before
- * and after a change: equal lines mean equal bits.  It also runs under
+ * and after a change: equal lines mean equal bits.  The 16-bit tables (bfloat16,
+ * float16) are hashed likewise and also checked: every conversion against the
+ * scalar one of fsce_half.h, every 16-bit pass against the float32 helper on the
+ * widened row (a "mismatches" line, 0 when all agree).  It also runs under
  * qemu-aarch64 for the NEON path:
  *
  *   cc -O2 -ffp-contract=fast -Icsrc tools/simd_digest.c csrc/fsce_rows*.c -lm
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fsce_half.h"
 #include "fsce_rows.h"
 
 #define MAX_N 4100
@@ -133,11 +137,77 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
 DIGEST(float, f32, fsce_get_ops_f32)
 DIGEST(double, f64, fsce_get_ops_f64)
 
+static int same_float(float a, float b) { return fsce_f32_to_bits(a) == fsce_f32_to_bits(b) || (a != a && b != b); }
+
+/* the 16-bit table of one format: hashes, and mismatches against the scalar conversions and
+   the float32 helpers */
+static void digest_half(const char *format, const fsce_ops_half *ops, float (*widen1)(uint16_t),
+                        uint16_t (*narrow1)(float))
+{
+    static uint16_t x[MAX_N], back[MAX_N];
+    static float wide[MAX_N], out[MAX_N], expected[MAX_N];
+    const fsce_ops_f32 *f32 = fsce_get_ops_f32();
+    uint64_t h[5];
+    long mismatches = 0;
+    for (int i = 0; i < 5; ++i) h[i] = 1469598103934665603ull;
+    /* every 16-bit value widened, and narrowed back */
+    for (uint32_t first = 0; first < 65536; first += 4096) {
+        for (ptrdiff_t j = 0; j < 4096; ++j) x[j] = (uint16_t)(first + (uint32_t)j);
+        ops->widen(x, 4096, wide);
+        ops->narrow(wide, 4096, back);
+        h[0] = hash_bytes(h[0], wide, 4096 * sizeof(float));
+        h[1] = hash_bytes(h[1], back, 4096 * sizeof(uint16_t));
+        for (ptrdiff_t j = 0; j < 4096; ++j)
+            mismatches += !same_float(wide[j], widen1(x[j])) || back[j] != narrow1(wide[j]);
+    }
+    /* float32 values narrowed: a sweep of bit patterns, the ties of either format, odd lengths */
+    for (uint32_t k = 0; k < 3 * 65536; k += MAX_N) {
+        const ptrdiff_t n = (ptrdiff_t)(k / MAX_N % 80) + 1;
+        for (ptrdiff_t j = 0; j < n; ++j) {
+            const uint32_t i = k + (uint32_t)j;
+            const uint32_t bits = i < 65536 ? i * 65537u : i < 131072 ? i << 16 | 0x8000u : i << 13 | 0x1000u;
+            wide[j] = fsce_bits_to_f32(bits);
+        }
+        ops->narrow(wide, n, back);
+        h[1] = hash_bytes(h[1], back, (size_t)n * sizeof(uint16_t));
+        for (ptrdiff_t j = 0; j < n; ++j) mismatches += back[j] != narrow1(wide[j]);
+    }
+    /* the passes of a plain row, against the float32 helpers on the widened row */
+    state = 0x9E3779B97F4A7C15ull;
+    for (int k = 0; k < 81 + 6; ++k) {
+        const ptrdiff_t n = k < 81 ? k : lengths_extra[k - 81];
+        for (int mode = 0; mode < 3; ++mode) {
+            for (ptrdiff_t j = 0; j < n; ++j) {
+                x[j] = narrow1((float)special_or_random(mode));
+                wide[j] = widen1(x[j]);
+            }
+            float m = ops->row_max(x, n);
+            mismatches += !same_float(m, f32->row_max(wide, n));
+            h[2] = hash_bytes(h[2], &m, sizeof m);
+            if (!isfinite(m)) m = 0;
+            double total = ops->row_sum(x, n, m, 0.7f);
+            mismatches += total != f32->row_sum(wide, n, m, 0.7f) && total == total;
+            h[3] = hash_bytes(h[3], &total, sizeof total);
+            total = ops->row_exp_sum(x, n, m, out, n > 1 ? x : NULL);
+            const double expected_total = f32->row_exp_sum(wide, n, m, 1, expected, NULL);
+            mismatches += !(total == expected_total || (total != total && expected_total != expected_total));
+            for (ptrdiff_t j = 0; j < n; ++j) mismatches += !same_float(out[j], expected[j]);
+            h[4] = hash_bytes(h[4], &total, sizeof total);
+            h[4] = hash_bytes(h[4], out, (size_t)n * sizeof(float));
+        }
+    }
+    static const char *names[5] = {"widen", "narrow", "row_max", "row_sum", "row_exp_sum"};
+    for (int i = 0; i < 5; ++i) printf("%s %-18s %016llx\n", format, names[i], (unsigned long long)h[i]);
+    printf("%s %-18s %ld\n", format, "mismatches", mismatches);
+}
+
 int main(void)
 {
     fsce_init();
     printf("path %s\n", fsce_simd_path());
     digest_f32();
     digest_f64();
+    digest_half("bf16", fsce_get_ops_bf16(), fsce_bf16_to_f32, fsce_f32_to_bf16);
+    digest_half("f16", fsce_get_ops_f16(), fsce_f16_to_f32, fsce_f32_to_f16);
     return 0;
 }
