@@ -11,6 +11,8 @@ one concern each:
   passes and the Jacobian (a ``RowOpCall`` run over row ranges);
 * _kernels_loss.pxi: softmax cross-entropy, loss and gradient in one pass per
   row (a ``LossCall``), and the allocation-light path of small calls;
+* _kernels_half.pxi: that loss on bfloat16 / float16 logits, widened to float32 a
+  row at a time (a ``HalfLossCall``);
 * _kernels_xla.pxi: XLA's handler of that loss (fastsce.jax), on XLA's buffers.
 * _kernels_blocks.pxi: the same over blocks of columns of rows cut along the
   class axis (per-block partials, then each block's gradient or softmax from
@@ -25,7 +27,7 @@ validates every argument first: nothing here can fail on bad input.
 cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport INFINITY, NAN, exp, isfinite, isinf, tanh
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint16_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -35,12 +37,15 @@ from ._rows cimport (FSCE_CONFIDENT_TOTAL, FSCE_SMALL_ROW_CLASSES, fsce_confiden
                      row_affine, row_ay_minus_cb, row_dot, row_exp_sum, row_find, row_max,
                      row_mul_shifted, row_max_for_lse, row_sum, for_row_ranges, run_rows,
                      small_rows)
+from ._rows cimport (BFLOAT16, FLOAT16, NOT_HALF, HalfFormat, fsce_ops_half, half_ops,
+                     narrow_row, widen_row)
 
 cnp.import_array()
 fsce_init()
 
 include "_kernels_softmax.pxi"
 include "_kernels_loss.pxi"
+include "_kernels_half.pxi"
 include "_kernels_xla.pxi"
 include "_kernels_blocks.pxi"
 include "_kernels_linear.pxi"

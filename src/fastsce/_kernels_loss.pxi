@@ -478,13 +478,15 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object o
                   object scratch, int n_threads):
     """Loss (and gradient, lse, argmax when their arrays are given) of one batch.
 
-    logits (n_rows, C) float32/float64 with contiguous rows; exactly one of
-    index (int64 (n_rows,), C-contiguous) and soft_target (logits' dtype,
-    C-contiguous (n_rows, C)); options: the validated options (fastsce._loss.LossOptions:
+    logits (n_rows, C) float32/float64, or float16/bfloat16 (computed in float32,
+    _kernels_half.pxi), with contiguous rows; exactly one of index (int64 (n_rows,),
+    C-contiguous) and soft_target (the compute dtype, C-contiguous (n_rows, C));
+    options: the validated options (fastsce._loss.LossOptions:
     weight float64 (C,) or None, ignore_index, smoothing, z_loss, softcap (0 for none),
     inv_temperature, reduction); OUT arrays (None when not wanted): row_loss float64
     (n_rows,), grad like logits C-contiguous (may be logits), row_lse float64 (n_rows,),
-    row_argmax int64 (n_rows,); scratch: None or scratch_elements(C, n_threads) elements.
+    row_argmax int64 (n_rows,); grad of 16-bit logits is float32 or their own dtype;
+    scratch: None or scratch_elements(C, n_threads) elements (unused for 16-bit logits).
     Targets are checked first: returns (first_bad_row, nan) without writing
     anything when a class index is invalid or a probability is not finite,
     else (-1, loss), the loss being the 'mean' (divided by the summed weights of
@@ -495,13 +497,19 @@ def cross_entropy(cnp.ndarray logits, object index, object soft_target, object o
     cdef bint mean = options.reduction == "mean"
     cdef const cnp.int64_t *indices = <const cnp.int64_t *>data_or_null(index)
     cdef const void *probabilities = data_or_null(soft_target)
-    first_bad = check_targets(indices, probabilities, cnp.PyArray_TYPE(logits) == cnp.NPY_FLOAT32,
+    cdef HalfFormat format = half_format(logits)
+    first_bad = check_targets(indices, probabilities, cnp.PyArray_ITEMSIZE(logits) <= 4,
                               n_rows, n_classes, options, &denominator)
     if first_bad >= 0:
         return first_bad, NAN
-    cdef Workspace work = run_loss(logits, indices, soft_target, options,
-                                   grad_scale_of(mean, denominator), row_loss, grad, row_lse,
-                                   row_argmax, scratch, n_threads)
+    cdef Workspace work
+    if format != NOT_HALF:
+        work = run_half_loss(logits, format, indices, soft_target, options,
+                             grad_scale_of(mean, denominator), row_loss, grad, row_lse,
+                             row_argmax, n_threads)
+    else:
+        work = run_loss(logits, indices, soft_target, options, grad_scale_of(mean, denominator),
+                        row_loss, grad, row_lse, row_argmax, scratch, n_threads)
     return -1, batch_loss(work.row_loss, n_rows, mean, denominator)
 
 

@@ -21,16 +21,20 @@ import numpy.typing as npt
 from . import _kernels as kernels
 from ._config import PARALLEL_MIN_ELEMENTS, threads_for
 from ._validation import (
+    FLOAT32,
     FLOAT64,
     Reduction,
     as_array,
     as_contiguous_rows,
     as_float_array,
+    as_logits_array,
     as_rows,
     check_inverse_temperature,
     check_out,
     check_reduction,
     check_temperature,
+    is_16_bit_float,
+    is_bfloat16,
     real_number,
 )
 
@@ -64,7 +68,8 @@ LOSS_PARAMETERS = (
     """
     logits : array_like
         Shape (..., C), the class axis last.  float32 and float64 are computed in their
-        own dtype, float16 in float32, integers and wider floats in float64.
+        own dtype, float16 and bfloat16 (ml_dtypes') in float32 (read as they are, a row
+        at a time: no float32 copy), integers and wider floats in float64.
     target : array_like
         Integer class indices of shape logits.shape[:-1] (any integer dtype), or
         probabilities of logits' shape (soft targets, a float dtype)."""
@@ -172,7 +177,9 @@ cross_entropy_with_grad.__doc__ = f"""The loss and its gradient with respect to 
     out : ndarray, optional
         Receives the gradient: C-contiguous, logits' shape and compute dtype.  It may be
         `logits` itself (the gradient overwrites them) when logits are float32 or
-        float64, and a view such as ``buffer[:n]`` for a last, smaller batch.
+        float64, and a view such as ``buffer[:n]`` for a last, smaller batch.  For
+        float16 or bfloat16 logits it may also have their dtype (`logits` itself
+        included): the float32 gradient rounded to nearest even.
 
     Returns
     -------
@@ -305,20 +312,27 @@ def run(
     buffers: optional ReusedBuffers supplying the per-row loss and scratch
     arrays (see CrossEntropyLoss); the kernel allocates its own otherwise.
     """
-    array = as_float_array(logits, "logits")
+    array = as_logits_array(logits, "logits")
     rows = as_rows(array, "logits")
     n_rows, n_classes = rows.shape
-    check_inverse_temperature(options.inv_temperature, array.dtype)
-    target_array, index, soft_target = checked_targets(target, array.shape, array.dtype, options)
+    # float16 / bfloat16 logits are read as they are and computed in float32
+    sixteen_bit = is_16_bit_float(array.dtype)
+    dtype = FLOAT32 if sixteen_bit else array.dtype
+    check_inverse_temperature(options.inv_temperature, dtype)
+    target_array, index, soft_target = checked_targets(target, array.shape, dtype, options)
 
     inputs = (("logits", logits), ("target", target), ("weight", options.weight_input))
     grad: _Floats | None = None
     grad_rows: _Floats | None = None
     if want_grad:
         if out is None:
-            grad = np.empty(array.shape, array.dtype)
+            grad = np.empty(array.shape, dtype)
         else:
-            grad = check_out(out, array.shape, array.dtype, inputs, in_place_ok=logits)
+            # a 16-bit gradient (out= of the logits' dtype) is narrowed from the float32 one
+            other = array.dtype if sixteen_bit else None
+            grad = check_out(
+                out, array.shape, dtype, inputs, in_place_ok=logits, other_dtype=other
+            )
         grad_rows = grad.reshape(rows.shape)
     # each output is checked against the inputs and against the outputs before it:
     # two outputs sharing memory would overwrite each other's results
@@ -338,7 +352,7 @@ def run(
     scratch: _Floats | None = None
     if buffers is not None:
         row_loss, scratch = buffers.arrays(
-            n_rows, kernels.scratch_elements(n_classes, n_threads), array.dtype
+            n_rows, 0 if sixteen_bit else kernels.scratch_elements(n_classes, n_threads), dtype
         )
     if options.reduction == "none":
         row_loss = np.empty(n_rows, FLOAT64)
@@ -359,7 +373,7 @@ def run(
         raise_bad_target(target_array, soft_target, first_bad, n_classes, options.ignore_index)
     if options.reduction == "none":
         assert row_loss is not None  # allocated above for reduction='none'
-        loss = row_loss.reshape(array.shape[:-1]).astype(array.dtype, copy=False)
+        loss = row_loss.reshape(array.shape[:-1]).astype(dtype, copy=False)
     return loss, grad
 
 
@@ -632,7 +646,7 @@ def _is_soft(target: npt.NDArray[Any], logits_shape: tuple[int, ...]) -> bool:
     kind = target.dtype.kind
     if kind in "iu":
         return False
-    if kind == "f":
+    if kind == "f" or is_bfloat16(target.dtype):
         if target.shape != logits_shape:
             if target.shape == logits_shape[:-1] and np.isnan(target).any():
                 raise TypeError(

@@ -227,3 +227,45 @@ cdef inline void run_rows(RowRange body, void *call, Py_ssize_t n_rows, Py_ssize
             for_row_ranges(body, call, n_rows, n_threads)
     else:
         for_row_ranges(body, call, n_rows, n_threads)
+
+
+# ---------------------------------------------------------------------------
+# 16-bit floats (bfloat16, float16) to float32 rows and back
+
+from libc.stdint cimport uint16_t
+
+
+cdef extern from "fsce_rows.h" nogil:
+    ctypedef struct fsce_ops_half:
+        void (*widen)(const uint16_t *x, Py_ssize_t n, float *out) noexcept nogil
+        void (*narrow)(const float *x, Py_ssize_t n, uint16_t *out) noexcept nogil
+        float (*row_max)(const uint16_t *x, Py_ssize_t n) noexcept nogil
+        double (*row_sum)(const uint16_t *x, Py_ssize_t n, float shift, float scale) noexcept nogil
+        double (*row_exp_sum)(const uint16_t *x, Py_ssize_t n, float shift, float *out,
+                              const uint16_t *next) noexcept nogil
+
+    const fsce_ops_half *fsce_get_ops_bf16()
+    const fsce_ops_half *fsce_get_ops_f16()
+
+
+cdef enum HalfFormat:
+    NOT_HALF = 0
+    BFLOAT16 = 1
+    FLOAT16 = 2
+
+
+cdef inline const fsce_ops_half *half_ops(HalfFormat format) noexcept nogil:
+    """The conversions of a 16-bit format (BFLOAT16 or FLOAT16)."""
+    return fsce_get_ops_bf16() if format == BFLOAT16 else fsce_get_ops_f16()
+
+
+cdef inline void widen_row(HalfFormat format, const uint16_t *x, Py_ssize_t n,
+                           float *out) noexcept nogil:
+    """out_j = x_j as float32 (exact)."""
+    half_ops(format).widen(x, n, out)
+
+
+cdef inline void narrow_row(HalfFormat format, const float *x, Py_ssize_t n,
+                            uint16_t *out) noexcept nogil:
+    """out_j = x_j rounded to the 16-bit format, to nearest even."""
+    half_ops(format).narrow(x, n, out)

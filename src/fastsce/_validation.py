@@ -2,11 +2,14 @@
 
 Every public function calls these before any kernel runs, so a call that
 raises has written nothing.  Rules (docs/DESIGN.md): float32/float64 are computed
-in their own dtype, float16 in float32, longdouble in float64, integers are
-promoted to float64; bool, complex, object, string and datetime inputs raise
-TypeError; shape problems raise ValueError.  Arrays are coerced without a copy
-whenever the kernels can read them as they are (rows contiguous, native byte
-order, aligned); otherwise one copy is made.
+in their own dtype, float16 and bfloat16 (ml_dtypes') in float32, longdouble in
+float64, integers are promoted to float64; bool, complex, object, string and
+datetime inputs raise TypeError; shape problems raise ValueError.  Arrays are
+coerced without a copy whenever the kernels can read them as they are (rows
+contiguous, native byte order, aligned); otherwise one copy is made.  The loss
+kernels read 16-bit logits as they are (as_logits_array); other kernels get a
+float32 copy.  bfloat16 is recognised by its dtype's name: ml_dtypes is never
+imported here.
 """
 
 from __future__ import annotations
@@ -20,8 +23,19 @@ import numpy.typing as npt
 #: the values of the `reduction` option
 Reduction = Literal["mean", "sum", "none"]
 
+FLOAT16 = np.dtype(np.float16)
 FLOAT32 = np.dtype(np.float32)
 FLOAT64 = np.dtype(np.float64)
+
+
+def is_bfloat16(dtype: np.dtype[Any]) -> bool:
+    """ml_dtypes.bfloat16 (a 2-byte dtype of kind "V" named so), without importing it."""
+    return dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16"
+
+
+def is_16_bit_float(dtype: np.dtype[Any]) -> bool:
+    """float16 or bfloat16: logits the loss kernels read as they are."""
+    return dtype == FLOAT16 or is_bfloat16(dtype)
 
 
 def float_dtype_for(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
@@ -30,6 +44,8 @@ def float_dtype_for(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
         return FLOAT32 if dtype.itemsize <= 4 else FLOAT64
     if dtype.kind in "iu":
         return FLOAT64
+    if is_bfloat16(dtype):
+        return FLOAT32
     raise TypeError(f"`{name}` must hold real numbers (float or integer), got dtype {dtype}")
 
 
@@ -72,6 +88,15 @@ def as_float_array(
     if current is not wanted and current != wanted:
         array = array.astype(wanted)
     return array
+
+
+def as_logits_array(value: object, name: str) -> npt.NDArray[Any]:
+    """Like as_float_array, but float16 and bfloat16 arrays are kept as they are (the
+    loss kernels widen them to float32 a row at a time)."""
+    array = value if type(value) is np.ndarray else as_array(value, name)
+    if is_16_bit_float(array.dtype):
+        return array
+    return as_float_array(array, name)
 
 
 def as_rows(array: npt.NDArray[Any], name: str) -> npt.NDArray[Any]:
@@ -166,20 +191,24 @@ def check_out(
     inputs: Iterable[tuple[str, object]],
     in_place_ok: object = None,
     name: str = "out",
+    other_dtype: np.dtype[Any] | None = None,
 ) -> npt.NDArray[Any]:
     """Validate a caller's output buffer (the argument `name`).
 
     `inputs` are (name, value) pairs of the caller's original arguments: `out`
     may not share memory with any of them (writing it would modify an input),
     except that it may be exactly `in_place_ok` (same buffer, same layout) for
-    an in-place result.
+    an in-place result.  Its dtype must be `dtype`, or `other_dtype` when given.
     """
     if type(out) is not np.ndarray and not isinstance(out, np.ndarray):
         raise TypeError(f"`{name}` must be a numpy array, got {type(out).__name__}")
     if isinstance(out, np.ma.MaskedArray):
         raise TypeError(masked_array_message(name))
     if out.dtype is not dtype and out.dtype != dtype:
-        raise TypeError(f"`{name}` must have dtype {dtype}, got {out.dtype}")
+        if other_dtype is None:
+            raise TypeError(f"`{name}` must have dtype {dtype}, got {out.dtype}")
+        if out.dtype != other_dtype:
+            raise TypeError(f"`{name}` must have dtype {dtype} or {other_dtype}, got {out.dtype}")
     if out.shape != shape:
         raise ValueError(f"`{name}` must have shape {shape}, got {out.shape}")
     flags = out.flags
