@@ -105,7 +105,7 @@ FSCE_INLINE double NAME16(exp_sum_body)(const uint16_t *x, ptrdiff_t n, float sh
 
 static double NAME16(row_exp_sum)(const uint16_t *x, ptrdiff_t n, float shift, float *out, const uint16_t *next)
 {
-    const size_t bytes = (size_t)n * sizeof *x;
+    const size_t bytes = (size_t)n * sizeof(float);
     if (next == NULL || bytes < 16384 || bytes > 262144) next = NULL;
     if (next) return out ? NAME16(exp_sum_body)(x, n, shift, out, next) : NAME16(exp_sum_body)(x, n, shift, NULL, next);
     return out ? NAME16(exp_sum_body)(x, n, shift, out, NULL) : NAME16(exp_sum_body)(x, n, shift, NULL, NULL);
@@ -123,8 +123,23 @@ static void NAME16(narrow)(const float *x, ptrdiff_t n, uint16_t *out)
     }
 }
 
+/* out_j = y_j a - c rounded to the 16-bit format: row_affine_f32 (shift 0, the same
+   operations) and narrow in one pass, for a 16-bit gradient */
+static void NAME16(affine_narrow)(const float *y, ptrdiff_t n, float a, float c, uint16_t *out)
+{
+    const f32v va = f32_splat(a), vc = f32_splat(c);
+    ptrdiff_t j = 0;
+    for (; j + LANES16 <= n; j += LANES16) STORE16(out + j, f32_sub(f32_mul(f32_load(y + j), va), vc));
+    if (j < n) {
+        uint16_t narrow[LANES16];
+        STORE16(narrow, f32_sub(f32_mul(f32_load_tail(y + j, n - j, 0), va), vc));
+        memcpy(out + j, narrow, (size_t)(n - j) * sizeof *out);
+    }
+}
+
 const fsce_ops_half TABLE16 = {
     NAME16(widen), NAME16(narrow), NAME16(row_max), NAME16(row_sum), NAME16(row_exp_sum),
+    NAME16(affine_narrow),
 };
 
 #undef LOAD16

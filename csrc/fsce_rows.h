@@ -53,6 +53,7 @@ typedef struct {
     float (*row_max)(const uint16_t *x, ptrdiff_t n);
     double (*row_sum)(const uint16_t *x, ptrdiff_t n, float shift, float scale);
     double (*row_exp_sum)(const uint16_t *x, ptrdiff_t n, float shift, float *out, const uint16_t *next);
+    void (*affine_narrow)(const float *y, ptrdiff_t n, float a, float c, uint16_t *out);
 } fsce_ops_half;
 
 /* The tables of each instruction set (fsce_rows_<isa>.c; AVX2 and AVX-512 on x86-64 only),

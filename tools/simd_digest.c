@@ -147,9 +147,9 @@ static void digest_half(const char *format, const fsce_ops_half *ops, float (*wi
     static uint16_t x[MAX_N], back[MAX_N];
     static float wide[MAX_N], out[MAX_N], expected[MAX_N];
     const fsce_ops_f32 *f32 = fsce_get_ops_f32();
-    uint64_t h[5];
+    uint64_t h[6];
     long mismatches = 0;
-    for (int i = 0; i < 5; ++i) h[i] = 1469598103934665603ull;
+    for (int i = 0; i < 6; ++i) h[i] = 1469598103934665603ull;
     /* every 16-bit value widened, and narrowed back */
     for (uint32_t first = 0; first < 65536; first += 4096) {
         for (ptrdiff_t j = 0; j < 4096; ++j) x[j] = (uint16_t)(first + (uint32_t)j);
@@ -194,10 +194,14 @@ static void digest_half(const char *format, const fsce_ops_half *ops, float (*wi
             for (ptrdiff_t j = 0; j < n; ++j) mismatches += !same_float(out[j], expected[j]);
             h[4] = hash_bytes(h[4], &total, sizeof total);
             h[4] = hash_bytes(h[4], out, (size_t)n * sizeof(float));
+            ops->affine_narrow(wide, n, 1.3f, 0.02f, back);
+            f32->row_affine(wide, n, 0, 1.3f, 0.02f, expected);
+            for (ptrdiff_t j = 0; j < n; ++j) mismatches += back[j] != narrow1(expected[j]);
+            h[5] = hash_bytes(h[5], back, (size_t)n * sizeof(uint16_t));
         }
     }
-    static const char *names[5] = {"widen", "narrow", "row_max", "row_sum", "row_exp_sum"};
-    for (int i = 0; i < 5; ++i) printf("%s %-18s %016llx\n", format, names[i], (unsigned long long)h[i]);
+    static const char *names[6] = {"widen", "narrow", "row_max", "row_sum", "row_exp_sum", "affine_narrow"};
+    for (int i = 0; i < 6; ++i) printf("%s %-18s %016llx\n", format, names[i], (unsigned long long)h[i]);
     printf("%s %-18s %ld\n", format, "mismatches", mismatches);
 }
 

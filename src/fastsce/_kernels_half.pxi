@@ -79,8 +79,9 @@ cdef inline bint half_hard_row(const HalfLossCall *h, Py_ssize_t i, Py_ssize_t s
     cdef const uint16_t *x = <const uint16_t *>c.logits + i * c.x_stride
     cdef const uint16_t *next = x + c.x_stride if i + 1 < stop else NULL
     cdef float *g = NULL
+    cdef float *float_grad
     cdef float m, z_t
-    cdef double eps = c.smoothing, mean_gap = 0.0, total, log_total, other = -1.0, lse
+    cdef double eps = c.smoothing, mean_gap = 0.0, total, log_total, other = -1.0, lse, w_t
     if t == c.ignore_index:
         return False
     m = ops.row_max(x, n)
@@ -98,14 +99,36 @@ cdef inline bint half_hard_row(const HalfLossCall *h, Py_ssize_t i, Py_ssize_t s
         log_total = log_of_total(block if g == NULL else g, n, m, 1, g == NULL, total, &other)
     else:
         log_total = fsce_log_total(total, -1.0)
-    c.row_loss[i] = hard_row_end(n, t, c.weight[t] if c.weight != NULL else 1.0, eps, c.z_loss,
-                                 c.grad_scale, g, 0.0, &lse, m, z_t, mean_gap, total,
-                                 log_total, other)
+    w_t = c.weight[t] if c.weight != NULL else 1.0
+    float_grad = NULL if h.half_grad else g     # a 16-bit gradient: half_hard_grad below
+    c.row_loss[i] = hard_row_end(n, t, w_t, eps, c.z_loss, c.grad_scale, float_grad, 0.0, &lse,
+                                 m, z_t, mean_gap, total, log_total, other)
     if c.row_lse != NULL:
         c.row_lse[i] = lse
     if h.half_grad:
-        narrow_row(h.format, g, n, <uint16_t *>c.grad + i * n)
+        half_hard_grad(h.format, g, n, t, w_t * (1.0 - eps), eps, fsce_weighted(2.0 * c.z_loss, lse),
+                       c.grad_scale, m, z_t, total, other, <uint16_t *>c.grad + i * n)
     return True
+
+
+cdef inline void half_hard_grad(HalfFormat format, const float *exps, Py_ssize_t n,
+                                Py_ssize_t t, double target_mass, double eps,
+                                double z_loss_term, double scale, double m, double z_t,
+                                double total, double other, uint16_t *out) noexcept nogil:
+    """The gradient hard_row_end writes, from the row's stored exps, rounded to the 16-bit
+    format in the same pass (affine_narrow: its row_affine, narrowed): the float32 values
+    of hard_row_end, then one rounding."""
+    cdef float a = <float>(scale * (target_mass + eps + z_loss_term) / total)
+    cdef float c = <float>(scale * eps / n)
+    cdef float g_t
+    half_ops(format).affine_narrow(exps, n, a, c, out)
+    if other >= 0.0 and z_t == m:              # a confident row whose target is the max
+        g_t = <float>fsce_confident_target_grad(scale, target_mass, eps, z_loss_term, other,
+                                                total, n)
+    else:
+        row_affine(exps + t, 1, 0, a, c, &g_t)
+        g_t -= <float>(scale * target_mass)
+    narrow_row(format, &g_t, 1, out + t)
 
 
 cdef void half_loss_range(void *call, Py_ssize_t start, Py_ssize_t stop,

@@ -243,6 +243,8 @@ cdef extern from "fsce_rows.h" nogil:
         double (*row_sum)(const uint16_t *x, Py_ssize_t n, float shift, float scale) noexcept nogil
         double (*row_exp_sum)(const uint16_t *x, Py_ssize_t n, float shift, float *out,
                               const uint16_t *next) noexcept nogil
+        void (*affine_narrow)(const float *y, Py_ssize_t n, float a, float c,
+                              uint16_t *out) noexcept nogil
 
     const fsce_ops_half *fsce_get_ops_bf16()
     const fsce_ops_half *fsce_get_ops_f16()
