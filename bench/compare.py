@@ -76,6 +76,7 @@ class Section:
     floors: dict  # name -> factory; the fastest candidate is the floor
     floor_label: str
     passes: int  # passes over the logits' bytes the floor makes (for GB/s)
+    dtypes: tuple = tuple(DTYPES)  # the logits' dtypes it is measured on
 
 
 LOSS_AND_GRAD = Section(
@@ -113,12 +114,53 @@ TORCH_ENTRY = entry_section(
 JAX_ENTRY = entry_section(
     "Through JAX: fastsce.jax vs optax, under jax.jit", _speed.JAX_ENTRY_SYSTEMS
 )
+
+
+def sixteen_bit_dtypes():
+    """bfloat16 (when ml_dtypes is importable) and float16."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return (np.float16,)
+    return (ml_dtypes.bfloat16, np.float16)
+
+
+def fastsce_float32_gradient(logits, target):
+    grad = np.empty(logits.shape, np.float32)
+    return lambda: fastsce.cross_entropy_with_grad(logits, target, out=grad)
+
+
+def fastsce_on_float32(logits, target):
+    """fastsce on a float32 copy of the same values (the copy made before the timing)."""
+    return _speed.fastsce_system(logits.astype(np.float32), target)
+
+
+def copy_floor(logits, target):
+    grad = np.empty_like(logits)
+    return lambda: np.copyto(grad, logits)
+
+
+# fastsce here is the 16-bit call with a 16-bit out=; the float32 call on the same values
+# is the reference the 16-bit logits are for (its speed-up column: float32 time / 16-bit)
+SIXTEEN_BIT = Section(
+    title="16-bit logits, loss + gradient (reduction='mean'): against float32",
+    systems={
+        "fastsce": _speed.fastsce_system,
+        "fastsce, float32 gradient": fastsce_float32_gradient,
+        "fastsce on float32": fastsce_on_float32,
+    },
+    floors={"np.copyto(g, x)": copy_floor},
+    floor_label="bandwidth floor",
+    passes=2,
+    dtypes=sixteen_bit_dtypes(),
+)
 #: every section, by the name --sections takes
 SECTIONS_BY_NAME = {
     "loss-and-grad": LOSS_AND_GRAD,
     "loss": LOSS_ONLY,
     "torch": TORCH_ENTRY,
     "jax": JAX_ENTRY,
+    "16-bit": SIXTEEN_BIT,
 }
 SECTIONS = list(SECTIONS_BY_NAME.values())
 #: one plot colour per system and floor, the same in every panel
@@ -240,7 +282,7 @@ def measure(section, dtype, shape, threads, budget, repeat):
 
 def measure_all(sizes, threads, budget, repeat, quiet_wait, sections=SECTIONS):
     rows = []
-    for dtype in DTYPES:
+    for dtype in dict.fromkeys(dtype for section in sections for dtype in section.dtypes):
         for shape in sizes:
             for n_threads in threads:
                 print(
@@ -249,8 +291,9 @@ def measure_all(sizes, threads, budget, repeat, quiet_wait, sections=SECTIONS):
                     flush=True,
                 )
                 for section in sections:
-                    wait_for_quiet(quiet_wait)
-                    rows.append(measure(section, dtype, shape, n_threads, budget, repeat))
+                    if dtype in section.dtypes:
+                        wait_for_quiet(quiet_wait)
+                        rows.append(measure(section, dtype, shape, n_threads, budget, repeat))
     return rows
 
 
@@ -386,7 +429,13 @@ SYSTEM_NOTES = [
     "waited for with `jax.block_until_ready`; float64 only when JAX's x64 mode is on.  XLA's own "
     "thread pool (optax) has the process's CPUs whatever n is.",
     "- **bandwidth floor**: `np.multiply(x, 1.0, out=g)`, one pass reading the logits and writing "
-    "an array of the same size; no loss + gradient can do less memory traffic.",
+    "an array of the same size; no loss + gradient can do less memory traffic (16-bit logits: "
+    "`np.copyto(g, x)`).",
+    "- **16-bit logits** (their own section; bfloat16 is `ml_dtypes.bfloat16`): fastsce is "
+    "`fastsce.cross_entropy_with_grad(x, t, out=g)` with g of x's dtype (a 16-bit gradient); "
+    "**float32 gradient**: the same with a float32 g; **on float32**: the same call on "
+    "`x.astype(np.float32)` (made before the timing), the time the 16-bit logits are "
+    "measured against (its speed-up column is float32's time / the 16-bit call's).",
     "- **read floor**: the fastest, per row, of "
     + ", ".join(f"`{name}`" for name in _speed.READ_FLOORS)
     + " over the flattened logits (np.dot is BLAS, multithreaded within the thread limit; the "
