@@ -443,6 +443,25 @@ def test_half_precision_is_computed_in_float32_and_returned_in_its_dtype(dtype):
     torch.testing.assert_close(half.grad, as_float.grad.to(dtype))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("soft", [False, True])
+def test_half_precision_is_read_as_it_is(dtype, soft):
+    """Eager mode reads 16-bit logits without a float32 copy (bfloat16 through ml_dtypes):
+    the loss and input.grad are those of the float32 copy's computation, bit for bit."""
+    if dtype == torch.bfloat16:
+        pytest.importorskip("ml_dtypes")
+    x, target, _ = entry_case((16, 300), {}, soft)
+    half = x.to(dtype).requires_grad_()
+    assert fst._reads_as_is(half)
+    loss = fst.cross_entropy(half, target, label_smoothing=0.1)
+    loss.backward()
+    as_float = half.detach().float().requires_grad_()
+    expected = fst.cross_entropy(as_float, target, label_smoothing=0.1)
+    expected.backward()
+    assert torch.equal(loss, expected.to(dtype))
+    assert torch.equal(half.grad, as_float.grad.to(dtype))
+
+
 def test_no_gradient_work_without_requires_grad():
     x, target, _ = entry_case((6, 5), {}, False)
     with torch.no_grad():

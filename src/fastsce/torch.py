@@ -16,7 +16,10 @@ between forward and backward (nothing when the logits do not require grad) and
 multiplies it by grad_output, without an extra pass when grad_output is 1.  The
 Python wrapper maps PyTorch's layout (class axis at dim 1 for (N, C, d1, ...)) and
 legacy arguments (size_average, reduce) onto it, and computes float16/bfloat16 in
-float32, returning the input's dtype as PyTorch does.  fastsce uses as many threads
+float32, returning the input's dtype as PyTorch does: in eager mode fastsce reads the
+16-bit logits where they are (bfloat16 through ml_dtypes, when it is installed), and the
+float32 gradient becomes input.grad's dtype as autograd casts it (the float32 copy of
+the logits is made only under torch.compile, or for bfloat16 without ml_dtypes).  fastsce uses as many threads
 as torch.get_num_threads() (unless fastsce.set_num_threads says otherwise), so the two
 pools never run more threads than PyTorch was given.
 
@@ -28,6 +31,8 @@ bias-sized, not logits-sized) and backward scales them by grad_output.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -39,6 +44,35 @@ __all__ = ["CrossEntropyLoss", "cross_entropy", "linear_cross_entropy"]
 
 #: logits computed in their own dtype; others in float32 (half precision, as PyTorch)
 _NATIVE = (torch.float32, torch.float64)
+#: half precision read as it is (no float32 copy), computed in float32: float16 always,
+#: bfloat16 when ml_dtypes (NumPy's bfloat16) is importable; in eager mode (the custom
+#: operator torch.compile traces takes a float32 copy)
+_HALF = (torch.float16, torch.bfloat16)
+
+
+@functools.cache
+def _has_ml_dtypes() -> bool:
+    return importlib.util.find_spec("ml_dtypes") is not None
+
+
+def _reads_as_is(input: torch.Tensor) -> bool:
+    """Whether fastsce reads input's memory itself (else a float32 copy)."""
+    if input.dtype in _NATIVE:
+        return True
+    return (
+        input.dtype in _HALF
+        and (input.dtype == torch.float16 or _has_ml_dtypes())
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray[Any, Any]:
+    """tensor.numpy() on the same memory, bfloat16 as ml_dtypes.bfloat16."""
+    if tensor.dtype == torch.bfloat16:
+        import ml_dtypes  # only here: an optional dependency
+
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
 
 
 def _compute(
@@ -53,7 +87,7 @@ def _compute(
     fastsce call on the tensors' memory; the gradient is written over the logits when
     in_place, and is an empty tensor when want_grad is False.  fastsce's threads
     default to PyTorch's (one pool's worth of threads, no oversubscription)."""
-    x = logits.detach().numpy()
+    x = _numpy(logits.detach())
     t = target.detach().numpy()
     w = None if weight is None else weight.detach().numpy()
     with _config.default_threads(torch.get_num_threads()):
@@ -226,14 +260,15 @@ def cross_entropy(
     if size_average is not None or reduce is not None:
         reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
     _check_cpu("cross_entropy", input=input, target=target, weight=weight)
-    logits = input if input.dtype in _NATIVE else input.float()
+    logits = input if _reads_as_is(input) else input.float()
     soft = target.is_floating_point()
     if logits.dim() > 2:  # (N, C, d1, ...) -> (N, d1, ..., C)
         logits = torch.movedim(logits, 1, -1)
         if soft:
             target = torch.movedim(target, 1, -1)
-    if soft and target.dtype != logits.dtype:
-        target = target.to(logits.dtype)
+    compute_dtype = logits.dtype if logits.dtype in _NATIVE else torch.float32
+    if soft and target.dtype != compute_dtype:
+        target = target.to(compute_dtype)
     if weight is not None and weight.dtype != torch.float64:
         weight = weight.double()
     options = {
