@@ -106,8 +106,9 @@ cdef inline bint half_hard_row(const HalfLossCall *h, Py_ssize_t i, Py_ssize_t s
     if c.row_lse != NULL:
         c.row_lse[i] = lse
     if h.half_grad:
-        half_hard_grad(h.format, g, n, t, w_t * (1.0 - eps), eps, fsce_weighted(2.0 * c.z_loss, lse),
-                       c.grad_scale, m, z_t, total, other, <uint16_t *>c.grad + i * n)
+        half_hard_grad(h.format, g, n, t, w_t * (1.0 - eps), eps,
+                       fsce_weighted(2.0 * c.z_loss, lse), c.grad_scale, m, z_t, total, other,
+                       <uint16_t *>c.grad + i * n)
     return True
 
 

@@ -330,9 +330,7 @@ def run(
         else:
             # a 16-bit gradient (out= of the logits' dtype) is narrowed from the float32 one
             other = array.dtype if sixteen_bit else None
-            grad = check_out(
-                out, array.shape, dtype, inputs, in_place_ok=logits, other_dtype=other
-            )
+            grad = check_out(out, array.shape, dtype, inputs, in_place_ok=logits, other_dtype=other)
         grad_rows = grad.reshape(rows.shape)
     # each output is checked against the inputs and against the outputs before it:
     # two outputs sharing memory would overwrite each other's results

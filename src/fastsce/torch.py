@@ -19,9 +19,10 @@ legacy arguments (size_average, reduce) onto it, and computes float16/bfloat16 i
 float32, returning the input's dtype as PyTorch does: in eager mode fastsce reads the
 16-bit logits where they are (bfloat16 through ml_dtypes, when it is installed), and the
 float32 gradient becomes input.grad's dtype as autograd casts it (the float32 copy of
-the logits is made only under torch.compile, or for bfloat16 without ml_dtypes).  fastsce uses as many threads
-as torch.get_num_threads() (unless fastsce.set_num_threads says otherwise), so the two
-pools never run more threads than PyTorch was given.
+the logits is made only under torch.compile, or for bfloat16 without ml_dtypes).
+fastsce uses as many threads as torch.get_num_threads() (unless
+fastsce.set_num_threads says otherwise), so the two pools never run more threads than
+PyTorch was given.
 
 linear_cross_entropy (F.linear_cross_entropy's signature) is an autograd.Function over
 fastsce.linear_cross_entropy_with_grad: the forward pass computes the loss and the three
@@ -68,11 +69,13 @@ def _reads_as_is(input: torch.Tensor) -> bool:
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray[Any, Any]:
     """tensor.numpy() on the same memory, bfloat16 as ml_dtypes.bfloat16."""
+    array: np.ndarray[Any, Any]
     if tensor.dtype == torch.bfloat16:
-        import ml_dtypes  # only here: an optional dependency
-
-        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return tensor.numpy()
+        ml_dtypes = importlib.import_module("ml_dtypes")  # only here: optional
+        array = tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    else:
+        array = tensor.numpy()
+    return array
 
 
 def _compute(
