@@ -327,6 +327,28 @@ def test_compute_dtype_follows_input_and_weight():
         assert loss.dtype == grad_x.dtype == grad_w.dtype == expected
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("budget", [None, 3e4])
+def test_16_bit_input_is_widened_a_chunk_at_a_time(dtype, budget):
+    """float16 / bfloat16 input (float32 weight) is converted chunk by chunk (never
+    whole): the results of a float32 copy of the input, bit for bit, with one chunk or
+    several, strided rows included."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x, w, b, target, options = make_problem("hard", "everything", "all", np.float32, (60, 24, 300))
+    half = x.astype(dtype)
+    for rows in (half, half[::2]):
+        t = target[: len(rows)] if rows is half else target[::2]
+        expected = fastsce.linear_cross_entropy_with_grad(
+            rows.astype(np.float32), w, t, linear_bias=b, memory_budget=budget, **options
+        )
+        result = fastsce.linear_cross_entropy_with_grad(
+            rows, w, t, linear_bias=b, memory_budget=budget, **options
+        )
+        for actual, wanted in zip(result, expected):
+            np.testing.assert_array_equal(actual, wanted)
+
+
 def test_concurrent_calls_give_the_serial_results():
     """Python threads calling at once (BLAS held to one thread until the last leaves)."""
     problems = [

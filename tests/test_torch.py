@@ -672,6 +672,28 @@ def test_linear_entry_point_refuses_what_it_cannot_do():
         fst.linear_cross_entropy(x, w.to("meta"), target)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("soft", [False, True])
+def test_linear_half_precision_input_is_read_as_it_is(dtype, soft):
+    """16-bit input (float32 weight) goes to fastsce without a float32 copy: the loss and
+    the gradients are those of the float32 copy's computation, bit for bit."""
+    if dtype == torch.bfloat16:
+        pytest.importorskip("ml_dtypes")
+    x, w, b, target, _ = linear_case({}, soft, True)
+    half = x.to(dtype).requires_grad_()
+    weights = [w.float().requires_grad_(), w.float().requires_grad_()]
+    as_float = half.detach().float().requires_grad_()
+    losses = [
+        fst.linear_cross_entropy(inputs, weights[i], target, linear_bias=b.float())
+        for i, inputs in enumerate((half, as_float))
+    ]
+    for loss in losses:
+        loss.backward()
+    assert losses[0].dtype == dtype and torch.equal(losses[0], losses[1].to(dtype))
+    assert torch.equal(half.grad, as_float.grad.to(dtype))
+    assert torch.equal(weights[0].grad, weights[1].grad)
+
+
 def test_linear_entry_point_without_gradients_and_in_half_precision():
     x, w, b, target, _ = linear_case({}, False, True)
     with torch.no_grad():

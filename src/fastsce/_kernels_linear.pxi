@@ -69,6 +69,8 @@ ctypedef struct LinearCall:
     bint single                   # float32 (else float64)
     const void *x                 # IN (n_rows, H), rows x_stride apart
     Py_ssize_t x_stride
+    const void *x_rows            # the chunk's rows of X (or their float32 copy)
+    Py_ssize_t x_rows_stride      # ... their stride (H for the copy of 16-bit x)
     const void *w                 # IN (V, H), rows w_stride apart
     Py_ssize_t w_stride
     const void *bias              # IN (V,), or NULL
@@ -104,7 +106,7 @@ cdef void for_tiles(TileBody body, const LinearCall *c, Py_ssize_t n_tiles,
 
 cdef void logits_tile(const floating *x, const floating *w, const floating *bias,
                       const LinearCall *c, Py_ssize_t tile, floating *out) noexcept nogil:
-    """Classes [v0, v0 + CLASS_TILE) of L = X[chunk] Wᵀ + b."""
+    """Classes [v0, v0 + CLASS_TILE) of L = X[chunk] Wᵀ + b (x: the chunk's rows)."""
     cdef Py_ssize_t v0 = tile * CLASS_TILE, i, j, n_classes = c.n_classes
     cdef Py_ssize_t width = min(<Py_ssize_t>CLASS_TILE, n_classes - v0)
     cdef floating beta = 0
@@ -115,19 +117,18 @@ cdef void logits_tile(const floating *x, const floating *w, const floating *bias
         beta = 1
     # column-major: Lᵀ[v0:, chunk] (width x rows) = (Wᵀ[:, v0:])ᵀ (width x H) Xᵀ[:, chunk]
     gemm(c'T', c'N', width, c.rows, c.n_features, w + v0 * c.w_stride, c.w_stride,
-         x + c.start * c.x_stride, c.x_stride, beta, out + v0, n_classes)
+         x, c.x_rows_stride, beta, out + v0, n_classes)
 
 
-cdef void backward_tile(const floating *x, const floating *w, const floating *g,
+cdef void backward_tile(const floating *x_chunk, const floating *w, const floating *g,
                         const LinearCall *c, Py_ssize_t tile, floating *grad_x,
                         floating *grad_w) noexcept nogil:
     """Tile `tile` of the backward GEMMs: the first ones are features [h0, h0 +
     FEATURE_TILE) of dX[chunk] = G W, the others classes [v0, v0 + CLASS_TILE) of
-    dW (+)= Gᵀ X[chunk] and db (+)= the column sums of G."""
+    dW (+)= Gᵀ X[chunk] and db (+)= the column sums of G (x_chunk: the chunk's rows)."""
     cdef Py_ssize_t n_classes = c.n_classes, n_features = c.n_features, i, j
     cdef Py_ssize_t feature_tiles = tiles(n_features, FEATURE_TILE)
     cdef Py_ssize_t h0, v0, width
-    cdef const floating *x_chunk = x + c.start * c.x_stride
     cdef double *db
     if tile < feature_tiles:
         h0 = tile * FEATURE_TILE
@@ -139,7 +140,7 @@ cdef void backward_tile(const floating *x, const floating *w, const floating *g,
     v0 = (tile - feature_tiles) * CLASS_TILE
     width = min(<Py_ssize_t>CLASS_TILE, n_classes - v0)
     # column-major: dWᵀ[:, v0:] (H x width) (+)= X[chunk]ᵀ (H x rows) G[:, v0:] (rows x width)
-    gemm(c'N', c'T', n_features, width, c.rows, x_chunk, c.x_stride, g + v0, n_classes,
+    gemm(c'N', c'T', n_features, width, c.rows, x_chunk, c.x_rows_stride, g + v0, n_classes,
          0 if c.first else 1, grad_w + v0 * n_features, n_features)
     if c.grad_bias != NULL:
         db = c.grad_bias + v0
@@ -152,20 +153,20 @@ cdef void backward_tile(const floating *x, const floating *w, const floating *g,
 
 cdef void logits_body(const LinearCall *c, Py_ssize_t tile) noexcept nogil:
     if c.single:
-        logits_tile(<const float *>c.x, <const float *>c.w, <const float *>c.bias, c, tile,
-                    <float *>c.logits)
+        logits_tile(<const float *>c.x_rows, <const float *>c.w, <const float *>c.bias, c,
+                    tile, <float *>c.logits)
     else:
-        logits_tile(<const double *>c.x, <const double *>c.w, <const double *>c.bias, c, tile,
-                    <double *>c.logits)
+        logits_tile(<const double *>c.x_rows, <const double *>c.w, <const double *>c.bias, c,
+                    tile, <double *>c.logits)
 
 
 cdef void backward_body(const LinearCall *c, Py_ssize_t tile) noexcept nogil:
     if c.single:
-        backward_tile(<const float *>c.x, <const float *>c.w, <const float *>c.logits, c, tile,
-                      <float *>c.grad_x, <float *>c.grad_w)
+        backward_tile(<const float *>c.x_rows, <const float *>c.w, <const float *>c.logits, c,
+                      tile, <float *>c.grad_x, <float *>c.grad_w)
     else:
-        backward_tile(<const double *>c.x, <const double *>c.w, <const double *>c.logits, c,
-                      tile, <double *>c.grad_x, <double *>c.grad_w)
+        backward_tile(<const double *>c.x_rows, <const double *>c.w, <const double *>c.logits,
+                      c, tile, <double *>c.grad_x, <double *>c.grad_w)
 
 
 def linear_cross_entropy(cnp.ndarray x, cnp.ndarray w, object bias, object index,
@@ -174,10 +175,12 @@ def linear_cross_entropy(cnp.ndarray x, cnp.ndarray w, object bias, object index
                          int n_threads):
     """Loss (and gradients when their arrays are given) of logits x wᵀ + bias, by chunks.
 
-    x (n_rows, H) and w (V, H) of one dtype, float32/float64, rows contiguous with a
-    positive row stride of at least H (any, for one row); bias (V,) C-contiguous or None;
+    x (n_rows, H) and w (V, H) of one dtype, float32/float64 (or x float16/bfloat16 with
+    w float32: each chunk of x widened into a float32 copy of its own), rows contiguous
+    with a positive row stride of at least H (any, for one row); bias (V,) C-contiguous
+    or None;
     index / soft_target / options as in cross_entropy (soft_target (n_rows, V));
-    row_loss float64 (n_rows,); buffer C-contiguous (chunk_rows, V) of x's dtype, the
+    row_loss float64 (n_rows,); buffer C-contiguous (chunk_rows, V) of w's dtype, the
     chunk; OUT arrays (None for the loss alone, else all three, grad_bias None without a
     bias): grad_x (n_rows, H) C-contiguous, grad_w (V, H) C-contiguous and grad_bias
     float64 (V,).  load_blas must have run and BLAS must run on one thread.  Targets are
@@ -190,8 +193,13 @@ def linear_cross_entropy(cnp.ndarray x, cnp.ndarray w, object bias, object index
     cdef Py_ssize_t n_rows = x.shape[0], n_classes = w.shape[0]
     cdef Py_ssize_t chunk_rows = buffer.shape[0]
     cdef bint mean = options.reduction == "mean", want_grad = grad_x is not None
-    cdef bint single = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
-    cdef Py_ssize_t row_bytes = n_classes * x.itemsize
+    cdef bint single = cnp.PyArray_TYPE(w) == cnp.NPY_FLOAT32
+    cdef Py_ssize_t row_bytes = n_classes * w.itemsize
+    cdef HalfFormat x_format = half_format(x)
+    cdef Workspace x_chunk = Workspace(None, 0, None,                # the widened chunk
+                                       chunk_rows * x.shape[1] * sizeof(float)
+                                       if x_format != NOT_HALF else 0)
+    cdef Py_ssize_t r, x_itemsize = x.itemsize
     cdef const cnp.int64_t *indices = <const cnp.int64_t *>data_or_null(index)
     cdef const char *probabilities = <const char *>data_or_null(soft_target)
     first_bad = check_targets(indices, probabilities, single, n_rows, n_classes, options,
@@ -200,13 +208,14 @@ def linear_cross_entropy(cnp.ndarray x, cnp.ndarray w, object bias, object index
         return first_bad, NAN
     cdef bint scratch_rows = options_need_scratch(options, soft_target is not None)
     cdef Workspace work = Workspace(row_loss, n_rows, None,
-                                    scratch_elements(n_classes, n_threads) * x.itemsize
+                                    scratch_elements(n_classes, n_threads) * w.itemsize
                                     if scratch_rows else 0)
     set_call(&c, buffer, NULL, NULL, options, grad_scale_of(mean, denominator), work,
              cnp.PyArray_DATA(buffer) if want_grad else NULL)
     linear.single = single
     linear.x = cnp.PyArray_DATA(x)
     linear.x_stride = x.strides[0] // x.itemsize if n_rows > 1 else x.shape[1]
+    linear.x_rows_stride = linear.x_stride if x_format == NOT_HALF else x.shape[1]
     linear.w = cnp.PyArray_DATA(w)
     linear.w_stride = w.strides[0] // w.itemsize if n_classes > 1 else w.shape[1]
     linear.bias = data_or_null(bias)
@@ -224,6 +233,13 @@ def linear_cross_entropy(cnp.ndarray x, cnp.ndarray w, object bias, object index
             linear.start = start
             linear.rows = min(chunk_rows, n_rows - start)
             linear.first = start == 0
+            if x_format == NOT_HALF:
+                linear.x_rows = <const char *>linear.x + start * linear.x_stride * x_itemsize
+            else:
+                for r in range(linear.rows):
+                    widen_row(x_format, <const uint16_t *>linear.x + (start + r) * linear.x_stride,
+                              linear.n_features, <float *>x_chunk.scratch + r * linear.n_features)
+                linear.x_rows = x_chunk.scratch
             for_tiles(logits_body, &linear, class_tiles, n_threads)
             c.n_rows = linear.rows
             c.index = NULL if indices == NULL else indices + start

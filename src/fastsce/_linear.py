@@ -33,7 +33,15 @@ from ._loss import (
     checked_targets,
     raise_bad_target,
 )
-from ._validation import FLOAT32, FLOAT64, as_float_array, check_inverse_temperature
+from ._validation import (
+    FLOAT32,
+    FLOAT64,
+    as_float_array,
+    as_logits_array,
+    check_inverse_temperature,
+    float_dtype_for,
+    is_16_bit_float,
+)
 
 _Floats = npt.NDArray[np.floating[Any]]
 
@@ -46,7 +54,8 @@ LINEAR_PARAMETERS = (
     """
     input : array_like
         Shape (..., H), the features last.  The compute dtype is float32 when input and
-        linear_weight are float32 (or float16), float64 otherwise.
+        linear_weight are float32 (or float16, bfloat16: 16-bit input is converted one
+        chunk of rows at a time, never whole), float64 otherwise.
     linear_weight : array_like
         Shape (V, H), as torch.nn.Linear's weight: logits = input linear_weightᵀ + bias.
     target : array_like
@@ -204,7 +213,7 @@ def _evaluate(
     grad_linear_weight, grad_linear_bias) or None)."""
     options = LossOptions(*option_arguments)
     x, w, bias = _operands(input, linear_weight, linear_bias)
-    dtype = x.dtype
+    dtype = w.dtype
     n_rows, n_features = x.shape
     n_classes = w.shape[0]
     leading = np.shape(input)[:-1]
@@ -270,8 +279,9 @@ def _operands(
     input: npt.ArrayLike, linear_weight: npt.ArrayLike, linear_bias: npt.ArrayLike | None
 ) -> tuple[_Floats, _Floats, _Floats | None]:
     """(x as (n_rows, H) rows, w (V, H), bias (V,) or None) in the compute dtype, laid
-    out as BLAS reads them (a copy only when needed)."""
-    x = as_float_array(input, "input")
+    out as BLAS reads them (a copy only when needed); float16 / bfloat16 x of a float32
+    call stays as it is (the kernel widens one chunk of rows at a time)."""
+    x = as_logits_array(input, "input")
     w = as_float_array(linear_weight, "linear_weight")
     if x.ndim == 0:
         raise ValueError("`input` must have a feature axis, got a 0-d array")
@@ -284,14 +294,17 @@ def _operands(
     n_classes = w.shape[0]
     if n_classes == 0:
         raise ValueError(f"`linear_weight` has zero classes (shape {w.shape})")
-    dtype = FLOAT32 if x.dtype == FLOAT32 and w.dtype == FLOAT32 else FLOAT64
+    single = float_dtype_for(x.dtype, "input") == FLOAT32 and w.dtype == FLOAT32
+    dtype = FLOAT32 if single else FLOAT64
     bias: _Floats | None = None
     if linear_bias is not None:
         bias = as_float_array(linear_bias, "linear_bias", dtype)
         if bias.shape != (n_classes,):
             raise ValueError(f"`linear_bias` must have shape ({n_classes},), got {bias.shape}")
         bias = np.ascontiguousarray(bias)
-    rows = x.astype(dtype, copy=False).reshape(math.prod(x.shape[:-1]), n_features)
+    if not (single and is_16_bit_float(x.dtype)):  # 16-bit: widened a chunk at a time
+        x = x.astype(dtype, copy=False)
+    rows = x.reshape(math.prod(x.shape[:-1]), n_features)
     return _blas_rows(rows), _blas_rows(w.astype(dtype, copy=False)), bias
 
 

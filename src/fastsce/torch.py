@@ -322,7 +322,7 @@ def _linear_compute(
     """(loss, [grad_input, grad_linear_weight, grad_linear_bias] or []) by one fastsce call
     on the tensors' memory, with PyTorch's thread count."""
     arrays = [t if t is None else t.detach().numpy() for t in (linear_bias, weight)]
-    arguments = (input.detach().numpy(), linear_weight.detach().numpy(), target.detach().numpy())
+    arguments = (_numpy(input.detach()), linear_weight.detach().numpy(), target.detach().numpy())
     with _config.default_threads(torch.get_num_threads()):
         if want_grad:
             loss, *grads = _linear.linear_cross_entropy_with_grad(
@@ -335,7 +335,7 @@ def _linear_compute(
             grads = []
     if isinstance(loss, np.ndarray):
         return torch.from_numpy(loss), [g if g is None else torch.from_numpy(g) for g in grads]
-    single = input.dtype == linear_weight.dtype == torch.float32
+    single = input.dtype in (torch.float32, *_HALF) and linear_weight.dtype == torch.float32
     loss_tensor = torch.tensor(loss, dtype=torch.float32 if single else torch.float64)
     return loss_tensor, [g if g is None else torch.from_numpy(g) for g in grads]
 
@@ -450,14 +450,17 @@ def linear_cross_entropy(
             "fastsce.torch.linear_cross_entropy chunks by `memory_budget` (bytes of logits "
             "held at once), not by PyTorch's `options`: pass options=None"
         )
-    x, w = (t if t.dtype in _NATIVE else t.float() for t in (input, linear_weight))
+    # 16-bit input is read as it is (fastsce widens it a chunk of rows at a time)
+    x = input if _reads_as_is(input) else input.float()
+    w = linear_weight if linear_weight.dtype in _NATIVE else linear_weight.float()
     bias = linear_bias
     if bias is not None and bias.dtype not in _NATIVE:
         bias = bias.float()
     if weight is not None and weight.dtype != torch.float64:
         weight = weight.double()
-    if target.is_floating_point() and target.dtype != x.dtype:
-        target = target.to(x.dtype)
+    compute_dtype = x.dtype if x.dtype in _NATIVE else torch.float32
+    if target.is_floating_point() and target.dtype != compute_dtype:
+        target = target.to(compute_dtype)
     loss_options = {
         "ignore_index": -100 if ignore_index is None else ignore_index,
         "reduction": reduction,
