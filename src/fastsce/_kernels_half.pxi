@@ -32,12 +32,12 @@ ctypedef struct HalfLossCall:
 cdef HalfFormat half_format(cnp.ndarray a):
     """FLOAT16 or BFLOAT16 for arrays of those dtypes (bfloat16: ml_dtypes', known by
     its name without importing it), NOT_HALF otherwise."""
-    cdef object dtype = a.dtype
     if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT16:
         return FLOAT16
-    if dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16":
-        return BFLOAT16
-    return NOT_HALF
+    if cnp.PyArray_ITEMSIZE(a) != 2:
+        return NOT_HALF
+    cdef object dtype = a.dtype
+    return BFLOAT16 if dtype.kind == "V" and dtype.name == "bfloat16" else NOT_HALF
 
 
 cdef inline void block_call(LossCall *rows, const LossCall *c, Py_ssize_t first,

@@ -33,7 +33,6 @@ from ._validation import (
     check_out,
     check_reduction,
     check_temperature,
-    is_16_bit_float,
     is_bfloat16,
     real_number,
 )
@@ -315,8 +314,9 @@ def run(
     array = as_logits_array(logits, "logits")
     rows = as_rows(array, "logits")
     n_rows, n_classes = rows.shape
-    # float16 / bfloat16 logits are read as they are and computed in float32
-    sixteen_bit = is_16_bit_float(array.dtype)
+    # float16 / bfloat16 logits (the only 2-byte dtype left) are read as they are and
+    # computed in float32
+    sixteen_bit = array.itemsize == 2
     dtype = FLOAT32 if sixteen_bit else array.dtype
     check_inverse_temperature(options.inv_temperature, dtype)
     target_array, index, soft_target = checked_targets(target, array.shape, dtype, options)

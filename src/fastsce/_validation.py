@@ -94,7 +94,8 @@ def as_logits_array(value: object, name: str) -> npt.NDArray[Any]:
     """Like as_float_array, but float16 and bfloat16 arrays are kept as they are (the
     loss kernels widen them to float32 a row at a time)."""
     array = value if type(value) is np.ndarray else as_array(value, name)
-    if is_16_bit_float(array.dtype):
+    dtype = array.dtype
+    if dtype is not FLOAT32 and dtype is not FLOAT64 and is_16_bit_float(dtype):
         return array
     return as_float_array(array, name)
 
