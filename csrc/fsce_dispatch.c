@@ -18,6 +18,8 @@
 #if FSCE_X86_64 && defined(_MSC_VER) && !defined(__clang__)
 #include <immintrin.h>
 #include <intrin.h>
+#elif FSCE_X86_64
+#include <cpuid.h>
 #endif
 
 #if defined(FSCE_SCALAR_ONLY) || !(FSCE_X86_64 || FSCE_ARM64)
@@ -67,7 +69,10 @@ static int cpu_features(void)
     __builtin_cpu_init();
     int features = 0;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) features |= CPU_AVX2_FMA;
-    if (__builtin_cpu_supports("f16c")) features |= CPU_F16C;
+    /* F16C: CPUID leaf 1, ECX bit 29 (a name not every compiler's __builtin_cpu_supports
+       knows); used only beside AVX2 or AVX-512, whose checks cover the OS's support */
+    unsigned eax, ebx, ecx, edx;
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx >> 29 & 1)) features |= CPU_F16C;
     if ((features & CPU_AVX2_FMA) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
         && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
         features |= CPU_AVX512;
