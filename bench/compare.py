@@ -486,7 +486,13 @@ def write_plot(rows, path, threads):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    sections = measured_sections(rows)
+    sections = [  # the 16-bit section has no float32 rows
+        section
+        for section in measured_sections(rows)
+        if any(row.section is section and row.dtype == "float32" for row in rows)
+    ]
+    if not sections:
+        return False
     figure, axes = plt.subplots(1, len(sections), figsize=(6 * len(sections), 4.5), squeeze=False)
     for axis, section in zip(axes[0], sections):
         chosen = sorted(

@@ -3,6 +3,8 @@ prints one row per case (a handful of calls, no timing claim)."""
 
 import pathlib
 
+import numpy as np
+
 from _helpers import load_script
 
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "bench"
@@ -26,3 +28,34 @@ def test_tiny_calls_prints_every_form_in_both_dtypes(capsys):
     rows = table_rows(capsys.readouterr().out)[1:]
     assert len(rows) == 12 and sum("float32" in row for row in rows) == 6
     assert all(row.endswith("| 1.00 |") for row in rows if "np.multiply" in row)
+
+
+def test_compare_measures_16_bit_logits_against_float32(capsys, tmp_path):
+    script = load_script(BENCH / "compare.py")
+    output = tmp_path / "results.md"
+    sizes = script.QUICK_SIZES
+    script.QUICK_SIZES = [(64, 10)]
+    try:
+        script.main(
+            [
+                "--quick",
+                "--sections",
+                "16-bit",
+                "--threads",
+                "1",
+                "--budget",
+                "0.001",
+                "--repeat",
+                "1",
+                "--output",
+                str(output),
+            ]
+        )
+    finally:
+        script.QUICK_SIZES = sizes
+    rows = table_rows(output.read_text())[1:]
+    dtypes = [np.dtype(dtype).name for dtype in script.SIXTEEN_BIT.dtypes]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {name}" for name in dtypes]
+    assert all(row.count("×") >= 5 for row in rows)  # every system timed, floor and speed-ups
+    assert not (tmp_path / "results.png").exists()  # no float32 rows to plot
+    capsys.readouterr()
