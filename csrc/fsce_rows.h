@@ -22,6 +22,16 @@
    without the 1 (row_sum_below_one): log(S) there would lose the digits of S' */
 #define FSCE_CONFIDENT_TOTAL 1.5
 
+/* the class-index targets of hard_rows: per row b = w_t (1 - eps) onehot(t) + eps / C */
+typedef struct {
+    const int64_t *target; /* class index per row (validated), from the first row passed */
+    int64_t ignore_index;  /* rows with this target: loss 0, gradient 0 */
+    const double *weight;  /* class weights (C,), or NULL (all 1); only with eps = 0 */
+    double eps;            /* label smoothing */
+    double z_loss;         /* lambda of the z-loss lambda lse^2 */
+    double scale;          /* the gradient's factor (1 / the "mean" denominator, 1 / T) */
+} fsce_hard_targets;
+
 #define FSCE_DECLARE_OPS(REAL, SUFFIX)                                                   \
     typedef struct {                                                                     \
         REAL (*row_max)(const REAL *x, ptrdiff_t n);                                     \
@@ -37,8 +47,13 @@
                            const int64_t *target, int64_t ignore_index, const double *weight,   \
                            double eps, double scale, double *row_loss, REAL *grad,              \
                            double *row_lse, int64_t *row_argmax);                               \
-        double (*row_sum_below_one)(const REAL *x, ptrdiff_t n, REAL shift, REAL scale,          \
-                                    int exponentiate);                                          \
+        REAL (*row_max_for_lse)(const REAL *z, ptrdiff_t n);                                     \
+        double (*row_log_total)(const REAL *terms, ptrdiff_t n, REAL shift, REAL scale,          \
+                                int exponentiate, double total, double *other);                  \
+        double (*row_lse)(const REAL *z, ptrdiff_t n, const REAL *next);                         \
+        void (*hard_rows)(const REAL *z, ptrdiff_t z_stride, ptrdiff_t n_rows, ptrdiff_t n,      \
+                          const fsce_hard_targets *targets, double z_shift, double *row_loss,    \
+                          REAL *grad, double *row_lse, const REAL *next);                       \
     } fsce_ops_##SUFFIX;
 
 FSCE_DECLARE_OPS(float, f32)

@@ -5,6 +5,7 @@
  * intrinsics) and is called only after fsce_init found both on the CPU.
  */
 #include <math.h>
+#include <string.h>
 
 #include "fsce_formulas.h"
 #include "fsce_rows.h"

@@ -309,6 +309,92 @@ static void NAME(row_mul_shifted)(const REAL *s, const REAL *g, ptrdiff_t n, REA
 }
 
 /*
+ * m = max_j z_j as the shift of lse = m + log sum_j exp(z_j - m): NaN when m is
+ * infinite and the row holds a NaN (beside a finite m a NaN reaches the sum by itself).
+ */
+static REAL NAME(row_max_for_lse)(const REAL *z, ptrdiff_t n)
+{
+    const REAL m = NAME(row_max)(z, n);
+    if ((m == (REAL)INFINITY || m == -(REAL)INFINITY) && NAME(row_find)(z, n, (REAL)NAN) >= 0) return (REAL)NAN;
+    return m;
+}
+
+/*
+ * log S for the S = total that row_exp_sum returned for this row.  S = 1 + S', the 1
+ * being the max's own exp(0); log(S) loses the digits of S' below the float64 epsilon
+ * (a confident row), so below FSCE_CONFIDENT_TOTAL S' is summed again without the 1
+ * (row_sum_below_one over the stored terms, or over exp((x_j - shift) scale) when
+ * exponentiate) and log S = log1p(S').  *other receives S' there, -1 elsewhere.
+ */
+static double NAME(row_log_total)(const REAL *terms, ptrdiff_t n, REAL shift, REAL scale, int exponentiate,
+                                  double total, double *other)
+{
+    *other = total < FSCE_CONFIDENT_TOTAL ? NAME(row_sum_below_one)(terms, n, shift, scale, exponentiate) : -1.0;
+    return fsce_log_total(total, *other);
+}
+
+/* lse = log sum_j exp(z_j) of one row (next: the row read after it, or NULL) */
+static double NAME(row_lse)(const REAL *z, ptrdiff_t n, const REAL *next)
+{
+    const REAL m = NAME(row_max_for_lse)(z, n);
+    double other;
+    if (!isfinite(m)) return m; /* +-inf (fsce_lse), or NaN */
+    return fsce_lse(m, NAME(row_log_total)(z, n, m, 1, 1, NAME(row_exp_sum)(z, n, m, 1, NULL, next), &other));
+}
+
+/*
+ * Cross-entropy of n_rows rows of n classes with class-index targets, row by row,
+ * loss into row_loss, gradient into grad (rows n apart; NULL: loss only; may be z
+ * itself) and lse into row_lse (may be NULL).  z is each row's transformed logits
+ * minus z_shift (the loss does not depend on a shift; lse does), rows z_stride
+ * apart; next is the row read after the last one (NULL if none), prefetched meanwhile.
+ * With b = w_t (1 - eps) onehot(t) + eps / n, A = w_t (1 - eps) + eps,
+ * s = softmax(z) and lambda the z-loss:
+ *   loss   = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
+ *   grad_j = scale ((A + 2 lambda lse) s_j - eps / n) - scale w_t (1 - eps) [j = t]
+ * A row whose target is ignore_index gets loss 0 and gradient 0 (and its lse).
+ * Every helper is inlined: a short row costs no call per step.
+ */
+static void NAME(hard_rows)(const REAL *z, ptrdiff_t z_stride, ptrdiff_t n_rows, ptrdiff_t n,
+                            const fsce_hard_targets *targets, double z_shift, double *row_loss, REAL *grad,
+                            double *row_lse, const REAL *next)
+{
+    const double eps = targets->eps, z_loss = targets->z_loss, scale = targets->scale;
+    for (ptrdiff_t i = 0; i < n_rows; ++i, z += z_stride) {
+        const REAL *after = i + 1 < n_rows ? z + z_stride : next;
+        REAL *g = grad ? grad + i * n : NULL;
+        const int64_t t = targets->target[i];
+        if (t == targets->ignore_index) {
+            if (row_lse) row_lse[i] = NAME(row_lse)(z, n, after) + z_shift; /* before g (maybe z) is zeroed */
+            if (g) memset(g, 0, (size_t)n * sizeof(REAL));
+            row_loss[i] = 0.0;
+            continue;
+        }
+        const double target_mass = (targets->weight ? targets->weight[t] : 1.0) * (1.0 - eps);
+        const REAL m = NAME(row_max_for_lse)(z, n);
+        const double z_t = z[t]; /* read before g may overwrite z */
+        /* m - mean_j z_j, for smoothing: shifted and scaled, no overflow */
+        const double mean_gap = eps != 0.0 ? -NAME(row_sum)(z, n, m, (REAL)(1.0 / (double)n)) : 0.0;
+        const double total = NAME(row_exp_sum)(z, n, m, 1, g, after);
+        double other;
+        const double log_total = NAME(row_log_total)(g ? g : z, n, m, 1, g == NULL, total, &other);
+        const double lse = fsce_lse(m, log_total) + z_shift;
+        const double z_loss_term = fsce_weighted(2.0 * z_loss, lse);
+        if (g) {
+            NAME(row_affine)(g, n, 0, (REAL)(scale * (target_mass + eps + z_loss_term) / total),
+                             (REAL)(scale * eps / (double)n), g);
+            if (other >= 0.0 && z_t == m) /* a confident row whose target is the max */
+                g[t] = (REAL)fsce_confident_target_grad(scale, target_mass, eps, z_loss_term, other, total, (double)n);
+            else
+                g[t] -= (REAL)(scale * target_mass);
+        }
+        if (row_lse) row_lse[i] = lse;
+        row_loss[i] = fsce_hard_target_loss(target_mass, eps, m, z_t, log_total, mean_gap)
+                      + fsce_weighted(z_loss, lse * lse);
+    }
+}
+
+/*
  * Cross-entropy loss (and gradient unless grad is NULL) of n_rows short rows
  * (n <= FSCE_SMALL_ROW_CLASSES) with class-index targets, LANES rows at a
  * time: row r of a block sits in lane r of every vector, so the max and the
@@ -429,7 +515,8 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
 
 const TABLE_TYPE TABLE = {
     NAME(row_max), NAME(row_find), NAME(row_exp_sum), NAME(row_affine), NAME(row_ay_minus_cb),
-    NAME(row_sum), NAME(row_dot), NAME(row_mul_shifted), NAME(small_rows), NAME(row_sum_below_one),
+    NAME(row_sum), NAME(row_dot), NAME(row_mul_shifted), NAME(small_rows), NAME(row_max_for_lse),
+    NAME(row_log_total), NAME(row_lse), NAME(hard_rows),
 };
 
 #undef REAL

@@ -51,10 +51,10 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
 #define DIGEST(REAL, SUFFIX, GET_OPS)                                                              \
     static void digest_##SUFFIX(void)                                                              \
     {                                                                                              \
-        static REAL x[MAX_N], b[MAX_N], out[MAX_N], x2[16 * 40], grad[16 * 40];                   \
-        uint64_t h[11];                                                                            \
+        static REAL x[MAX_N], b[MAX_N], out[MAX_N], x2[80 * 40], grad[80 * 40];                   \
+        uint64_t h[12];                                                                            \
         const fsce_ops_##SUFFIX *ops = GET_OPS();                                                  \
-        for (int i = 0; i < 11; ++i) h[i] = 1469598103934665603ull;                                \
+        for (int i = 0; i < 12; ++i) h[i] = 1469598103934665603ull;                                \
         state = 0x9E3779B97F4A7C15ull;                                                             \
         for (int k = 0; k < 81 + 6; ++k) {                                                         \
             const ptrdiff_t n = k < 81 ? k : lengths_extra[k - 81];                                \
@@ -65,6 +65,9 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
                 }                                                                                  \
                 REAL m = ops->row_max(x, n);                                                       \
                 h[0] = hash_bytes(h[0], &m, sizeof m);                                             \
+                const REAL m_lse = ops->row_max_for_lse(x, n);                                     \
+                const double lse = ops->row_lse(x, n, NULL);                                       \
+                h[0] = hash_bytes(hash_bytes(h[0], &m_lse, sizeof m_lse), &lse, sizeof lse);       \
                 ptrdiff_t found = ops->row_find(x, n, n ? x[n / 2] : (REAL)1);                     \
                 h[1] = hash_bytes(h[1], &found, sizeof found);                                     \
                 found = ops->row_find(x, n, (REAL)NAN);                                            \
@@ -77,10 +80,11 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
                     h[2] = hash_bytes(h[2], out, (size_t)n * sizeof(REAL));                        \
                     total = ops->row_exp_sum(x, n, m, scale, NULL, NULL);                          \
                     h[2] = hash_bytes(h[2], &total, sizeof total);                                 \
-                    total = ops->row_sum_below_one(x, n, m, scale, 1);                             \
-                    h[3] = hash_bytes(h[3], &total, sizeof total);                                 \
-                    total = ops->row_sum_below_one(out, n, m, scale, 0);                           \
-                    h[3] = hash_bytes(h[3], &total, sizeof total);                                 \
+                    double other;                                                                  \
+                    total = ops->row_log_total(x, n, m, scale, 1, 0.5, &other);                    \
+                    h[3] = hash_bytes(hash_bytes(h[3], &total, sizeof total), &other, sizeof other); \
+                    total = ops->row_log_total(out, n, m, scale, 0, 0.5, &other);                  \
+                    h[3] = hash_bytes(hash_bytes(h[3], &total, sizeof total), &other, sizeof other); \
                     total = ops->row_sum(x, n, s ? m : 0, scale);                                  \
                     h[4] = hash_bytes(h[4], &total, sizeof total);                                 \
                     total = ops->row_dot(x, b, n, s ? m : 0);                                      \
@@ -96,12 +100,12 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
                 h[8] = hash_bytes(h[8], out, (size_t)n * sizeof(REAL));                            \
             }                                                                                      \
         }                                                                                          \
-        /* small_rows: 1..16 classes, 1..37 rows, with and without options */                    \
-        for (ptrdiff_t n = 1; n <= 16; ++n)                                                        \
+        /* small_rows (1..16 classes) and hard_rows (1..80), 1..37 rows, with and without options */ \
+        for (ptrdiff_t n = 1; n <= 80; ++n)                                                        \
             for (ptrdiff_t rows = 1; rows <= 37; rows += 4)                                        \
                 for (int variant = 0; variant < 4; ++variant) {                                    \
                     int64_t target[40], argmax[40];                                                \
-                    double weight[16], loss[40], lse[40];                                          \
+                    double weight[80], loss[40], lse[40];                                          \
                     for (ptrdiff_t j = 0; j < rows * n; ++j)                                       \
                         x2[j] = (REAL)special_or_random(variant == 3 ? 1 : (variant == 2 ? 2 : 0)); \
                     if (variant == 1 && rows > 2) { x2[0] = 40; x2[n] = -5; } /* confident rows */ \
@@ -109,12 +113,22 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
                         target[r] = r % 7 == 3 ? -100 : (int64_t)(uniform() * (double)n);           \
                     for (ptrdiff_t j = 0; j < n; ++j) weight[j] = 0.5 + uniform();                \
                     const double eps = variant == 2 ? 0.1 : 0.0;                                   \
-                    ops->small_rows(x2, n, rows, n, target, -100, variant == 1 ? weight : NULL, eps, \
-                                    1.0 / (double)rows, loss, grad, lse, argmax);                  \
-                    h[9] = hash_bytes(h[9], loss, (size_t)rows * sizeof(double));                  \
-                    h[9] = hash_bytes(h[9], grad, (size_t)(rows * n) * sizeof(REAL));              \
-                    h[9] = hash_bytes(h[9], lse, (size_t)rows * sizeof(double));                   \
-                    h[9] = hash_bytes(h[9], argmax, (size_t)rows * sizeof(int64_t));               \
+                    if (n <= FSCE_SMALL_ROW_CLASSES) {                                             \
+                        ops->small_rows(x2, n, rows, n, target, -100, variant == 1 ? weight : NULL, eps, \
+                                        1.0 / (double)rows, loss, grad, lse, argmax);              \
+                        h[9] = hash_bytes(h[9], loss, (size_t)rows * sizeof(double));              \
+                        h[9] = hash_bytes(h[9], grad, (size_t)(rows * n) * sizeof(REAL));          \
+                        h[9] = hash_bytes(h[9], lse, (size_t)rows * sizeof(double));               \
+                        h[9] = hash_bytes(h[9], argmax, (size_t)rows * sizeof(int64_t));           \
+                    }                                                                              \
+                    /* hard_rows on the same rows, with every option of its own */                 \
+                    const fsce_hard_targets targets = {target, -100, variant == 1 ? weight : NULL,  \
+                                                       eps, variant == 3 ? 1e-3 : 0.0, 0.25};      \
+                    ops->hard_rows(x2, n, rows, n, &targets, variant * 0.5, loss,                  \
+                                   variant == 2 ? NULL : grad, lse, NULL);                         \
+                    h[11] = hash_bytes(h[11], loss, (size_t)rows * sizeof(double));                \
+                    h[11] = hash_bytes(h[11], lse, (size_t)rows * sizeof(double));                 \
+                    if (variant != 2) h[11] = hash_bytes(h[11], grad, (size_t)(rows * n) * sizeof(REAL)); \
                 }                                                                                  \
         /* the exp over its whole range: -inf, underflow, the clamps, 0, NaN */                   \
         for (ptrdiff_t j = 0; j < MAX_N; ++j) x[j] = (REAL)(-800.0 * (double)j / MAX_N);            \
@@ -124,10 +138,10 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
         double total = ops->row_exp_sum(x, MAX_N, 0, 1, out, NULL);                                \
         h[10] = hash_bytes(h[10], &total, sizeof total);                                           \
         h[10] = hash_bytes(h[10], out, sizeof out);                                                \
-        static const char *names[11] = {"row_max", "row_find", "row_exp_sum", "row_sum_below_one", \
+        static const char *names[12] = {"row_max, row_lse", "row_find", "row_exp_sum", "row_log_total", \
                                         "row_sum", "row_dot", "row_affine", "row_ay_minus_cb",     \
-                                        "row_mul_shifted", "small_rows", "exp_range"};             \
-        for (int i = 0; i < 11; ++i) printf("%s %-18s %016llx\n", #SUFFIX, names[i], (unsigned long long)h[i]); \
+                                        "row_mul_shifted", "small_rows", "exp_range", "hard_rows"}; \
+        for (int i = 0; i < 12; ++i) printf("%s %-18s %016llx\n", #SUFFIX, names[i], (unsigned long long)h[i]); \
     }
 
 DIGEST(float, f32, fsce_get_ops_f32)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels as kernels
-from ._config import PARALLEL_MIN_ELEMENTS, threads_for
+from ._config import PARALLEL_MIN_ELEMENTS, ROW_COST_ELEMENTS, row_work, threads_for
 from ._validation import (
     FLOAT64,
     Reduction,
@@ -218,7 +218,15 @@ def evaluate(
     ReusedBuffers from `local` when given.
     """
     result = kernels.small_call(
-        logits, target, out, want_grad, options, lse_out, argmax_out, PARALLEL_MIN_ELEMENTS
+        logits,
+        target,
+        out,
+        want_grad,
+        options,
+        lse_out,
+        argmax_out,
+        PARALLEL_MIN_ELEMENTS,
+        ROW_COST_ELEMENTS,
     )
     if result is not None:
         return result
@@ -333,7 +341,7 @@ def run(
             argmax_out, array.shape[:-1], INT64, checked, name="argmax_out"
         ).reshape(-1)
 
-    n_threads = threads_for(rows.shape[0], rows.size)
+    n_threads = threads_for(rows.shape[0], row_work(rows.shape[0], rows.size))
     row_loss: npt.NDArray[np.float64] | None = None
     scratch: _Floats | None = None
     if buffers is not None:
