@@ -399,43 +399,65 @@ static void NAME(hard_rows)(const REAL *z, ptrdiff_t z_stride, ptrdiff_t n_rows,
  * (n <= FSCE_SMALL_ROW_CLASSES) with class-index targets, LANES rows at a
  * time: row r of a block sits in lane r of every vector, so the max and the
  * sum over a row's classes are lane-wise vector operations instead of one
- * horizontal reduction per row.  Same results as the row-by-row path:
+ * horizontal reduction per row.  The block's rows are read LANES classes at a
+ * time and transposed in registers into columns (column j: class j of every
+ * row), kept in L1; the gradient's columns are transposed back into rows.
  *   lse = m + log sum_j exp(x_j - m),  b = w_t (1 - eps) onehot(t) + eps / n
  *   loss = w_t (1 - eps) (lse - x_t) + eps (lse - mean_j x_j)
  *   grad_j = scale ((w_t (1 - eps) + eps) s_j - eps / n) - scale w_t (1 - eps) [j = t]
- * Rows whose target is ignore_index get loss 0 and gradient 0.  weight may be
- * NULL (all 1); it is only used with eps = 0 (the caller's contract).  When
- * not NULL, row_lse and row_argmax receive every row's lse and first argmax
- * (first NaN for a row with NaN, as numpy.argmax).  Class indices are carried
- * in REAL lanes (exact: at most 16).
+ * Each row's sums run over its classes in order (one float64 lane per row), so
+ * a row's results do not depend on the rows beside it: lanes past the last row
+ * read a row of zeros.  Rows whose target is ignore_index get loss 0 and
+ * gradient 0.  weight may be NULL (all 1); it is only used with eps = 0 (the
+ * caller's contract).  When not NULL, row_lse and row_argmax receive every
+ * row's lse and first argmax (first NaN for a row with NaN, as numpy.argmax).
+ * Class indices are carried in REAL lanes (exact: at most FSCE_SMALL_ROW_CLASSES).
  */
 static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows, ptrdiff_t n,
                              const int64_t *target, int64_t ignore_index, const double *weight, double eps,
                              double scale, double *row_loss, REAL *grad, double *row_lse, int64_t *row_argmax)
 {
-    VEC column[FSCE_SMALL_ROW_CLASSES];
+    enum { COLUMNS = (FSCE_SMALL_ROW_CLASSES + LANES - 1) / LANES * LANES };
+    static const REAL zero_row[COLUMNS];
+    VEC column[COLUMNS];
     REAL lane[LANES], ignored_lanes[LANES];
     double totals[LANES], sums[LANES], others[LANES], coef[LANES];
     const VEC zero = V(splat)(0), one = V(splat)(1);
     for (ptrdiff_t r0 = 0; r0 < n_rows; r0 += LANES) {
         const ptrdiff_t rows = n_rows - r0 < LANES ? n_rows - r0 : LANES;
-        VEC best = V(splat)(-(REAL)INFINITY), best_index = zero, first_nan = zero, index = zero;
-        MASK any_nan = V(lt)(zero, zero); /* no lane set */
-        acc64 sum_x = acc_zero(), sum_e = acc_zero();
-        for (ptrdiff_t j = 0; j < n; ++j, index = V(add)(index, one)) { /* gather column j */
+        const REAL *row[LANES];
+        for (ptrdiff_t r = 0; r < LANES; ++r) row[r] = r < rows ? x + (r0 + r) * x_stride : zero_row;
+        ptrdiff_t j = 0;
+        for (; j + LANES <= n; j += LANES) { /* LANES columns: the rows' vectors transposed */
+            for (ptrdiff_t r = 0; r < LANES; ++r) column[j + r] = V(load)(row[r] + j);
+            V(transpose)(column + j);
+        }
+        for (; j < n; ++j) {                 /* the last few columns one by one */
             if (rows == LANES) {
-                column[j] = V(gather)(x + r0 * x_stride + j, x_stride);
-            } else {                                       /* the last block: lanes past it 0 */
-                for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = r < rows ? x[(r0 + r) * x_stride + j] : 0;
+                column[j] = V(gather)(row[0] + j, x_stride);
+            } else {
+                for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = row[r][j];
                 column[j] = V(load)(lane);
             }
-            const MASK larger = V(gt)(column[j], best), nan_here = V(ne)(column[j], column[j]);
-            best = V(select)(larger, column[j], best);
-            best_index = V(select)(larger, index, best_index);
-            first_nan = V(select)(any_nan, first_nan, V(select)(nan_here, index, first_nan));
-            any_nan = V(mask_or)(any_nan, nan_here);
+        }
+        VEC best = V(splat)(-(REAL)INFINITY), best_index = zero, first_nan = zero, index = zero;
+        MASK any_nan = V(lt)(zero, zero); /* no lane set */
+        if (row_argmax == NULL) {
+            for (ptrdiff_t j = 0; j < n; ++j) {
+                any_nan = V(mask_or)(any_nan, V(ne)(column[j], column[j]));
+                best = V(select)(V(gt)(column[j], best), column[j], best);
+            }
+        } else {
+            for (ptrdiff_t j = 0; j < n; ++j, index = V(add)(index, one)) {
+                const MASK larger = V(gt)(column[j], best), nan_here = V(ne)(column[j], column[j]);
+                best = V(select)(larger, column[j], best);
+                best_index = V(select)(larger, index, best_index);
+                first_nan = V(select)(any_nan, first_nan, V(select)(nan_here, index, first_nan));
+                any_nan = V(mask_or)(any_nan, nan_here);
+            }
         }
         const VEC m = V(select)(any_nan, V(splat)((REAL)NAN), best);
+        acc64 sum_x = acc_zero(), sum_e = acc_zero();
         for (ptrdiff_t j = 0; j < n; ++j) {                /* column j becomes exp(x_j - m) */
             if (eps != 0.0) /* the mean, without overflow */
                 V(acc_add)(&sum_x, V(mul)(V(sub)(column[j], m), V(splat)((REAL)(1.0 / (double)n))));
@@ -454,20 +476,20 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
                 row_argmax[r0 + r] = (int64_t)(has_nan[r] != 0 ? nan_at[r] : max_at[r]);
         }
         for (ptrdiff_t r = 0; r < LANES; ++r) {            /* per row: loss and gradient factor */
-            const ptrdiff_t row = r0 + r;
+            const ptrdiff_t i = r0 + r;
             ignored_lanes[r] = 0;
             coef[r] = 0.0;
             if (r >= rows) continue;
-            if (row_lse != NULL) row_lse[row] = fsce_lse(lane[r], log(totals[r]));
-            const int64_t t = target[row];
+            if (row_lse != NULL) row_lse[i] = fsce_lse(lane[r], log(totals[r]));
+            const int64_t t = target[i];
             if (t == ignore_index) {
                 ignored_lanes[r] = 1;
-                row_loss[row] = 0.0;
+                row_loss[i] = 0.0;
                 continue;
             }
             const double w_t = weight ? weight[t] : 1.0;
-            row_loss[row] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], x[row * x_stride + t],
-                                                  log(totals[r]), -sums[r]);
+            row_loss[i] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], row[r][t], log(totals[r]),
+                                                -sums[r]);
             coef[r] = scale * (w_t * (1.0 - eps) + eps) / totals[r];
         }
         /* confident rows (S < FSCE_CONFIDENT_TOTAL, rare): lse and loss again from
@@ -480,24 +502,28 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
             for (ptrdiff_t j = 0; j < n; ++j) V(acc_add)(&sum_other, V(select)(V(lt)(column[j], one), column[j], zero));
             acc_lanes(sum_other, others, LANES);
             for (ptrdiff_t r = 0; r < rows; ++r) {
-                const ptrdiff_t row = r0 + r;
+                const ptrdiff_t i = r0 + r;
                 if (!(totals[r] < FSCE_CONFIDENT_TOTAL)) continue;
                 const double log_total = fsce_log_total(totals[r], others[r]);
-                if (row_lse != NULL) row_lse[row] = fsce_lse(lane[r], log_total);
-                const int64_t t = target[row];
+                if (row_lse != NULL) row_lse[i] = fsce_lse(lane[r], log_total);
+                const int64_t t = target[i];
                 if (t == ignore_index) continue;
                 const double w_t = weight ? weight[t] : 1.0;
-                row_loss[row] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], x[row * x_stride + t],
-                                                      log_total, -sums[r]);
-                confident_max[r] = x[row * x_stride + t] == lane[r];
+                row_loss[i] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], row[r][t], log_total, -sums[r]);
+                confident_max[r] = row[r][t] == lane[r];
             }
         }
         if (grad == NULL) continue;
         const MASK ignored = V(ne)(V(load)(ignored_lanes), zero);
         for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = (REAL)coef[r];
         const VEC a = V(load)(lane), c = V(splat)((REAL)(scale * eps / (double)n));
-        for (ptrdiff_t j = 0; j < n; ++j) {                /* scatter the gradient rows */
-            V(store)(lane, V(select)(ignored, zero, V(sub)(V(mul)(column[j], a), c)));
+        for (j = 0; j < n; ++j) column[j] = V(select)(ignored, zero, V(sub)(V(mul)(column[j], a), c));
+        for (j = 0; j + LANES <= n; j += LANES) {          /* the gradient's columns, back into rows */
+            V(transpose)(column + j);
+            for (ptrdiff_t r = 0; r < rows; ++r) V(store)(grad + (r0 + r) * n + j, column[j + r]);
+        }
+        for (; j < n; ++j) {
+            V(store)(lane, column[j]);
             for (ptrdiff_t r = 0; r < rows; ++r) grad[(r0 + r) * n + j] = lane[r];
         }
         for (ptrdiff_t r = 0; r < rows; ++r) {

@@ -24,6 +24,8 @@
  *                                   zero results depend on it, and every path agrees)
  *   D_load(p), D_store(p, v)        unaligned whole vectors
  *   D_gather(p, stride)             lane i = p[i stride]
+ *   D_transpose(v)                  v[0..LANES-1] as a LANES x LANES block, in place:
+ *                                   lane i of v[j] becomes lane j of v[i]
  *   D_load_tail(p, r, pad), D_store_tail(p, r, v)
  *                                   the first r < LANES elements; other lanes read pad
  *   D_add, D_sub, D_mul             lane-wise arithmetic, IEEE, one rounding each

@@ -293,13 +293,15 @@ def test_cross_entropy_hard_targets(kind, reduction, shape, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_rows", [8, 16, 17, 33, 40])
-@pytest.mark.parametrize("n_classes", [1, 2, 7, 10, 16])
+@pytest.mark.parametrize("n_classes", [1, 2, 7, 10, 16, 17, 20, 33, 64, 65])
 @pytest.mark.parametrize("layout", ["C", "F", "strided_rows", "negative_strides"])
 @pytest.mark.parametrize("kind", ["ignore_index", "label_smoothing", "weight"])
 def test_short_rows_in_blocks_of_lanes(kind, layout, n_classes, n_rows, dtype):
-    """Rows of at most 16 classes are computed a vector's lanes of rows at a time (full
-    blocks gathered from the rows in place, a partial last block): every row count
-    around the widths (4, 8, 16 lanes), layouts with row strides of either sign."""
+    """Rows of at most 64 classes are computed a vector's lanes of rows at a time (blocks
+    of rows read in place and transposed, a partial last block of rows, a partial last
+    block of classes): every row and class count around the widths (4, 8, 16 lanes),
+    the largest such rows and the first beyond them, layouts with row strides of either
+    sign."""
     shape = (n_rows, n_classes)
     rng = rng_for("short rows", kind, layout, shape, dtype)
     logits = make_logits(shape, dtype, layout, rng=rng)

@@ -7,7 +7,9 @@
  * values mixed in (-inf, +-0, NaN, huge, tiny, values far below the max); each
  * helper's outputs are hashed (FNV-1a over the bytes), one line per helper and
  * dtype.  Run it with FASTSCE_SIMD unset, =avx2, =baseline on the build before
- * and after a change: equal lines mean equal bits.  It also runs under
+ * and after a change: equal lines mean equal bits.  It also checks that the two
+ * kernels of class-index rows (small_rows, lane per row; hard_rows, row by row)
+ * agree to rounding on finite rows, and exits with 1 if not.  It also runs under
  * qemu-aarch64 for the NEON path:
  *
  *   cc -O2 -ffp-contract=fast -Icsrc tools/simd_digest.c csrc/fsce_rows*.c -lm
@@ -47,6 +49,14 @@ static uint64_t hash_bytes(uint64_t h, const void *data, size_t n)
 }
 
 static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
+
+/* small_rows and hard_rows on the same rows: sums in another order, so equal within tol */
+static int disagreements = 0;
+static void agree(const char *what, ptrdiff_t n, double a, double b, double tol)
+{
+    if (fabs(a - b) <= tol) return;
+    if (disagreements++ < 10) printf("DISAGREE %s, %td classes: small_rows %.17g, hard_rows %.17g\n", what, n, a, b);
+}
 
 #define DIGEST(REAL, SUFFIX, GET_OPS)                                                              \
     static void digest_##SUFFIX(void)                                                              \
@@ -120,6 +130,18 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
                         h[9] = hash_bytes(h[9], grad, (size_t)(rows * n) * sizeof(REAL));          \
                         h[9] = hash_bytes(h[9], lse, (size_t)rows * sizeof(double));               \
                         h[9] = hash_bytes(h[9], argmax, (size_t)rows * sizeof(int64_t));           \
+                        if (variant < 2) { /* finite rows: the two kernels agree to rounding */   \
+                            const fsce_hard_targets same = {target, -100, variant == 1 ? weight : NULL, \
+                                                            eps, 0.0, 1.0 / (double)rows};         \
+                            static REAL grad2[80 * 40];                                            \
+                            double loss2[40], lse2[40];                                            \
+                            ops->hard_rows(x2, n, rows, n, &same, 0.0, loss2, grad2, lse2, NULL);  \
+                            const double tol = sizeof(REAL) == 4 ? 1e-6 : 1e-14;                   \
+                            for (ptrdiff_t i = 0; i < rows; ++i)                                   \
+                                agree(#SUFFIX " loss", n, loss[i], loss2[i], tol * (1 + fabs(loss2[i]))); \
+                            for (ptrdiff_t j = 0; j < rows * n; ++j)                               \
+                                agree(#SUFFIX " grad", n, grad[j], grad2[j], tol);                 \
+                        }                                                                          \
                     }                                                                              \
                     /* hard_rows on the same rows, with every option of its own */                 \
                     const fsce_hard_targets targets = {target, -100, variant == 1 ? weight : NULL,  \
@@ -153,5 +175,5 @@ int main(void)
     printf("path %s\n", fsce_simd_path());
     digest_f32();
     digest_f64();
-    return 0;
+    return disagreements != 0;
 }
