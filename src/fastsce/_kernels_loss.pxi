@@ -271,16 +271,25 @@ cdef Py_ssize_t check_class_indices(const cnp.int64_t *index, Py_ssize_t n_rows,
                                     const double *weight, double *kept_weight) noexcept nogil:
     """Index of the first row whose class index is neither in [0, C) nor ignored
     (-1 if none); kept_weight = sum of weight[t] (1 without weights) over the kept rows."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, kept = 0
     cdef cnp.int64_t t
     kept_weight[0] = 0.0
+    if weight == NULL:                  # a count: no float64 addition chained row to row
+        for i in range(n_rows):
+            t = index[i]
+            if t != ignore_index:
+                if t < 0 or t >= n_classes:
+                    return i
+                kept += 1
+        kept_weight[0] = kept
+        return -1
     for i in range(n_rows):
         t = index[i]
         if t == ignore_index:
             continue
         if t < 0 or t >= n_classes:
             return i
-        kept_weight[0] += weight[t] if weight != NULL else 1.0
+        kept_weight[0] += weight[t]
     return -1
 
 
