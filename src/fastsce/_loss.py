@@ -13,13 +13,15 @@ import math
 import operator
 import threading
 import warnings
-from typing import Any, Literal, NoReturn, SupportsIndex
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _kernels as kernels
 from ._config import PARALLEL_MIN_ELEMENTS, ROW_COST_ELEMENTS, row_work, threads_for
+from ._keywords import keyword_arguments, keyword_signature
 from ._validation import (
     FLOAT64,
     Reduction,
@@ -39,6 +41,35 @@ INT64_MAX = np.iinfo(np.int64).max
 
 _Floats = npt.NDArray[np.floating[Any]]
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class LossKeywords(TypedDict, total=False):
+    """The loss options: keyword arguments of every loss function (fastsce's, CrossEntropyLoss,
+    linear_cross_entropy, fastsce.dask, fastsce.jax, fastsce.reference), with LOSS_DEFAULTS.
+    cross_entropy and cross_entropy_with_grad spell them out (no per-call cost); the others
+    take them as ``**options: Unpack[LossKeywords]`` (fastsce._keywords)."""
+
+    weight: npt.ArrayLike | None
+    ignore_index: int
+    reduction: Literal["mean", "sum", "none"]
+    label_smoothing: float
+    temperature: float
+    softcap: float | None
+    z_loss: float
+
+
+#: the loss options' defaults, in the order of the signatures and of LossOptions
+LOSS_DEFAULTS: LossKeywords = {
+    "weight": None,
+    "ignore_index": -100,
+    "reduction": "mean",
+    "label_smoothing": 0.0,
+    "temperature": 1.0,
+    "softcap": None,
+    "z_loss": 0.0,
+}
 
 #: the loss options every loss call shares, in numpydoc form (inserted in the docstrings)
 OPTION_PARAMETERS = """
@@ -297,6 +328,12 @@ class LossOptions:
         )
 
 
+def loss_options(function: Callable[..., object], options: LossKeywords) -> LossOptions:
+    """The validated options of a call of `function`, which takes the loss keywords as
+    ``**options`` (the defaults for those not given); TypeError for any other keyword."""
+    return LossOptions(**keyword_arguments(function, options, LOSS_DEFAULTS))
+
+
 def run(
     logits: npt.ArrayLike,
     target: npt.ArrayLike,
@@ -469,20 +506,9 @@ class CrossEntropyLoss:
     (0.4757, True)
     """
 
-    def __init__(
-        self,
-        *,
-        weight: npt.ArrayLike | None = None,
-        ignore_index: int = -100,
-        reduction: Literal["mean", "sum", "none"] = "mean",
-        label_smoothing: float = 0.0,
-        temperature: float = 1.0,
-        softcap: float | None = None,
-        z_loss: float = 0.0,
-    ) -> None:
-        self.options = LossOptions(
-            weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
-        )
+    @keyword_signature(LossKeywords, LOSS_DEFAULTS)
+    def __init__(self, **options: Unpack[LossKeywords]) -> None:
+        self.options = loss_options(CrossEntropyLoss.__init__, options)
         self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:
