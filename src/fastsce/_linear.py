@@ -7,7 +7,7 @@ cross-entropy rows of `cross_entropy` on it (the gradient written over it), then
 dX[chunk] = G W, dW += Gᵀ X[chunk] and db += the column sums of G.  The extra memory is
 that buffer, (chunk_rows, V), plus O(n_rows + V).
 
-Validation is `cross_entropy`'s (LossOptions, checked_targets, raise_bad_target: the same
+Validation is `cross_entropy`'s (LossOptions, checked_targets, reported_loss: the same
 types, messages and order), with the logits' shape taken as input.shape[:-1] + (V,);
 targets are checked by the kernel before anything is computed.  The chunk size depends
 only on the shapes, the dtype and `memory_budget`, never on the thread count, and the
@@ -35,7 +35,7 @@ from ._loss import (
     LossOptions,
     _positive_finite,
     checked_targets,
-    raise_bad_target,
+    reported_loss,
 )
 from ._validation import FLOAT32, FLOAT64, as_float_array, check_inverse_temperature
 
@@ -260,11 +260,10 @@ def _evaluate(
             grad_bias,
             n_threads,
         )
-    if first_bad >= 0:
-        raise_bad_target(target_array, soft_target, first_bad, n_classes, options.ignore_index)
-    result: float | _Floats = loss
-    if options.reduction == "none":
-        result = row_loss.reshape(leading).astype(dtype, copy=False)
+    logits_shape = (*leading, n_classes)
+    result = reported_loss(
+        first_bad, loss, row_loss, target_array, soft_target, options, logits_shape, dtype
+    )
     if grad_input is None or grad_weight is None:
         return result, None
     shaped_bias = None if grad_bias is None else grad_bias.astype(dtype, copy=False)

@@ -387,7 +387,6 @@ def run(
         )
     if options.reduction == "none":
         row_loss = np.empty(n_rows, FLOAT64)
-    loss: float | _Floats
     first_bad, loss = kernels.cross_entropy(
         rows,
         index,
@@ -400,12 +399,10 @@ def run(
         scratch,
         n_threads,
     )
-    if first_bad >= 0:
-        raise_bad_target(target_array, soft_target, first_bad, n_classes, options.ignore_index)
-    if options.reduction == "none":
-        assert row_loss is not None  # allocated above for reduction='none'
-        loss = row_loss.reshape(array.shape[:-1]).astype(array.dtype, copy=False)
-    return loss, grad
+    result = reported_loss(
+        first_bad, loss, row_loss, target_array, soft_target, options, array.shape, array.dtype
+    )
+    return result, grad
 
 
 def checked_targets(
@@ -426,6 +423,28 @@ def checked_targets(
         soft = as_contiguous_rows(as_float_array(target_array, "target", dtype), "target")
         return target_array, None, soft
     return target_array, _class_indices(target_array, logits_shape, options.ignore_index), None
+
+
+def reported_loss(
+    first_bad: int,
+    loss: float,
+    row_loss: npt.NDArray[np.float64] | None,
+    target: npt.NDArray[Any],
+    soft_target: _Floats | None,
+    options: LossOptions,
+    logits_shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+) -> float | _Floats:
+    """The loss of a loss kernel's call from what it reported (the first bad target's row
+    or -1, the reduced loss, the per-row losses): the error for that bad target, else
+    `loss` for "mean" and "sum", the per-row losses for "none" (logits_shape[:-1], in
+    `dtype`)."""
+    if first_bad >= 0:
+        raise_bad_target(target, soft_target, first_bad, logits_shape[-1], options.ignore_index)
+    if options.reduction == "none":
+        assert row_loss is not None  # allocated by the caller for reduction='none'
+        return row_loss.reshape(logits_shape[:-1]).astype(dtype, copy=False)
+    return loss
 
 
 def raise_bad_target(
