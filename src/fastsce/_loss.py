@@ -46,10 +46,11 @@ if TYPE_CHECKING:
 
 
 class LossKeywords(TypedDict, total=False):
-    """The loss options: keyword arguments of every loss function (fastsce's, CrossEntropyLoss,
-    linear_cross_entropy, fastsce.dask, fastsce.jax, fastsce.reference), with LOSS_DEFAULTS.
-    cross_entropy and cross_entropy_with_grad spell them out (no per-call cost); the others
-    take them as ``**options: Unpack[LossKeywords]`` (fastsce._keywords)."""
+    """The loss options, the keyword arguments every loss function takes: their names and
+    types (their defaults: LOSS_DEFAULTS).  cross_entropy and cross_entropy_with_grad write
+    them out (a call there costs about a microsecond); CrossEntropyLoss,
+    linear_cross_entropy, fastsce.dask, fastsce.jax and fastsce.reference take them as
+    ``**options: Unpack[LossKeywords]`` and show them with fastsce._keywords."""
 
     weight: npt.ArrayLike | None
     ignore_index: int
