@@ -42,8 +42,10 @@ def function_of(module, name):
 
 
 def annotation(name):
-    """LossKeywords' annotation of `name`, as the string a signature shows."""
-    return LossKeywords.__annotations__[name].__forward_arg__
+    """LossKeywords' annotation of `name`, as the string a signature shows (typing keeps
+    it as a ForwardRef of that string, or as the string)."""
+    given = LossKeywords.__annotations__[name]
+    return getattr(given, "__forward_arg__", given)
 
 
 def test_one_table():
