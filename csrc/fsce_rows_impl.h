@@ -103,6 +103,45 @@ FSCE_INLINE VEC NAME(vexp)(VEC t)
     return V(exp_scale)(t, p, k, n, EXP_LO, EXP_MAGIC_BITS - EXP_BIAS);
 }
 
+#ifndef FSCE_LOG_TOTALS_DEFINED /* once per translation unit: float64 for both dtypes */
+#define FSCE_LOG_TOTALS_DEFINED
+/*
+ * out_i = log S_i for n float64 row sums S_i >= 1 (a row's exps, among them the max's
+ * own exp(0) = 1) or NaN, FSCE_F64_LANES at a time (n a multiple of it), without a
+ * libm call per row:
+ *   S = 2**k f,  f in [1/sqrt2, sqrt2)  (k by halving steps of 2**32, 2**16, ..., 2;
+ *                                        exact: powers of two)
+ *   log S = k ln2 + log f,  ln2 in two parts (k ln2_hi exact)
+ *   log f = 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + ... + s^20/21),  s = (f - 1) / (f + 1)
+ * |s| <= (sqrt2 - 1) / (sqrt2 + 1) = 0.172, so the series' remainder (s^22/23) is below
+ * 1e-18 relative: a few rounding errors in all, within a few ULP of a correctly
+ * rounded log (libm's last bit may differ).
+ */
+static void fsce_log_totals(const double *totals, double *out, ptrdiff_t n)
+{
+    static const double step_at[6] = {/* sqrt2 2**(p-1) for p = 32, 16, 8, 4, 2, 1 */
+        3037000499.97605, 46340.950011841578, 181.01933598375617, 11.313708498984761,
+        2.8284271247461903, 1.4142135623730951};
+    static const double step_scale[6] = {0x1p-32, 0x1p-16, 0x1p-8, 0x1p-4, 0x1p-2, 0x1p-1};
+    static const double step_k[6] = {32, 16, 8, 4, 2, 1};
+    const f64v one = f64_splat(1.0);
+    for (ptrdiff_t i = 0; i < n; i += FSCE_F64_LANES) {
+        f64v f = f64_load(totals + i), k = f64_splat(0.0);
+        for (int q = 0; q < 6; ++q) {
+            const f64m big = f64_ge(f, f64_splat(step_at[q]));
+            f = f64_select(big, f64_mul(f, f64_splat(step_scale[q])), f);
+            k = f64_select(big, f64_add(k, f64_splat(step_k[q])), k);
+        }
+        const f64v s = f64_div(f64_sub(f, one), f64_add(f, one)), s2 = f64_mul(s, s);
+        f64v series = f64_splat(1.0 / 21.0);
+        for (int j = 19; j >= 1; j -= 2) series = f64_add(f64_mul(series, s2), f64_splat(1.0 / (double)j));
+        const f64v log_f = f64_mul(f64_add(s, s), series);
+        const f64v k_ln2_lo = f64_mul(k, f64_splat(1.90821492927058770002e-10));
+        f64_store(out + i, f64_add(f64_mul(k, f64_splat(6.93147180369123816490e-01)), f64_add(k_ln2_lo, log_f)));
+    }
+}
+#endif
+
 /*
  * The largest non-NaN x_j (-inf if there is none).  NaNs are skipped here
  * because they reach every exp-based result anyway, through
@@ -421,7 +460,7 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
     static const REAL zero_row[COLUMNS];
     VEC column[COLUMNS];
     REAL lane[LANES], ignored_lanes[LANES];
-    double totals[LANES], sums[LANES], others[LANES], coef[LANES];
+    double totals[LANES], log_totals[LANES], sums[LANES], others[LANES], coef[LANES];
     const VEC zero = V(splat)(0), one = V(splat)(1);
     for (ptrdiff_t r0 = 0; r0 < n_rows; r0 += LANES) {
         const ptrdiff_t rows = n_rows - r0 < LANES ? n_rows - r0 : LANES;
@@ -475,12 +514,13 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
             for (ptrdiff_t r = 0; r < rows; ++r)
                 row_argmax[r0 + r] = (int64_t)(has_nan[r] != 0 ? nan_at[r] : max_at[r]);
         }
+        fsce_log_totals(totals, log_totals, LANES);
         for (ptrdiff_t r = 0; r < LANES; ++r) {            /* per row: loss and gradient factor */
             const ptrdiff_t i = r0 + r;
             ignored_lanes[r] = 0;
             coef[r] = 0.0;
             if (r >= rows) continue;
-            if (row_lse != NULL) row_lse[i] = fsce_lse(lane[r], log(totals[r]));
+            if (row_lse != NULL) row_lse[i] = fsce_lse(lane[r], log_totals[r]);
             const int64_t t = target[i];
             if (t == ignore_index) {
                 ignored_lanes[r] = 1;
@@ -488,7 +528,7 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
                 continue;
             }
             const double w_t = weight ? weight[t] : 1.0;
-            row_loss[i] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], row[r][t], log(totals[r]),
+            row_loss[i] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], row[r][t], log_totals[r],
                                                 -sums[r]);
             coef[r] = scale * (w_t * (1.0 - eps) + eps) / totals[r];
         }

@@ -68,6 +68,7 @@ FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return _mm256_sub_ps(a, b); }
 FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return _mm256_sub_pd(a, b); }
 FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return _mm256_mul_ps(a, b); }
 FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return _mm256_mul_pd(a, b); }
+FSCE_INLINE f64v f64_div(f64v a, f64v b) { return _mm256_div_pd(a, b); }
 FSCE_INLINE f32v f32_neg_mul_add(f32v a, f32v b, f32v c) { return _mm256_fnmadd_ps(a, b, c); }
 FSCE_INLINE f64v f64_neg_mul_add(f64v a, f64v b, f64v c) { return _mm256_fnmadd_pd(a, b, c); }
 FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return _mm256_fmsub_ps(a, b, c); }

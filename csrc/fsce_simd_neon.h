@@ -56,6 +56,7 @@ FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return vsubq_f32(a, b); }
 FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return vsubq_f64(a, b); }
 FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return vmulq_f32(a, b); }
 FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return vmulq_f64(a, b); }
+FSCE_INLINE f64v f64_div(f64v a, f64v b) { return vdivq_f64(a, b); }
 FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return vsubq_f32(vmulq_f32(a, b), c); }
 FSCE_INLINE f64v f64_mul_sub(f64v a, f64v b, f64v c) { return vsubq_f64(vmulq_f64(a, b), c); }
 

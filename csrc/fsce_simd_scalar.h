@@ -41,6 +41,7 @@ FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return a - b; }
 FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return a - b; }
 FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return a * b; }
 FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return a * b; }
+FSCE_INLINE f64v f64_div(f64v a, f64v b) { return a / b; }
 FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return a * b - c; }
 FSCE_INLINE f64v f64_mul_sub(f64v a, f64v b, f64v c) { return a * b - c; }
 FSCE_INLINE f32v f32_max(f32v a, f32v b) { return a > b ? a : b; }

@@ -50,6 +50,7 @@ FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return _mm_sub_ps(a, b); }
 FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return _mm_sub_pd(a, b); }
 FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return _mm_mul_ps(a, b); }
 FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return _mm_mul_pd(a, b); }
+FSCE_INLINE f64v f64_div(f64v a, f64v b) { return _mm_div_pd(a, b); }
 /* no FMA: a b - c in two roundings */
 FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return _mm_sub_ps(_mm_mul_ps(a, b), c); }
 FSCE_INLINE f64v f64_mul_sub(f64v a, f64v b, f64v c) { return _mm_sub_pd(_mm_mul_pd(a, b), c); }
