@@ -6,6 +6,7 @@ exact layout each argument needs.  The internal cdef class Workspace is left
 out on purpose.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ def small_call(
     argmax_out: object,
     max_work: int,
     row_cost_elements: int,
+    threads_for: Callable[[int, int], int],
 ) -> tuple[float, _Floats | None] | None: ...
 def xla_ffi_cross_entropy() -> object: ...  # a PyCapsule (types.CapsuleType)
 def set_xla_threads(limit: int, parallel_min_elements: int, row_cost_elements: int) -> None: ...

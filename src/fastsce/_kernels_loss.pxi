@@ -547,17 +547,18 @@ cdef inline bint plain_options(tuple options) noexcept:
 
 def small_call(object logits, object target, object out, bint want_grad, tuple options,
                object lse_out, object argmax_out, Py_ssize_t max_work,
-               Py_ssize_t row_cost_elements):
-    """The common call on one thread, with no validation layer in Python.
+               Py_ssize_t row_cost_elements, object threads_for):
+    """The common call, with no validation layer in Python.
 
     Handles plain options (plain_options), no lse_out / argmax_out, 2-D native
-    float32/float64 logits whose work (n_elements + n_rows * row_cost_elements, as
-    fastsce._config.row_work) is below max_work, of at most
-    SMALL_CALL_MAX_ROWS rows (rows read in place where they are contiguous,
-    other layouts copied), class indices of any integer dtype but uint64, out
+    float32/float64 logits of at most SMALL_CALL_MAX_ROWS rows (rows read in place where
+    they are contiguous, other layouts copied), class indices of any integer dtype but uint64, out
     None, a separate buffer or the logits themselves.  Returns (loss, grad or
     None), or None when anything is unusual, an invalid class index included:
-    the Python layer then validates (and reports) the call.
+    the Python layer then validates (and reports) the call.  One thread while the work
+    (n_elements + n_rows * row_cost_elements, as fastsce._config.row_work) is below
+    max_work, else threads_for(n_rows, work) threads (fastsce._config.threads_for),
+    with the GIL released for large inputs as on the validating path.
     """
     if lse_out is not None or argmax_out is not None or not plain_options(options):
         return None
@@ -585,8 +586,7 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     cdef cnp.ndarray t = <cnp.ndarray>indices
     cdef Py_ssize_t n_rows = cnp.PyArray_DIM(x, 0), n_classes = cnp.PyArray_DIM(x, 1)
     if (cnp.PyArray_NDIM(t) != 1 or cnp.PyArray_DIM(t, 0) != n_rows or n_classes == 0
-            or n_rows > SMALL_CALL_MAX_ROWS
-            or n_rows * (n_classes + row_cost_elements) >= max_work):
+            or n_rows > SMALL_CALL_MAX_ROWS):
         return None
     cdef cnp.ndarray g = None
     if want_grad:
@@ -610,7 +610,9 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     set_plain_call(&c, x, x_stride, <const cnp.int64_t *>cnp.PyArray_DATA(t), ignore_index,
                    smoothing, grad_scale_of(mean, kept), row_loss,
                    NULL if g is None else cnp.PyArray_DATA(g))
-    loss_range(&c, 0, n_rows, 0)
+    cdef Py_ssize_t work = n_rows * (n_classes + row_cost_elements)
+    run_rows(loss_range, &c, n_rows, n_rows * n_classes,
+             1 if work < max_work else threads_for(n_rows, work))
     return batch_loss(row_loss, n_rows, mean, kept), g
 
 

@@ -259,6 +259,7 @@ def evaluate(
         argmax_out,
         PARALLEL_MIN_ELEMENTS,
         ROW_COST_ELEMENTS,
+        threads_for,
     )
     if result is not None:
         return result
