@@ -33,6 +33,16 @@ typedef struct {
     double scale;          /* the gradient's factor (1 / the "mean" denominator, 1 / T) */
 } fsce_hard_targets;
 
+/* what the passes over one class-index row found, for hard_row_end */
+typedef struct {
+    double m;         /* the max (the lse's shift) */
+    double z_t;       /* the target's logit */
+    double mean_gap;  /* m - mean_j z_j (0 without smoothing) */
+    double total;     /* S = sum_j exp(z_j - m) */
+    double log_total; /* log S, or log1p(S') for a confident row */
+    double other;     /* S' for a confident row, else -1 */
+} fsce_row_sums;
+
 #define FSCE_DECLARE_OPS(REAL, SUFFIX)                                                   \
     typedef struct {                                                                     \
         REAL (*row_max)(const REAL *x, ptrdiff_t n);                                     \
@@ -52,6 +62,8 @@ typedef struct {
         double (*row_log_total)(const REAL *terms, ptrdiff_t n, REAL shift, REAL scale,          \
                                 int exponentiate, double total, double *other);                  \
         double (*row_lse)(const REAL *z, ptrdiff_t n, const REAL *next);                         \
+        double (*hard_row_end)(ptrdiff_t n, int64_t t, const fsce_hard_targets *targets,         \
+                               const fsce_row_sums *sums, double z_shift, REAL *grad, double *lse); \
         void (*hard_rows)(const REAL *z, ptrdiff_t z_stride, ptrdiff_t n_rows, ptrdiff_t n,      \
                           const fsce_hard_targets *targets, double z_shift, double *row_loss,    \
                           REAL *grad, double *row_lse, const REAL *next);                       \

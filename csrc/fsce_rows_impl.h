@@ -382,23 +382,48 @@ static double NAME(row_lse)(const REAL *z, ptrdiff_t n, const REAL *next)
 }
 
 /*
+ * The end of a class-index row once its passes are done (sums: its max m, z_t, m -
+ * mean_j z_j, S = total, log S = log_total and S' = other for a confident row, else
+ * -1): lse (+ z_shift) into *lse, the gradient into grad (holding the row's exps; NULL:
+ * none), and the loss returned.  With A = w_t (1 - eps) + eps and lambda the z-loss:
+ *   loss   = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
+ *   grad_j = scale ((A + 2 lambda lse) s_j - eps / n) - scale w_t (1 - eps) [j = t]
+ */
+static double NAME(hard_row_end)(ptrdiff_t n, int64_t t, const fsce_hard_targets *targets,
+                                 const fsce_row_sums *sums, double z_shift, REAL *grad, double *lse)
+{
+    const double eps = targets->eps, scale = targets->scale;
+    const double target_mass = (targets->weight ? targets->weight[t] : 1.0) * (1.0 - eps);
+    *lse = fsce_lse(sums->m, sums->log_total) + z_shift;
+    const double z_loss_term = fsce_weighted(2.0 * targets->z_loss, *lse);
+    if (grad) {
+        NAME(row_affine)(grad, n, 0, (REAL)(scale * (target_mass + eps + z_loss_term) / sums->total),
+                         (REAL)(scale * eps / (double)n), grad);
+        if (sums->other >= 0.0 && sums->z_t == sums->m) /* a confident row whose target is the max */
+            grad[t] = (REAL)fsce_confident_target_grad(scale, target_mass, eps, z_loss_term, sums->other,
+                                                       sums->total, (double)n);
+        else
+            grad[t] -= (REAL)(scale * target_mass);
+    }
+    return fsce_hard_target_loss(target_mass, eps, sums->m, sums->z_t, sums->log_total, sums->mean_gap)
+           + fsce_weighted(targets->z_loss, *lse * *lse);
+}
+
+/*
  * Cross-entropy of n_rows rows of n classes with class-index targets, row by row,
  * loss into row_loss, gradient into grad (rows n apart; NULL: loss only; may be z
  * itself) and lse into row_lse (may be NULL).  z is each row's transformed logits
  * minus z_shift (the loss does not depend on a shift; lse does), rows z_stride
  * apart; next is the row read after the last one (NULL if none), prefetched meanwhile.
- * With b = w_t (1 - eps) onehot(t) + eps / n, A = w_t (1 - eps) + eps,
- * s = softmax(z) and lambda the z-loss:
- *   loss   = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
- *   grad_j = scale ((A + 2 lambda lse) s_j - eps / n) - scale w_t (1 - eps) [j = t]
- * A row whose target is ignore_index gets loss 0 and gradient 0 (and its lse).
- * Every helper is inlined: a short row costs no call per step.
+ * Per row b = w_t (1 - eps) onehot(t) + eps / n, finished by hard_row_end; a row
+ * whose target is ignore_index gets loss 0 and gradient 0 (and its lse).  Every
+ * helper is inlined: a short row costs no call per step.
  */
 static void NAME(hard_rows)(const REAL *z, ptrdiff_t z_stride, ptrdiff_t n_rows, ptrdiff_t n,
                             const fsce_hard_targets *targets, double z_shift, double *row_loss, REAL *grad,
                             double *row_lse, const REAL *next)
 {
-    const double eps = targets->eps, z_loss = targets->z_loss, scale = targets->scale;
+    const double eps = targets->eps;
     for (ptrdiff_t i = 0; i < n_rows; ++i, z += z_stride) {
         const REAL *after = i + 1 < n_rows ? z + z_stride : next;
         REAL *g = grad ? grad + i * n : NULL;
@@ -409,27 +434,15 @@ static void NAME(hard_rows)(const REAL *z, ptrdiff_t z_stride, ptrdiff_t n_rows,
             row_loss[i] = 0.0;
             continue;
         }
-        const double target_mass = (targets->weight ? targets->weight[t] : 1.0) * (1.0 - eps);
         const REAL m = NAME(row_max_for_lse)(z, n);
         const double z_t = z[t]; /* read before g may overwrite z */
         /* m - mean_j z_j, for smoothing: shifted and scaled, no overflow */
         const double mean_gap = eps != 0.0 ? -NAME(row_sum)(z, n, m, (REAL)(1.0 / (double)n)) : 0.0;
-        const double total = NAME(row_exp_sum)(z, n, m, 1, g, after);
-        double other;
-        const double log_total = NAME(row_log_total)(g ? g : z, n, m, 1, g == NULL, total, &other);
-        const double lse = fsce_lse(m, log_total) + z_shift;
-        const double z_loss_term = fsce_weighted(2.0 * z_loss, lse);
-        if (g) {
-            NAME(row_affine)(g, n, 0, (REAL)(scale * (target_mass + eps + z_loss_term) / total),
-                             (REAL)(scale * eps / (double)n), g);
-            if (other >= 0.0 && z_t == m) /* a confident row whose target is the max */
-                g[t] = (REAL)fsce_confident_target_grad(scale, target_mass, eps, z_loss_term, other, total, (double)n);
-            else
-                g[t] -= (REAL)(scale * target_mass);
-        }
+        fsce_row_sums sums = {m, z_t, mean_gap, NAME(row_exp_sum)(z, n, m, 1, g, after), 0.0, 0.0};
+        sums.log_total = NAME(row_log_total)(g ? g : z, n, m, 1, g == NULL, sums.total, &sums.other);
+        double lse;
+        row_loss[i] = NAME(hard_row_end)(n, t, targets, &sums, z_shift, g, &lse);
         if (row_lse) row_lse[i] = lse;
-        row_loss[i] = fsce_hard_target_loss(target_mass, eps, m, z_t, log_total, mean_gap)
-                      + fsce_weighted(z_loss, lse * lse);
     }
 }
 
@@ -582,7 +595,7 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
 const TABLE_TYPE TABLE = {
     NAME(row_max), NAME(row_find), NAME(row_exp_sum), NAME(row_affine), NAME(row_ay_minus_cb),
     NAME(row_sum), NAME(row_dot), NAME(row_mul_shifted), NAME(small_rows), NAME(row_max_for_lse),
-    NAME(row_log_total), NAME(row_lse), NAME(hard_rows),
+    NAME(row_log_total), NAME(row_lse), NAME(hard_row_end), NAME(hard_rows),
 };
 
 #undef REAL
