@@ -77,6 +77,8 @@ class Section:
     floor_label: str
     passes: int  # passes over the logits' bytes the floor makes (for GB/s)
     dtypes: tuple = tuple(DTYPES)  # the logits' dtypes it is measured on
+    sizes: tuple = ()  # its own shapes (rows, classes); empty: the run's sizes
+    per_element: bool = False  # a column of fastsce's nanoseconds per element
 
 
 LOSS_AND_GRAD = Section(
@@ -92,6 +94,18 @@ LOSS_ONLY = Section(
     floors=_speed.READ_FLOORS,
     floor_label="read floor",
     passes=1,
+)
+
+
+#: rows of 17-512 classes, whose fixed cost per row long rows amortise
+SHORT_ROWS = Section(
+    title="Short rows: loss + gradient (reduction='mean'), per element",
+    systems=LOSS_AND_GRAD.systems,
+    floors=LOSS_AND_GRAD.floors,
+    floor_label="bandwidth floor",
+    passes=2,
+    sizes=((1024, 17), (1024, 20), (1024, 32), (1024, 64), (1024, 100), (2048, 256), (512, 512)),
+    per_element=True,
 )
 
 
@@ -158,6 +172,7 @@ SIXTEEN_BIT = Section(
 SECTIONS_BY_NAME = {
     "loss-and-grad": LOSS_AND_GRAD,
     "loss": LOSS_ONLY,
+    "short-rows": SHORT_ROWS,
     "torch": TORCH_ENTRY,
     "jax": JAX_ENTRY,
     "16-bit": SIXTEEN_BIT,
@@ -283,17 +298,19 @@ def measure(section, dtype, shape, threads, budget, repeat):
 def measure_all(sizes, threads, budget, repeat, quiet_wait, sections=SECTIONS):
     rows = []
     for dtype in dict.fromkeys(dtype for section in sections for dtype in section.dtypes):
-        for shape in sizes:
-            for n_threads in threads:
-                print(
-                    f"measuring {np.dtype(dtype).name} {shape} threads={n_threads}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                for section in sections:
-                    if dtype in section.dtypes:
-                        wait_for_quiet(quiet_wait)
-                        rows.append(measure(section, dtype, shape, n_threads, budget, repeat))
+        for section in sections:
+            if dtype not in section.dtypes:
+                continue
+            for shape in section.sizes or sizes:
+                for n_threads in threads:
+                    print(
+                        f"measuring {section.title[:24]}: {np.dtype(dtype).name} {shape} "
+                        f"threads={n_threads}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    wait_for_quiet(quiet_wait)
+                    rows.append(measure(section, dtype, shape, n_threads, budget, repeat))
     return rows
 
 
@@ -371,6 +388,11 @@ def system_cell(row, name):
     return f"{format_seconds(seconds)} ({format_ratio(seconds, row.floor_seconds)})"
 
 
+def per_element_cell(row):
+    seconds = row.seconds["fastsce"]
+    return MISSING if seconds is None else f"{seconds * 1e9 / (row.shape[0] * row.shape[1]):.3f}"
+
+
 def markdown_table(rows):
     """One section's rows: time (ratio to floor) per system, then fastsce's speed-ups."""
     section = rows[0].section
@@ -379,6 +401,7 @@ def markdown_table(rows):
         ["dtype", "shape", "threads", section.floor_label]
         + [f"{name} (× floor)" for name in section.systems]
         + [f"speed-up vs {name}" for name in others]
+        + (["fastsce ns / element"] if section.per_element else [])
         + ["other load"]
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -390,6 +413,7 @@ def markdown_table(rows):
             [row.dtype, f"{row.shape[0]} × {row.shape[1]}", str(row.threads), floor]
             + [system_cell(row, name) for name in section.systems]
             + [format_ratio(row.seconds[name], row.seconds["fastsce"]) for name in others]
+            + ([per_element_cell(row)] if section.per_element else [])
             + [MISSING if row.other_load is None else f"{row.other_load:.2f}"]
         )
         lines.append("| " + " | ".join(cells) + " |")

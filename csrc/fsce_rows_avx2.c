@@ -8,6 +8,7 @@
  * has F16C as well.
  */
 #include <math.h>
+#include <string.h>
 
 #include "fsce_formulas.h"
 #include "fsce_rows.h"

@@ -5,6 +5,7 @@
  * of them (and the OS's support of the 512-bit state) on the CPU.
  */
 #include <math.h>
+#include <string.h>
 
 #include "fsce_formulas.h"
 #include "fsce_rows.h"

@@ -4,6 +4,7 @@
  * with FSCE_SCALAR_ONLY).  No target attribute: the build's own flags.
  */
 #include <math.h>
+#include <string.h>
 
 #include "fsce_formulas.h"
 #include "fsce_rows.h"

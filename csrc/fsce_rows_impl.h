@@ -103,6 +103,45 @@ FSCE_INLINE VEC NAME(vexp)(VEC t)
     return V(exp_scale)(t, p, k, n, EXP_LO, EXP_MAGIC_BITS - EXP_BIAS);
 }
 
+#ifndef FSCE_LOG_TOTALS_DEFINED /* once per translation unit: float64 for both dtypes */
+#define FSCE_LOG_TOTALS_DEFINED
+/*
+ * out_i = log S_i for n float64 row sums S_i >= 1 (a row's exps, among them the max's
+ * own exp(0) = 1) or NaN, FSCE_F64_LANES at a time (n a multiple of it), without a
+ * libm call per row:
+ *   S = 2**k f,  f in [1/sqrt2, sqrt2)  (k by halving steps of 2**32, 2**16, ..., 2;
+ *                                        exact: powers of two)
+ *   log S = k ln2 + log f,  ln2 in two parts (k ln2_hi exact)
+ *   log f = 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + ... + s^20/21),  s = (f - 1) / (f + 1)
+ * |s| <= (sqrt2 - 1) / (sqrt2 + 1) = 0.172, so the series' remainder (s^22/23) is below
+ * 1e-18 relative: a few rounding errors in all, within a few ULP of a correctly
+ * rounded log (libm's last bit may differ).
+ */
+static void fsce_log_totals(const double *totals, double *out, ptrdiff_t n)
+{
+    static const double step_at[6] = {/* sqrt2 2**(p-1) for p = 32, 16, 8, 4, 2, 1 */
+        3037000499.97605, 46340.950011841578, 181.01933598375617, 11.313708498984761,
+        2.8284271247461903, 1.4142135623730951};
+    static const double step_scale[6] = {0x1p-32, 0x1p-16, 0x1p-8, 0x1p-4, 0x1p-2, 0x1p-1};
+    static const double step_k[6] = {32, 16, 8, 4, 2, 1};
+    const f64v one = f64_splat(1.0);
+    for (ptrdiff_t i = 0; i < n; i += FSCE_F64_LANES) {
+        f64v f = f64_load(totals + i), k = f64_splat(0.0);
+        for (int q = 0; q < 6; ++q) {
+            const f64m big = f64_ge(f, f64_splat(step_at[q]));
+            f = f64_select(big, f64_mul(f, f64_splat(step_scale[q])), f);
+            k = f64_select(big, f64_add(k, f64_splat(step_k[q])), k);
+        }
+        const f64v s = f64_div(f64_sub(f, one), f64_add(f, one)), s2 = f64_mul(s, s);
+        f64v series = f64_splat(1.0 / 21.0);
+        for (int j = 19; j >= 1; j -= 2) series = f64_add(f64_mul(series, s2), f64_splat(1.0 / (double)j));
+        const f64v log_f = f64_mul(f64_add(s, s), series);
+        const f64v k_ln2_lo = f64_mul(k, f64_splat(1.90821492927058770002e-10));
+        f64_store(out + i, f64_add(f64_mul(k, f64_splat(6.93147180369123816490e-01)), f64_add(k_ln2_lo, log_f)));
+    }
+}
+#endif
+
 /*
  * The largest non-NaN x_j (-inf if there is none).  NaNs are skipped here
  * because they reach every exp-based result anyway, through
@@ -309,47 +348,168 @@ static void NAME(row_mul_shifted)(const REAL *s, const REAL *g, ptrdiff_t n, REA
 }
 
 /*
+ * m = max_j z_j as the shift of lse = m + log sum_j exp(z_j - m): NaN when m is
+ * infinite and the row holds a NaN (beside a finite m a NaN reaches the sum by itself).
+ */
+static REAL NAME(row_max_for_lse)(const REAL *z, ptrdiff_t n)
+{
+    const REAL m = NAME(row_max)(z, n);
+    if ((m == (REAL)INFINITY || m == -(REAL)INFINITY) && NAME(row_find)(z, n, (REAL)NAN) >= 0) return (REAL)NAN;
+    return m;
+}
+
+/*
+ * log S for the S = total that row_exp_sum returned for this row.  S = 1 + S', the 1
+ * being the max's own exp(0); log(S) loses the digits of S' below the float64 epsilon
+ * (a confident row), so below FSCE_CONFIDENT_TOTAL S' is summed again without the 1
+ * (row_sum_below_one over the stored terms, or over exp((x_j - shift) scale) when
+ * exponentiate) and log S = log1p(S').  *other receives S' there, -1 elsewhere.
+ */
+static double NAME(row_log_total)(const REAL *terms, ptrdiff_t n, REAL shift, REAL scale, int exponentiate,
+                                  double total, double *other)
+{
+    *other = total < FSCE_CONFIDENT_TOTAL ? NAME(row_sum_below_one)(terms, n, shift, scale, exponentiate) : -1.0;
+    return fsce_log_total(total, *other);
+}
+
+/* lse = log sum_j exp(z_j) of one row (next: the row read after it, or NULL) */
+static double NAME(row_lse)(const REAL *z, ptrdiff_t n, const REAL *next)
+{
+    const REAL m = NAME(row_max_for_lse)(z, n);
+    double other;
+    if (!isfinite(m)) return m; /* +-inf (fsce_lse), or NaN */
+    return fsce_lse(m, NAME(row_log_total)(z, n, m, 1, 1, NAME(row_exp_sum)(z, n, m, 1, NULL, next), &other));
+}
+
+/*
+ * The end of a class-index row once its passes are done (sums: its max m, z_t, m -
+ * mean_j z_j, S = total, log S = log_total and S' = other for a confident row, else
+ * -1): lse (+ z_shift) into *lse, the gradient into grad (holding the row's exps; NULL:
+ * none), and the loss returned.  With A = w_t (1 - eps) + eps and lambda the z-loss:
+ *   loss   = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
+ *   grad_j = scale ((A + 2 lambda lse) s_j - eps / n) - scale w_t (1 - eps) [j = t]
+ */
+static double NAME(hard_row_end)(ptrdiff_t n, int64_t t, const fsce_hard_targets *targets,
+                                 const fsce_row_sums *sums, double z_shift, REAL *grad, double *lse)
+{
+    const double eps = targets->eps, scale = targets->scale;
+    const double target_mass = (targets->weight ? targets->weight[t] : 1.0) * (1.0 - eps);
+    *lse = fsce_lse(sums->m, sums->log_total) + z_shift;
+    const double z_loss_term = fsce_weighted(2.0 * targets->z_loss, *lse);
+    if (grad) {
+        NAME(row_affine)(grad, n, 0, (REAL)(scale * (target_mass + eps + z_loss_term) / sums->total),
+                         (REAL)(scale * eps / (double)n), grad);
+        if (sums->other >= 0.0 && sums->z_t == sums->m) /* a confident row whose target is the max */
+            grad[t] = (REAL)fsce_confident_target_grad(scale, target_mass, eps, z_loss_term, sums->other,
+                                                       sums->total, (double)n);
+        else
+            grad[t] -= (REAL)(scale * target_mass);
+    }
+    return fsce_hard_target_loss(target_mass, eps, sums->m, sums->z_t, sums->log_total, sums->mean_gap)
+           + fsce_weighted(targets->z_loss, *lse * *lse);
+}
+
+/*
+ * Cross-entropy of n_rows rows of n classes with class-index targets, row by row,
+ * loss into row_loss, gradient into grad (rows n apart; NULL: loss only; may be z
+ * itself) and lse into row_lse (may be NULL).  z is each row's transformed logits
+ * minus z_shift (the loss does not depend on a shift; lse does), rows z_stride
+ * apart; next is the row read after the last one (NULL if none), prefetched meanwhile.
+ * Per row b = w_t (1 - eps) onehot(t) + eps / n, finished by hard_row_end; a row
+ * whose target is ignore_index gets loss 0 and gradient 0 (and its lse).  Every
+ * helper is inlined: a short row costs no call per step.
+ */
+static void NAME(hard_rows)(const REAL *z, ptrdiff_t z_stride, ptrdiff_t n_rows, ptrdiff_t n,
+                            const fsce_hard_targets *targets, double z_shift, double *row_loss, REAL *grad,
+                            double *row_lse, const REAL *next)
+{
+    const double eps = targets->eps;
+    for (ptrdiff_t i = 0; i < n_rows; ++i, z += z_stride) {
+        const REAL *after = i + 1 < n_rows ? z + z_stride : next;
+        REAL *g = grad ? grad + i * n : NULL;
+        const int64_t t = targets->target[i];
+        if (t == targets->ignore_index) {
+            if (row_lse) row_lse[i] = NAME(row_lse)(z, n, after) + z_shift; /* before g (maybe z) is zeroed */
+            if (g) memset(g, 0, (size_t)n * sizeof(REAL));
+            row_loss[i] = 0.0;
+            continue;
+        }
+        const REAL m = NAME(row_max_for_lse)(z, n);
+        const double z_t = z[t]; /* read before g may overwrite z */
+        /* m - mean_j z_j, for smoothing: shifted and scaled, no overflow */
+        const double mean_gap = eps != 0.0 ? -NAME(row_sum)(z, n, m, (REAL)(1.0 / (double)n)) : 0.0;
+        fsce_row_sums sums = {m, z_t, mean_gap, NAME(row_exp_sum)(z, n, m, 1, g, after), 0.0, 0.0};
+        sums.log_total = NAME(row_log_total)(g ? g : z, n, m, 1, g == NULL, sums.total, &sums.other);
+        double lse;
+        row_loss[i] = NAME(hard_row_end)(n, t, targets, &sums, z_shift, g, &lse);
+        if (row_lse) row_lse[i] = lse;
+    }
+}
+
+/*
  * Cross-entropy loss (and gradient unless grad is NULL) of n_rows short rows
  * (n <= FSCE_SMALL_ROW_CLASSES) with class-index targets, LANES rows at a
  * time: row r of a block sits in lane r of every vector, so the max and the
  * sum over a row's classes are lane-wise vector operations instead of one
- * horizontal reduction per row.  Same results as the row-by-row path:
+ * horizontal reduction per row.  The block's rows are read LANES classes at a
+ * time and transposed in registers into columns (column j: class j of every
+ * row), kept in L1; the gradient's columns are transposed back into rows.
  *   lse = m + log sum_j exp(x_j - m),  b = w_t (1 - eps) onehot(t) + eps / n
  *   loss = w_t (1 - eps) (lse - x_t) + eps (lse - mean_j x_j)
  *   grad_j = scale ((w_t (1 - eps) + eps) s_j - eps / n) - scale w_t (1 - eps) [j = t]
- * Rows whose target is ignore_index get loss 0 and gradient 0.  weight may be
- * NULL (all 1); it is only used with eps = 0 (the caller's contract).  When
- * not NULL, row_lse and row_argmax receive every row's lse and first argmax
- * (first NaN for a row with NaN, as numpy.argmax).  Class indices are carried
- * in REAL lanes (exact: at most 16).
+ * Each row's sums run over its classes in order (one float64 lane per row), so
+ * a row's results do not depend on the rows beside it: lanes past the last row
+ * read a row of zeros.  Rows whose target is ignore_index get loss 0 and
+ * gradient 0.  weight may be NULL (all 1); it is only used with eps = 0 (the
+ * caller's contract).  When not NULL, row_lse and row_argmax receive every
+ * row's lse and first argmax (first NaN for a row with NaN, as numpy.argmax).
+ * Class indices are carried in REAL lanes (exact: at most FSCE_SMALL_ROW_CLASSES).
  */
 static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows, ptrdiff_t n,
                              const int64_t *target, int64_t ignore_index, const double *weight, double eps,
                              double scale, double *row_loss, REAL *grad, double *row_lse, int64_t *row_argmax)
 {
-    VEC column[FSCE_SMALL_ROW_CLASSES];
+    enum { COLUMNS = (FSCE_SMALL_ROW_CLASSES + LANES - 1) / LANES * LANES };
+    static const REAL zero_row[COLUMNS];
+    VEC column[COLUMNS];
     REAL lane[LANES], ignored_lanes[LANES];
-    double totals[LANES], sums[LANES], others[LANES], coef[LANES];
+    double totals[LANES], log_totals[LANES], sums[LANES], others[LANES], coef[LANES];
     const VEC zero = V(splat)(0), one = V(splat)(1);
     for (ptrdiff_t r0 = 0; r0 < n_rows; r0 += LANES) {
         const ptrdiff_t rows = n_rows - r0 < LANES ? n_rows - r0 : LANES;
-        VEC best = V(splat)(-(REAL)INFINITY), best_index = zero, first_nan = zero, index = zero;
-        MASK any_nan = V(lt)(zero, zero); /* no lane set */
-        acc64 sum_x = acc_zero(), sum_e = acc_zero();
-        for (ptrdiff_t j = 0; j < n; ++j, index = V(add)(index, one)) { /* gather column j */
+        const REAL *row[LANES];
+        for (ptrdiff_t r = 0; r < LANES; ++r) row[r] = r < rows ? x + (r0 + r) * x_stride : zero_row;
+        ptrdiff_t j = 0;
+        for (; j + LANES <= n; j += LANES) { /* LANES columns: the rows' vectors transposed */
+            for (ptrdiff_t r = 0; r < LANES; ++r) column[j + r] = V(load)(row[r] + j);
+            V(transpose)(column + j);
+        }
+        for (; j < n; ++j) {                 /* the last few columns one by one */
             if (rows == LANES) {
-                column[j] = V(gather)(x + r0 * x_stride + j, x_stride);
-            } else {                                       /* the last block: lanes past it 0 */
-                for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = r < rows ? x[(r0 + r) * x_stride + j] : 0;
+                column[j] = V(gather)(row[0] + j, x_stride);
+            } else {
+                for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = row[r][j];
                 column[j] = V(load)(lane);
             }
-            const MASK larger = V(gt)(column[j], best), nan_here = V(ne)(column[j], column[j]);
-            best = V(select)(larger, column[j], best);
-            best_index = V(select)(larger, index, best_index);
-            first_nan = V(select)(any_nan, first_nan, V(select)(nan_here, index, first_nan));
-            any_nan = V(mask_or)(any_nan, nan_here);
+        }
+        VEC best = V(splat)(-(REAL)INFINITY), best_index = zero, first_nan = zero, index = zero;
+        MASK any_nan = V(lt)(zero, zero); /* no lane set */
+        if (row_argmax == NULL) {
+            for (ptrdiff_t j = 0; j < n; ++j) {
+                any_nan = V(mask_or)(any_nan, V(ne)(column[j], column[j]));
+                best = V(select)(V(gt)(column[j], best), column[j], best);
+            }
+        } else {
+            for (ptrdiff_t j = 0; j < n; ++j, index = V(add)(index, one)) {
+                const MASK larger = V(gt)(column[j], best), nan_here = V(ne)(column[j], column[j]);
+                best = V(select)(larger, column[j], best);
+                best_index = V(select)(larger, index, best_index);
+                first_nan = V(select)(any_nan, first_nan, V(select)(nan_here, index, first_nan));
+                any_nan = V(mask_or)(any_nan, nan_here);
+            }
         }
         const VEC m = V(select)(any_nan, V(splat)((REAL)NAN), best);
+        acc64 sum_x = acc_zero(), sum_e = acc_zero();
         for (ptrdiff_t j = 0; j < n; ++j) {                /* column j becomes exp(x_j - m) */
             if (eps != 0.0) /* the mean, without overflow */
                 V(acc_add)(&sum_x, V(mul)(V(sub)(column[j], m), V(splat)((REAL)(1.0 / (double)n))));
@@ -367,21 +527,22 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
             for (ptrdiff_t r = 0; r < rows; ++r)
                 row_argmax[r0 + r] = (int64_t)(has_nan[r] != 0 ? nan_at[r] : max_at[r]);
         }
+        fsce_log_totals(totals, log_totals, LANES);
         for (ptrdiff_t r = 0; r < LANES; ++r) {            /* per row: loss and gradient factor */
-            const ptrdiff_t row = r0 + r;
+            const ptrdiff_t i = r0 + r;
             ignored_lanes[r] = 0;
             coef[r] = 0.0;
             if (r >= rows) continue;
-            if (row_lse != NULL) row_lse[row] = fsce_lse(lane[r], log(totals[r]));
-            const int64_t t = target[row];
+            if (row_lse != NULL) row_lse[i] = fsce_lse(lane[r], log_totals[r]);
+            const int64_t t = target[i];
             if (t == ignore_index) {
                 ignored_lanes[r] = 1;
-                row_loss[row] = 0.0;
+                row_loss[i] = 0.0;
                 continue;
             }
             const double w_t = weight ? weight[t] : 1.0;
-            row_loss[row] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], x[row * x_stride + t],
-                                                  log(totals[r]), -sums[r]);
+            row_loss[i] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], row[r][t], log_totals[r],
+                                                -sums[r]);
             coef[r] = scale * (w_t * (1.0 - eps) + eps) / totals[r];
         }
         /* confident rows (S < FSCE_CONFIDENT_TOTAL, rare): lse and loss again from
@@ -394,24 +555,28 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
             for (ptrdiff_t j = 0; j < n; ++j) V(acc_add)(&sum_other, V(select)(V(lt)(column[j], one), column[j], zero));
             acc_lanes(sum_other, others, LANES);
             for (ptrdiff_t r = 0; r < rows; ++r) {
-                const ptrdiff_t row = r0 + r;
+                const ptrdiff_t i = r0 + r;
                 if (!(totals[r] < FSCE_CONFIDENT_TOTAL)) continue;
                 const double log_total = fsce_log_total(totals[r], others[r]);
-                if (row_lse != NULL) row_lse[row] = fsce_lse(lane[r], log_total);
-                const int64_t t = target[row];
+                if (row_lse != NULL) row_lse[i] = fsce_lse(lane[r], log_total);
+                const int64_t t = target[i];
                 if (t == ignore_index) continue;
                 const double w_t = weight ? weight[t] : 1.0;
-                row_loss[row] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], x[row * x_stride + t],
-                                                      log_total, -sums[r]);
-                confident_max[r] = x[row * x_stride + t] == lane[r];
+                row_loss[i] = fsce_hard_target_loss(w_t * (1.0 - eps), eps, lane[r], row[r][t], log_total, -sums[r]);
+                confident_max[r] = row[r][t] == lane[r];
             }
         }
         if (grad == NULL) continue;
         const MASK ignored = V(ne)(V(load)(ignored_lanes), zero);
         for (ptrdiff_t r = 0; r < LANES; ++r) lane[r] = (REAL)coef[r];
         const VEC a = V(load)(lane), c = V(splat)((REAL)(scale * eps / (double)n));
-        for (ptrdiff_t j = 0; j < n; ++j) {                /* scatter the gradient rows */
-            V(store)(lane, V(select)(ignored, zero, V(sub)(V(mul)(column[j], a), c)));
+        for (j = 0; j < n; ++j) column[j] = V(select)(ignored, zero, V(sub)(V(mul)(column[j], a), c));
+        for (j = 0; j + LANES <= n; j += LANES) {          /* the gradient's columns, back into rows */
+            V(transpose)(column + j);
+            for (ptrdiff_t r = 0; r < rows; ++r) V(store)(grad + (r0 + r) * n + j, column[j + r]);
+        }
+        for (; j < n; ++j) {
+            V(store)(lane, column[j]);
             for (ptrdiff_t r = 0; r < rows; ++r) grad[(r0 + r) * n + j] = lane[r];
         }
         for (ptrdiff_t r = 0; r < rows; ++r) {
@@ -429,7 +594,8 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
 
 const TABLE_TYPE TABLE = {
     NAME(row_max), NAME(row_find), NAME(row_exp_sum), NAME(row_affine), NAME(row_ay_minus_cb),
-    NAME(row_sum), NAME(row_dot), NAME(row_mul_shifted), NAME(small_rows), NAME(row_sum_below_one),
+    NAME(row_sum), NAME(row_dot), NAME(row_mul_shifted), NAME(small_rows), NAME(row_max_for_lse),
+    NAME(row_log_total), NAME(row_lse), NAME(hard_row_end), NAME(hard_rows),
 };
 
 #undef REAL

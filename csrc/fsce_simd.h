@@ -24,9 +24,12 @@
  *                                   zero results depend on it, and every path agrees)
  *   D_load(p), D_store(p, v)        unaligned whole vectors
  *   D_gather(p, stride)             lane i = p[i stride]
+ *   D_transpose(v)                  v[0..LANES-1] as a LANES x LANES block, in place:
+ *                                   lane i of v[j] becomes lane j of v[i]
  *   D_load_tail(p, r, pad), D_store_tail(p, r, v)
  *                                   the first r < LANES elements; other lanes read pad
  *   D_add, D_sub, D_mul             lane-wise arithmetic, IEEE, one rounding each
+ *   f64_div(a, b)                   a / b (float64 only: the vector log of row sums)
  *   D_mul_sub(a, b, c)              a b - c, in one rounding on the FMA instruction sets
  *   D_neg_mul_add(a, b, c)          c - a b in one rounding (FMA instruction sets only)
  *   D_max(a, b)                     a > b ? a : b lane by lane: b where either is NaN

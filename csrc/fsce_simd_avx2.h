@@ -31,6 +31,36 @@ FSCE_INLINE f32v f32_gather(const float *p, ptrdiff_t s)
     return _mm256_setr_ps(p[0], p[s], p[2 * s], p[3 * s], p[4 * s], p[5 * s], p[6 * s], p[7 * s]);
 }
 FSCE_INLINE f64v f64_gather(const double *p, ptrdiff_t s) { return _mm256_setr_pd(p[0], p[s], p[2 * s], p[3 * s]); }
+/* 8 x 8: rows interleaved in pairs (lanes 2k, 2k+1 of each 128-bit half), pairs of
+   pairs (a column's 4 rows per half), then the halves of rows 0-3 and 4-7 joined */
+FSCE_INLINE void f32_transpose(f32v v[8])
+{
+    __m256 pair[8], quad[8];
+    for (int i = 0; i < 8; i += 2) {
+        pair[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        pair[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        quad[i] = _mm256_shuffle_ps(pair[i], pair[i + 2], 0x44);
+        quad[i + 1] = _mm256_shuffle_ps(pair[i], pair[i + 2], 0xEE);
+        quad[i + 2] = _mm256_shuffle_ps(pair[i + 1], pair[i + 3], 0x44);
+        quad[i + 3] = _mm256_shuffle_ps(pair[i + 1], pair[i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; ++j) {
+        v[j] = _mm256_permute2f128_ps(quad[j], quad[j + 4], 0x20);
+        v[j + 4] = _mm256_permute2f128_ps(quad[j], quad[j + 4], 0x31);
+    }
+}
+/* 4 x 4: rows interleaved in pairs, then the 128-bit halves joined */
+FSCE_INLINE void f64_transpose(f64v v[4])
+{
+    const __m256d p0 = _mm256_unpacklo_pd(v[0], v[1]), p1 = _mm256_unpackhi_pd(v[0], v[1]);
+    const __m256d p2 = _mm256_unpacklo_pd(v[2], v[3]), p3 = _mm256_unpackhi_pd(v[2], v[3]);
+    v[0] = _mm256_permute2f128_pd(p0, p2, 0x20);
+    v[1] = _mm256_permute2f128_pd(p1, p3, 0x20);
+    v[2] = _mm256_permute2f128_pd(p0, p2, 0x31);
+    v[3] = _mm256_permute2f128_pd(p1, p3, 0x31);
+}
 
 FSCE_INLINE f32v f32_add(f32v a, f32v b) { return _mm256_add_ps(a, b); }
 FSCE_INLINE f64v f64_add(f64v a, f64v b) { return _mm256_add_pd(a, b); }
@@ -38,6 +68,7 @@ FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return _mm256_sub_ps(a, b); }
 FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return _mm256_sub_pd(a, b); }
 FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return _mm256_mul_ps(a, b); }
 FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return _mm256_mul_pd(a, b); }
+FSCE_INLINE f64v f64_div(f64v a, f64v b) { return _mm256_div_pd(a, b); }
 FSCE_INLINE f32v f32_neg_mul_add(f32v a, f32v b, f32v c) { return _mm256_fnmadd_ps(a, b, c); }
 FSCE_INLINE f64v f64_neg_mul_add(f64v a, f64v b, f64v c) { return _mm256_fnmadd_pd(a, b, c); }
 FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return _mm256_fmsub_ps(a, b, c); }

@@ -35,6 +35,20 @@ FSCE_INLINE f64v f64_gather(const double *p, ptrdiff_t s)
 {
     return _mm512_setr_pd(p[0], p[s], p[2 * s], p[3 * s], p[4 * s], p[5 * s], p[6 * s], p[7 * s]);
 }
+/* 16 x 16 and 8 x 8 through memory: the rows stored, each column gathered back (a short,
+   plainly correct sequence on a path this project's CI machines cannot run) */
+FSCE_INLINE void f32_transpose(f32v v[16])
+{
+    float block[16 * 16];
+    for (int i = 0; i < 16; ++i) _mm512_storeu_ps(block + 16 * i, v[i]);
+    for (int j = 0; j < 16; ++j) v[j] = f32_gather(block + j, 16);
+}
+FSCE_INLINE void f64_transpose(f64v v[8])
+{
+    double block[8 * 8];
+    for (int i = 0; i < 8; ++i) _mm512_storeu_pd(block + 8 * i, v[i]);
+    for (int j = 0; j < 8; ++j) v[j] = f64_gather(block + j, 8);
+}
 FSCE_INLINE f32v f32_load_tail(const float *p, ptrdiff_t r, float pad)
 {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(pad), (__mmask16)((1u << r) - 1), p);
@@ -52,6 +66,7 @@ FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return _mm512_sub_ps(a, b); }
 FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return _mm512_sub_pd(a, b); }
 FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return _mm512_mul_ps(a, b); }
 FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return _mm512_mul_pd(a, b); }
+FSCE_INLINE f64v f64_div(f64v a, f64v b) { return _mm512_div_pd(a, b); }
 FSCE_INLINE f32v f32_neg_mul_add(f32v a, f32v b, f32v c) { return _mm512_fnmadd_ps(a, b, c); }
 FSCE_INLINE f64v f64_neg_mul_add(f64v a, f64v b, f64v c) { return _mm512_fnmadd_pd(a, b, c); }
 FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return _mm512_fmsub_ps(a, b, c); }

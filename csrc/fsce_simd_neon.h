@@ -34,6 +34,21 @@ FSCE_INLINE f32v f32_gather(const float *p, ptrdiff_t s)
     return vsetq_lane_f32(p[3 * s], v, 3);
 }
 FSCE_INLINE f64v f64_gather(const double *p, ptrdiff_t s) { return vsetq_lane_f64(p[s], vdupq_n_f64(p[0]), 1); }
+/* 4 x 4: 2 x 2 blocks transposed within pairs of rows (trn), then their halves joined */
+FSCE_INLINE void f32_transpose(f32v v[4])
+{
+    const float32x4x2_t a = vtrnq_f32(v[0], v[1]), b = vtrnq_f32(v[2], v[3]);
+    v[0] = vcombine_f32(vget_low_f32(a.val[0]), vget_low_f32(b.val[0]));
+    v[1] = vcombine_f32(vget_low_f32(a.val[1]), vget_low_f32(b.val[1]));
+    v[2] = vcombine_f32(vget_high_f32(a.val[0]), vget_high_f32(b.val[0]));
+    v[3] = vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1]));
+}
+FSCE_INLINE void f64_transpose(f64v v[2])
+{
+    const f64v first = vzip1q_f64(v[0], v[1]);
+    v[1] = vzip2q_f64(v[0], v[1]);
+    v[0] = first;
+}
 
 FSCE_INLINE f32v f32_add(f32v a, f32v b) { return vaddq_f32(a, b); }
 FSCE_INLINE f64v f64_add(f64v a, f64v b) { return vaddq_f64(a, b); }
@@ -41,6 +56,7 @@ FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return vsubq_f32(a, b); }
 FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return vsubq_f64(a, b); }
 FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return vmulq_f32(a, b); }
 FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return vmulq_f64(a, b); }
+FSCE_INLINE f64v f64_div(f64v a, f64v b) { return vdivq_f64(a, b); }
 FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return vsubq_f32(vmulq_f32(a, b), c); }
 FSCE_INLINE f64v f64_mul_sub(f64v a, f64v b, f64v c) { return vsubq_f64(vmulq_f64(a, b), c); }
 

@@ -28,6 +28,8 @@ FSCE_INLINE void f32_store(float *p, f32v v) { *p = v; }
 FSCE_INLINE void f64_store(double *p, f64v v) { *p = v; }
 FSCE_INLINE f32v f32_gather(const float *p, ptrdiff_t s) { (void)s; return *p; }
 FSCE_INLINE f64v f64_gather(const double *p, ptrdiff_t s) { (void)s; return *p; }
+FSCE_INLINE void f32_transpose(f32v v[1]) { (void)v; } /* a 1 x 1 block is its own transpose */
+FSCE_INLINE void f64_transpose(f64v v[1]) { (void)v; }
 /* a tail is shorter than one lane: never called with r > 0 */
 FSCE_INLINE f32v f32_load_tail(const float *p, ptrdiff_t r, float pad) { return r > 0 ? *p : pad; }
 FSCE_INLINE f64v f64_load_tail(const double *p, ptrdiff_t r, double pad) { return r > 0 ? *p : pad; }
@@ -40,6 +42,7 @@ FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return a - b; }
 FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return a - b; }
 FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return a * b; }
 FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return a * b; }
+FSCE_INLINE f64v f64_div(f64v a, f64v b) { return a / b; }
 FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return a * b - c; }
 FSCE_INLINE f64v f64_mul_sub(f64v a, f64v b, f64v c) { return a * b - c; }
 FSCE_INLINE f32v f32_max(f32v a, f32v b) { return a > b ? a : b; }

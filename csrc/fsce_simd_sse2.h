@@ -28,6 +28,22 @@ FSCE_INLINE void f32_store(float *p, f32v v) { _mm_storeu_ps(p, v); }
 FSCE_INLINE void f64_store(double *p, f64v v) { _mm_storeu_pd(p, v); }
 FSCE_INLINE f32v f32_gather(const float *p, ptrdiff_t s) { return _mm_setr_ps(p[0], p[s], p[2 * s], p[3 * s]); }
 FSCE_INLINE f64v f64_gather(const double *p, ptrdiff_t s) { return _mm_setr_pd(p[0], p[s]); }
+/* 4 x 4: rows interleaved in pairs, then the low and high halves of the pairs joined */
+FSCE_INLINE void f32_transpose(f32v v[4])
+{
+    const __m128 p0 = _mm_unpacklo_ps(v[0], v[1]), p1 = _mm_unpackhi_ps(v[0], v[1]);
+    const __m128 p2 = _mm_unpacklo_ps(v[2], v[3]), p3 = _mm_unpackhi_ps(v[2], v[3]);
+    v[0] = _mm_movelh_ps(p0, p2);
+    v[1] = _mm_movehl_ps(p2, p0);
+    v[2] = _mm_movelh_ps(p1, p3);
+    v[3] = _mm_movehl_ps(p3, p1);
+}
+FSCE_INLINE void f64_transpose(f64v v[2])
+{
+    const __m128d first = _mm_unpacklo_pd(v[0], v[1]);
+    v[1] = _mm_unpackhi_pd(v[0], v[1]);
+    v[0] = first;
+}
 
 FSCE_INLINE f32v f32_add(f32v a, f32v b) { return _mm_add_ps(a, b); }
 FSCE_INLINE f64v f64_add(f64v a, f64v b) { return _mm_add_pd(a, b); }
@@ -35,6 +51,7 @@ FSCE_INLINE f32v f32_sub(f32v a, f32v b) { return _mm_sub_ps(a, b); }
 FSCE_INLINE f64v f64_sub(f64v a, f64v b) { return _mm_sub_pd(a, b); }
 FSCE_INLINE f32v f32_mul(f32v a, f32v b) { return _mm_mul_ps(a, b); }
 FSCE_INLINE f64v f64_mul(f64v a, f64v b) { return _mm_mul_pd(a, b); }
+FSCE_INLINE f64v f64_div(f64v a, f64v b) { return _mm_div_pd(a, b); }
 /* no FMA: a b - c in two roundings */
 FSCE_INLINE f32v f32_mul_sub(f32v a, f32v b, f32v c) { return _mm_sub_ps(_mm_mul_ps(a, b), c); }
 FSCE_INLINE f64v f64_mul_sub(f64v a, f64v b, f64v c) { return _mm_sub_pd(_mm_mul_pd(a, b), c); }

@@ -41,6 +41,19 @@ INF = np.inf
 #: this folder: subprocesses import _helpers (and the test modules) from it
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
 DTYPES = [np.float32, np.float64]
+#: input dtype -> the dtype fastsce computes in and returns (float16 in float32, integers
+#: and wider floats in float64)
+COMPUTE_DTYPES = {
+    np.dtype(np.float16): np.dtype(np.float32),
+    np.dtype(np.float32): np.dtype(np.float32),
+    np.dtype(np.float64): np.dtype(np.float64),
+    np.dtype(np.longdouble): np.dtype(np.float64),
+    np.dtype(np.int8): np.dtype(np.float64),
+    np.dtype(np.int32): np.dtype(np.float64),
+    np.dtype(np.int64): np.dtype(np.float64),
+    np.dtype(np.uint8): np.dtype(np.float64),
+    np.dtype(np.uint16): np.dtype(np.float64),
+}
 
 #: relative tolerance for arrays, by result dtype (float64 1e-12, float32 1e-5)
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -274,6 +287,52 @@ def loss_atol(logits, target, reduction="mean", **options):
     if reduction == "mean":
         return total / row_weight.sum() if row_weight.sum() != 0 else np.nan
     return total
+
+
+def assert_loss_and_grad_close(
+    losses, grad, logits, target, reduction, dtype, options, grad_atol=0.0
+):
+    """fastsce's losses (name -> the loss of one call) and gradient on `logits` against
+    the float64 oracle's, at the tolerances of `dtype`: the loss to LOSS_RTOL plus
+    loss_atol, the gradient to RTOL relative to grad_magnitude (plus `grad_atol`)."""
+    expected_loss, expected_grad = oracle(
+        "cross_entropy_with_grad", logits, target, reduction=reduction, **options
+    )
+    atol = loss_atol(logits, target, reduction, **options)
+    for name, loss in losses.items():
+        assert_close(loss, expected_loss, LOSS_RTOL[dtype], atol=atol, err_msg=f"({name})")
+    assert_close(
+        grad,
+        expected_grad,
+        RTOL[dtype],
+        err_msg="(grad)",
+        magnitude=grad_magnitude(logits, target, reduction, **options),
+        atol=grad_atol,
+    )
+
+
+def assert_close_to_oracle(loss, grad, lse, expected, bounds, dtype, what=""):
+    """A loss, gradient and log-sum-exp of z (any of them None: not compared) against the
+    oracle's `expected` (loss, grad, lse), at the tolerances of `dtype` with `bounds`,
+    option_bounds' (loss_atol, grad_magnitude, lse_magnitude)."""
+    expected_loss, expected_grad, expected_lse = expected
+    loss_atol, grad_magnitude, lse_magnitude = bounds
+    if loss is not None:
+        assert_close(loss, expected_loss, LOSS_RTOL[dtype], atol=loss_atol, err_msg=f"(loss{what})")
+    if grad is not None:
+        assert grad.dtype == dtype
+        assert_close(
+            grad, expected_grad, RTOL[dtype], magnitude=grad_magnitude, err_msg=f"(grad{what})"
+        )
+    if lse is not None:
+        assert_close(
+            lse,
+            expected_lse,
+            RTOL[dtype],
+            magnitude=lse_magnitude,
+            atol=LOG_SUM_ATOL,
+            err_msg=f"(lse{what})",
+        )
 
 
 def snapshot(*values):

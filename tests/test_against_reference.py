@@ -15,6 +15,7 @@ import fastsce
 from _helpers import (
     BASE_OPTIONS,
     CLASS_COUNTS,
+    COMPUTE_DTYPES,
     DTYPES,
     LAYOUTS,
     LOG_SUM_ATOL,
@@ -22,6 +23,7 @@ from _helpers import (
     RTOL,
     SOFT_BASES,
     assert_close,
+    assert_loss_and_grad_close,
     assert_unchanged,
     backward_magnitude,
     compute_dtype,
@@ -52,14 +54,13 @@ def shape_id(shape):
 # helpers
 
 
-def check_loss(loss, expected, dtype, reduction, shape, atol):
-    """A loss has the promised type and matches the oracle to LOSS_RTOL."""
+def check_loss_type(loss, dtype, reduction, shape):
+    """A loss has the promised type: a float, or for "none" an array of the rows."""
     if reduction == "none":
         assert isinstance(loss, np.ndarray)
         assert loss.shape == shape[:-1] and loss.dtype == dtype
     else:
         assert isinstance(loss, float), type(loss)
-    assert_close(loss, expected, LOSS_RTOL[dtype], atol=atol, err_msg="(loss)")
 
 
 def run_cross_entropy(logits, target, reduction, options):
@@ -71,20 +72,11 @@ def run_cross_entropy(logits, target, reduction, options):
     loss, grad = fastsce.cross_entropy_with_grad(logits, target, reduction=reduction, **options)
     assert_unchanged([logits, target, options.get("weight")], copies)
 
-    expected_loss, expected_grad = oracle(
-        "cross_entropy_with_grad", logits, target, reduction=reduction, **options
-    )
-    atol = loss_atol(logits, target, reduction, **options)
-    check_loss(loss_only, expected_loss, dtype, reduction, shape, atol)
-    check_loss(loss, expected_loss, dtype, reduction, shape, atol)
+    check_loss_type(loss_only, dtype, reduction, shape)
+    check_loss_type(loss, dtype, reduction, shape)
     assert grad.shape == shape and grad.dtype == dtype
-    assert_close(
-        grad,
-        expected_grad,
-        RTOL[dtype],
-        err_msg="(grad)",
-        magnitude=grad_magnitude(logits, target, reduction, **options),
-    )
+    losses = {"loss only": loss_only, "loss": loss}
+    assert_loss_and_grad_close(losses, grad, logits, target, reduction, dtype, options)
     return loss, grad
 
 
@@ -293,13 +285,15 @@ def test_cross_entropy_hard_targets(kind, reduction, shape, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_rows", [8, 16, 17, 33, 40])
-@pytest.mark.parametrize("n_classes", [1, 2, 7, 10, 16])
+@pytest.mark.parametrize("n_classes", [1, 2, 7, 10, 16, 17, 20, 33, 64, 65])
 @pytest.mark.parametrize("layout", ["C", "F", "strided_rows", "negative_strides"])
 @pytest.mark.parametrize("kind", ["ignore_index", "label_smoothing", "weight"])
 def test_short_rows_in_blocks_of_lanes(kind, layout, n_classes, n_rows, dtype):
-    """Rows of at most 16 classes are computed a vector's lanes of rows at a time (full
-    blocks gathered from the rows in place, a partial last block): every row count
-    around the widths (4, 8, 16 lanes), layouts with row strides of either sign."""
+    """Rows of at most 64 classes are computed a vector's lanes of rows at a time (blocks
+    of rows read in place and transposed, a partial last block of rows, a partial last
+    block of classes): every row and class count around the widths (4, 8, 16 lanes),
+    the largest such rows and the first beyond them, layouts with row strides of either
+    sign."""
     shape = (n_rows, n_classes)
     rng = rng_for("short rows", kind, layout, shape, dtype)
     logits = make_logits(shape, dtype, layout, rng=rng)
@@ -609,19 +603,7 @@ def test_rows_with_zero_stride():
 # dtypes of results
 
 
-@pytest.mark.parametrize(
-    "input_dtype, result_dtype",
-    [
-        (np.float16, np.float32),
-        (np.float32, np.float32),
-        (np.float64, np.float64),
-        (np.longdouble, np.float64),
-        (np.int8, np.float64),
-        (np.int32, np.float64),
-        (np.int64, np.float64),
-        (np.uint16, np.float64),
-    ],
-)
+@pytest.mark.parametrize("input_dtype, result_dtype", COMPUTE_DTYPES.items(), ids=str)
 def test_compute_dtypes(input_dtype, result_dtype):
     x = (np.arange(12).reshape(3, 4) % 5 - 2).astype(input_dtype)
     exact = f64(x)

@@ -59,3 +59,17 @@ def test_compare_measures_16_bit_logits_against_float32(capsys, tmp_path):
     assert all(row.count("×") >= 5 for row in rows)  # every system timed, floor and speed-ups
     assert not (tmp_path / "results.png").exists()  # no float32 rows to plot
     capsys.readouterr()
+
+
+def test_compare_short_rows_section_reports_nanoseconds_per_element():
+    script = load_script(BENCH / "compare.py")
+    section = script.SECTIONS_BY_NAME["short-rows"]
+    assert section.sizes and all(17 <= classes <= 512 for _, classes in section.sizes)
+    seconds = dict.fromkeys(section.systems)
+    seconds["fastsce"] = 40.96e-6  # 2048 x 20 elements: 1 ns each
+    row = script.Row(section, "float32", (2048, 20), 2, seconds, "floor", 20.48e-6, 0, 0.0)
+    header, _, line = script.markdown_table([row])
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert cells[columns.index("fastsce ns / element")] == "1.000"
+    assert cells[columns.index("fastsce (× floor)")] == "41 µs (2×)"

@@ -22,10 +22,10 @@ from _helpers import (
     CASES,
     DTYPES,
     LOG_SUM_ATOL,
-    LOSS_RTOL,
     REDUCTIONS,
     RTOL,
     assert_close,
+    assert_close_to_oracle,
     logsumexp_magnitude,
     make_case,
     make_logits,
@@ -36,7 +36,7 @@ from _helpers import (
 )
 from fastsce import _kernels as kernels
 from fastsce import _sharded as sharded
-from fastsce._loss import LossOptions
+from fastsce._loss import loss_options as validated_options
 
 
 def cuts(n_classes):
@@ -48,16 +48,9 @@ def cuts(n_classes):
     ]
 
 
-def loss_options(reduction="mean", **options):
-    return LossOptions(
-        options.get("weight"),
-        options.get("ignore_index", -100),
-        reduction,
-        options.get("label_smoothing", 0.0),
-        options.get("temperature", 1.0),
-        options.get("softcap"),
-        options.get("z_loss", 0.0),
-    )
+def loss_options(**options):
+    """The kernels' validated options (the defaults for those not given)."""
+    return validated_options(loss_options, options)
 
 
 def blocked(logits, target, reduction, options, edges, n_threads=1):
@@ -65,7 +58,7 @@ def blocked(logits, target, reduction, options, edges, n_threads=1):
     x = np.asarray(logits)
     n_classes = x.shape[-1]
     rows = x.reshape(-1, n_classes)
-    validated = loss_options(reduction, **options)
+    validated = loss_options(reduction=reduction, **options)
     soft = np.asarray(target).dtype.kind == "f"
     index = None if soft else np.asarray(target, np.int64).reshape(-1)
     soft_rows = np.asarray(target).reshape(-1, n_classes) if soft else None
@@ -122,36 +115,20 @@ def test_blocks_match_the_oracle(kind, base, transform, masked, dtype):
     dtype = np.dtype(dtype)
     logits, target, options = make_case(kind, base, transform, masked, dtype, tag="blocks")
     for reduction in REDUCTIONS:
-        expected_loss, expected_grad = oracle(
-            "cross_entropy_with_grad", logits, target, reduction=reduction, **options
+        z_lse = np.full(logits.shape[:-1], np.nan)
+        expected = oracle(
+            "cross_entropy_with_grad",
+            logits,
+            target,
+            reduction=reduction,
+            lse_out=z_lse,
+            **options,
         )
-        loss_atol, grad_magnitude, lse_magnitude = option_bounds(
-            logits, target, reduction, options, dtype
-        )
+        bounds = option_bounds(logits, target, reduction, options, dtype)
         for edges in cuts(logits.shape[-1]):
             loss, grad, lse = blocked(logits, target, reduction, options, edges)
-            what = f"{reduction} {edges}"
-            assert_close(
-                loss, expected_loss, LOSS_RTOL[dtype], atol=loss_atol, err_msg=f"(loss {what})"
-            )
-            assert grad.dtype == dtype
-            assert_close(
-                grad,
-                expected_grad,
-                RTOL[dtype],
-                magnitude=grad_magnitude,
-                err_msg=f"(grad {what})",
-            )
-            z_lse = np.full(logits.shape[:-1], np.nan)
-            oracle("cross_entropy_with_grad", logits, target, lse_out=z_lse, **options)
-            assert_close(
-                lse,
-                z_lse,
-                RTOL[dtype],
-                magnitude=lse_magnitude,
-                atol=LOG_SUM_ATOL,
-                err_msg=f"(lse {what})",
-            )
+            what = f" {reduction} {edges}"
+            assert_close_to_oracle(loss, grad, lse, (*expected, z_lse), bounds, dtype, what)
 
 
 @pytest.mark.parametrize("n_classes", [1, 2, 17, 1000])

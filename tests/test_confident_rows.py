@@ -36,7 +36,7 @@ def check_close(actual, expected, rtol, what):
 
 def two_class_rows(a, n_classes, dtype):
     """[0, -a] padded to n_classes with masked (-inf) classes: the same numbers on the
-    lane-per-row path of short rows and on the row path (n_classes > 16)."""
+    lane-per-row path of short rows and on the row path (n_classes > 64)."""
     row = np.full(n_classes, -np.inf)
     row[:2] = [0.0, -a]
     return np.array([row, row[::-1].copy()], dtype)  # the max first, then last
@@ -110,7 +110,7 @@ def check_three_class_rows():
 def check_float32():
     for a in FLOAT32_MARGINS:
         d = np.exp(-a)
-        for n_classes in [2, 20]:
+        for n_classes in [2, 20, 100]:
             x = two_class_rows(a, n_classes, np.float32)
             loss = fastsce.cross_entropy(x, np.array([0, n_classes - 1]), reduction="none")
             for value in loss:
@@ -124,7 +124,7 @@ def check_float32():
 
 
 def check_all():
-    for n_classes in [2, 3, 16, 17, 40]:
+    for n_classes in [2, 3, 16, 17, 40, 64, 65, 100]:
         for a in MARGINS:
             check_float64_margin(a, n_classes)
     for a in MARGINS:
@@ -137,7 +137,7 @@ def test_the_example_of_scipy_gh_18295():
     assert fastsce.logsumexp([0.0, -40.0]) == pytest.approx(4.248354255291589e-18, rel=1e-15)
 
 
-@pytest.mark.parametrize("n_classes", [2, 3, 16, 17, 40])
+@pytest.mark.parametrize("n_classes", [2, 3, 16, 17, 40, 64, 65, 100])
 @pytest.mark.parametrize("a", MARGINS)
 def test_float64_quantities_of_a_confident_row(a, n_classes):
     check_float64_margin(a, n_classes)

@@ -58,6 +58,7 @@ from _helpers import (  # noqa: E402
     LOSS_RTOL,
     RTOL,
     assert_close,
+    assert_loss_and_grad_close,
     backward_magnitude,
     central_difference,
     compute_dtype,
@@ -65,7 +66,6 @@ from _helpers import (  # noqa: E402
     grad_magnitude,
     in_layout,
     logsumexp_magnitude,
-    loss_atol,
     oracle,
     target_distribution,
 )
@@ -515,19 +515,15 @@ def test_cross_entropy_agrees_with_reference(inputs, hard, reduction, data):
     loss_only = fastsce.cross_entropy(x, target, reduction=reduction, **options)
     loss, grad = fastsce.cross_entropy_with_grad(x, target, reduction=reduction, **options)
     oracle_target = np.asarray(target).astype(np.int64) if hard else target
-    expected_loss, expected_grad = oracle(
-        "cross_entropy_with_grad", values, oracle_target, reduction=reduction, **options
-    )
-    atol = loss_atol(values, oracle_target, reduction, **options)
-    assert_close(loss_only, expected_loss, LOSS_RTOL[dtype], atol=atol, err_msg="loss only")
-    assert_close(loss, expected_loss, LOSS_RTOL[dtype], atol=atol, err_msg="loss")
-    assert_close(
+    assert_loss_and_grad_close(
+        {"loss only": loss_only, "loss": loss},
         grad,
-        expected_grad,
-        RTOL[dtype],
-        err_msg="grad",
-        magnitude=grad_magnitude(values, oracle_target, reduction, **options),
-        atol=flush_atol(values, oracle_target, reduction, dtype, **options),
+        values,
+        oracle_target,
+        reduction,
+        dtype,
+        options,
+        grad_atol=flush_atol(values, oracle_target, reduction, dtype, **options),
     )
 
 

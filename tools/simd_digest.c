@@ -7,10 +7,12 @@
  * values mixed in (-inf, +-0, NaN, huge, tiny, values far below the max); each
  * helper's outputs are hashed (FNV-1a over the bytes), one line per helper and
  * dtype.  Run it with FASTSCE_SIMD unset, =avx2, =baseline on the build before
- * and after a change: equal lines mean equal bits.  The 16-bit tables (bfloat16,
- * float16) are hashed likewise and also checked: every conversion against the
- * scalar one of fsce_half.h, every 16-bit pass against the float32 helper on the
- * widened row (a "mismatches" line, 0 when all agree).  It also runs under
+ * and after a change: equal lines mean equal bits.  It also checks that the two
+ * kernels of class-index rows (small_rows, lane per row; hard_rows, row by row)
+ * agree to rounding on finite rows, and the 16-bit tables (bfloat16, float16),
+ * hashed likewise, against the scalar conversions of fsce_half.h and the float32
+ * helpers on the widened row (a "mismatches" line, 0 when all agree); it exits
+ * with 1 if anything disagrees.  It also runs under
  * qemu-aarch64 for the NEON path:
  *
  *   cc -O2 -ffp-contract=fast -Icsrc tools/simd_digest.c csrc/fsce_rows*.c -lm
@@ -52,13 +54,21 @@ static uint64_t hash_bytes(uint64_t h, const void *data, size_t n)
 
 static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
 
+/* small_rows and hard_rows on the same rows: sums in another order, so equal within tol */
+static int disagreements = 0;
+static void agree(const char *what, ptrdiff_t n, double a, double b, double tol)
+{
+    if (fabs(a - b) <= tol) return;
+    if (disagreements++ < 10) printf("DISAGREE %s, %td classes: small_rows %.17g, hard_rows %.17g\n", what, n, a, b);
+}
+
 #define DIGEST(REAL, SUFFIX, GET_OPS)                                                              \
     static void digest_##SUFFIX(void)                                                              \
     {                                                                                              \
-        static REAL x[MAX_N], b[MAX_N], out[MAX_N], x2[16 * 40], grad[16 * 40];                   \
-        uint64_t h[11];                                                                            \
+        static REAL x[MAX_N], b[MAX_N], out[MAX_N], x2[80 * 40], grad[80 * 40];                   \
+        uint64_t h[12];                                                                            \
         const fsce_ops_##SUFFIX *ops = GET_OPS();                                                  \
-        for (int i = 0; i < 11; ++i) h[i] = 1469598103934665603ull;                                \
+        for (int i = 0; i < 12; ++i) h[i] = 1469598103934665603ull;                                \
         state = 0x9E3779B97F4A7C15ull;                                                             \
         for (int k = 0; k < 81 + 6; ++k) {                                                         \
             const ptrdiff_t n = k < 81 ? k : lengths_extra[k - 81];                                \
@@ -69,6 +79,9 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
                 }                                                                                  \
                 REAL m = ops->row_max(x, n);                                                       \
                 h[0] = hash_bytes(h[0], &m, sizeof m);                                             \
+                const REAL m_lse = ops->row_max_for_lse(x, n);                                     \
+                const double lse = ops->row_lse(x, n, NULL);                                       \
+                h[0] = hash_bytes(hash_bytes(h[0], &m_lse, sizeof m_lse), &lse, sizeof lse);       \
                 ptrdiff_t found = ops->row_find(x, n, n ? x[n / 2] : (REAL)1);                     \
                 h[1] = hash_bytes(h[1], &found, sizeof found);                                     \
                 found = ops->row_find(x, n, (REAL)NAN);                                            \
@@ -81,10 +94,11 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
                     h[2] = hash_bytes(h[2], out, (size_t)n * sizeof(REAL));                        \
                     total = ops->row_exp_sum(x, n, m, scale, NULL, NULL);                          \
                     h[2] = hash_bytes(h[2], &total, sizeof total);                                 \
-                    total = ops->row_sum_below_one(x, n, m, scale, 1);                             \
-                    h[3] = hash_bytes(h[3], &total, sizeof total);                                 \
-                    total = ops->row_sum_below_one(out, n, m, scale, 0);                           \
-                    h[3] = hash_bytes(h[3], &total, sizeof total);                                 \
+                    double other;                                                                  \
+                    total = ops->row_log_total(x, n, m, scale, 1, 0.5, &other);                    \
+                    h[3] = hash_bytes(hash_bytes(h[3], &total, sizeof total), &other, sizeof other); \
+                    total = ops->row_log_total(out, n, m, scale, 0, 0.5, &other);                  \
+                    h[3] = hash_bytes(hash_bytes(h[3], &total, sizeof total), &other, sizeof other); \
                     total = ops->row_sum(x, n, s ? m : 0, scale);                                  \
                     h[4] = hash_bytes(h[4], &total, sizeof total);                                 \
                     total = ops->row_dot(x, b, n, s ? m : 0);                                      \
@@ -100,12 +114,12 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
                 h[8] = hash_bytes(h[8], out, (size_t)n * sizeof(REAL));                            \
             }                                                                                      \
         }                                                                                          \
-        /* small_rows: 1..16 classes, 1..37 rows, with and without options */                    \
-        for (ptrdiff_t n = 1; n <= 16; ++n)                                                        \
+        /* small_rows (1..16 classes) and hard_rows (1..80), 1..37 rows, with and without options */ \
+        for (ptrdiff_t n = 1; n <= 80; ++n)                                                        \
             for (ptrdiff_t rows = 1; rows <= 37; rows += 4)                                        \
                 for (int variant = 0; variant < 4; ++variant) {                                    \
                     int64_t target[40], argmax[40];                                                \
-                    double weight[16], loss[40], lse[40];                                          \
+                    double weight[80], loss[40], lse[40];                                          \
                     for (ptrdiff_t j = 0; j < rows * n; ++j)                                       \
                         x2[j] = (REAL)special_or_random(variant == 3 ? 1 : (variant == 2 ? 2 : 0)); \
                     if (variant == 1 && rows > 2) { x2[0] = 40; x2[n] = -5; } /* confident rows */ \
@@ -113,12 +127,34 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
                         target[r] = r % 7 == 3 ? -100 : (int64_t)(uniform() * (double)n);           \
                     for (ptrdiff_t j = 0; j < n; ++j) weight[j] = 0.5 + uniform();                \
                     const double eps = variant == 2 ? 0.1 : 0.0;                                   \
-                    ops->small_rows(x2, n, rows, n, target, -100, variant == 1 ? weight : NULL, eps, \
-                                    1.0 / (double)rows, loss, grad, lse, argmax);                  \
-                    h[9] = hash_bytes(h[9], loss, (size_t)rows * sizeof(double));                  \
-                    h[9] = hash_bytes(h[9], grad, (size_t)(rows * n) * sizeof(REAL));              \
-                    h[9] = hash_bytes(h[9], lse, (size_t)rows * sizeof(double));                   \
-                    h[9] = hash_bytes(h[9], argmax, (size_t)rows * sizeof(int64_t));               \
+                    if (n <= FSCE_SMALL_ROW_CLASSES) {                                             \
+                        ops->small_rows(x2, n, rows, n, target, -100, variant == 1 ? weight : NULL, eps, \
+                                        1.0 / (double)rows, loss, grad, lse, argmax);              \
+                        h[9] = hash_bytes(h[9], loss, (size_t)rows * sizeof(double));              \
+                        h[9] = hash_bytes(h[9], grad, (size_t)(rows * n) * sizeof(REAL));          \
+                        h[9] = hash_bytes(h[9], lse, (size_t)rows * sizeof(double));               \
+                        h[9] = hash_bytes(h[9], argmax, (size_t)rows * sizeof(int64_t));           \
+                        if (variant < 2) { /* finite rows: the two kernels agree to rounding */   \
+                            const fsce_hard_targets same = {target, -100, variant == 1 ? weight : NULL, \
+                                                            eps, 0.0, 1.0 / (double)rows};         \
+                            static REAL grad2[80 * 40];                                            \
+                            double loss2[40], lse2[40];                                            \
+                            ops->hard_rows(x2, n, rows, n, &same, 0.0, loss2, grad2, lse2, NULL);  \
+                            const double tol = sizeof(REAL) == 4 ? 1e-6 : 1e-14;                   \
+                            for (ptrdiff_t i = 0; i < rows; ++i)                                   \
+                                agree(#SUFFIX " loss", n, loss[i], loss2[i], tol * (1 + fabs(loss2[i]))); \
+                            for (ptrdiff_t j = 0; j < rows * n; ++j)                               \
+                                agree(#SUFFIX " grad", n, grad[j], grad2[j], tol);                 \
+                        }                                                                          \
+                    }                                                                              \
+                    /* hard_rows on the same rows, with every option of its own */                 \
+                    const fsce_hard_targets targets = {target, -100, variant == 1 ? weight : NULL,  \
+                                                       eps, variant == 3 ? 1e-3 : 0.0, 0.25};      \
+                    ops->hard_rows(x2, n, rows, n, &targets, variant * 0.5, loss,                  \
+                                   variant == 2 ? NULL : grad, lse, NULL);                         \
+                    h[11] = hash_bytes(h[11], loss, (size_t)rows * sizeof(double));                \
+                    h[11] = hash_bytes(h[11], lse, (size_t)rows * sizeof(double));                 \
+                    if (variant != 2) h[11] = hash_bytes(h[11], grad, (size_t)(rows * n) * sizeof(REAL)); \
                 }                                                                                  \
         /* the exp over its whole range: -inf, underflow, the clamps, 0, NaN */                   \
         for (ptrdiff_t j = 0; j < MAX_N; ++j) x[j] = (REAL)(-800.0 * (double)j / MAX_N);            \
@@ -128,10 +164,10 @@ static const ptrdiff_t lengths_extra[] = {100, 127, 255, 513, 1000, 4099};
         double total = ops->row_exp_sum(x, MAX_N, 0, 1, out, NULL);                                \
         h[10] = hash_bytes(h[10], &total, sizeof total);                                           \
         h[10] = hash_bytes(h[10], out, sizeof out);                                                \
-        static const char *names[11] = {"row_max", "row_find", "row_exp_sum", "row_sum_below_one", \
+        static const char *names[12] = {"row_max, row_lse", "row_find", "row_exp_sum", "row_log_total", \
                                         "row_sum", "row_dot", "row_affine", "row_ay_minus_cb",     \
-                                        "row_mul_shifted", "small_rows", "exp_range"};             \
-        for (int i = 0; i < 11; ++i) printf("%s %-18s %016llx\n", #SUFFIX, names[i], (unsigned long long)h[i]); \
+                                        "row_mul_shifted", "small_rows", "exp_range", "hard_rows"}; \
+        for (int i = 0; i < 12; ++i) printf("%s %-18s %016llx\n", #SUFFIX, names[i], (unsigned long long)h[i]); \
     }
 
 DIGEST(float, f32, fsce_get_ops_f32)
@@ -141,7 +177,7 @@ static int same_float(float a, float b) { return fsce_f32_to_bits(a) == fsce_f32
 
 /* the 16-bit table of one format: hashes, and mismatches against the scalar conversions and
    the float32 helpers */
-static void digest_half(const char *format, const fsce_ops_half *ops, float (*widen1)(uint16_t),
+static long digest_half(const char *format, const fsce_ops_half *ops, float (*widen1)(uint16_t),
                         uint16_t (*narrow1)(float))
 {
     static uint16_t x[MAX_N], back[MAX_N];
@@ -203,6 +239,7 @@ static void digest_half(const char *format, const fsce_ops_half *ops, float (*wi
     static const char *names[6] = {"widen", "narrow", "row_max", "row_sum", "row_exp_sum", "affine_narrow"};
     for (int i = 0; i < 6; ++i) printf("%s %-18s %016llx\n", format, names[i], (unsigned long long)h[i]);
     printf("%s %-18s %ld\n", format, "mismatches", mismatches);
+    return mismatches;
 }
 
 int main(void)
@@ -211,7 +248,7 @@ int main(void)
     printf("path %s\n", fsce_simd_path());
     digest_f32();
     digest_f64();
-    digest_half("bf16", fsce_get_ops_bf16(), fsce_bf16_to_f32, fsce_f32_to_bf16);
-    digest_half("f16", fsce_get_ops_f16(), fsce_f16_to_f32, fsce_f32_to_f16);
-    return 0;
+    const long mismatches = digest_half("bf16", fsce_get_ops_bf16(), fsce_bf16_to_f32, fsce_f32_to_bf16)
+                            + digest_half("f16", fsce_get_ops_f16(), fsce_f16_to_f32, fsce_f32_to_f16);
+    return disagreements != 0 || mismatches != 0;
 }

@@ -6,6 +6,7 @@ exact layout each argument needs.  The internal cdef class Workspace is left
 out on purpose.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,10 +44,12 @@ def small_call(
     options: tuple[object, ...],
     lse_out: object,
     argmax_out: object,
-    max_elements: int,
+    max_work: int,
+    row_cost_elements: int,
+    threads_for: Callable[[int, int], int],
 ) -> tuple[float, _Floats | None] | None: ...
 def xla_ffi_cross_entropy() -> object: ...  # a PyCapsule (types.CapsuleType)
-def set_xla_threads(limit: int, parallel_min_elements: int) -> None: ...
+def set_xla_threads(limit: int, parallel_min_elements: int, row_cost_elements: int) -> None: ...
 def xla_threads_for(n_rows: int, n_elements: int) -> int: ...
 def load_blas(capi: dict[str, Any]) -> None: ...
 def linear_cross_entropy(

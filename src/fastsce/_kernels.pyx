@@ -31,14 +31,15 @@ from libc.stdint cimport int64_t, uint16_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from ._rows cimport (FSCE_CONFIDENT_TOTAL, FSCE_SMALL_ROW_CLASSES, fsce_confident_target_grad,
-                     fsce_hard_target_loss, fsce_init, fsce_log_total, fsce_lse, fsce_simd_path,
-                     fsce_weighted, for_row_ranges, log_of_total,
-                     row_affine, row_ay_minus_cb, row_dot, row_exp_sum, row_find, row_max,
-                     row_mul_shifted, row_max_for_lse, row_sum, for_row_ranges, run_rows,
+from ._rows cimport (FSCE_SMALL_ROW_CLASSES, fsce_confident_target_grad,
+                     fsce_hard_targets, fsce_init, fsce_log_total,
+                     fsce_lse, fsce_simd_path, fsce_weighted, for_row_ranges, hard_rows,
+                     log_of_total, row_affine, row_ay_minus_cb, row_dot, row_exp_sum, row_find,
+                     row_lse, row_max, row_mul_shifted, row_max_for_lse, row_sum, run_rows,
                      small_rows)
-from ._rows cimport (BFLOAT16, FLOAT16, NOT_HALF, HalfFormat, fsce_ops_half, half_ops,
-                     narrow_row, widen_row)
+from ._rows cimport (BFLOAT16, FLOAT16, FSCE_CONFIDENT_TOTAL, NOT_HALF, HalfFormat,
+                     fsce_get_ops_f32, fsce_ops_half, fsce_row_sums, half_ops, narrow_row,
+                     widen_row)
 
 cnp.import_array()
 fsce_init()

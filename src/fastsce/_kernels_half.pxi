@@ -12,9 +12,9 @@
 # A plain row (a class index, no transform, no argmax_out, more classes than
 # small_rows takes) does not need the widened row: its passes read the 16-bit
 # logits, widened in registers (the max, the mean for smoothing, the exps stored in
-# float32 into the gradient row or the block), and hard_row_end finishes it as
-# hard_row does -- the same operations, so the same bits.  Ignored rows and rows
-# whose max is not finite take the block way.
+# float32 into the gradient row or the block), and the float32 table's hard_row_end
+# finishes it as hard_rows does -- the same operations, so the same bits.  Ignored
+# rows and rows whose max is not finite take the block way.
 
 cdef enum:
     HALF_BLOCK_ELEMENTS = 4096    # short rows are widened this many elements at a time
@@ -63,16 +63,17 @@ cdef inline void block_call(LossCall *rows, const LossCall *c, Py_ssize_t first,
 
 
 cdef inline bint plain_rows(const LossCall *c) noexcept nogil:
-    """Whether the rows of c can take half_hard_row (hard_row's case with z = x)."""
+    """Whether the rows of c can take half_hard_row (hard_rows' case with z = x)."""
     return (c.index != NULL and c.n_classes > FSCE_SMALL_ROW_CLASSES and c.softcap == 0.0
             and c.inv_temperature == 1.0 and c.row_argmax == NULL
             and (c.weight == NULL or c.smoothing == 0.0))
 
 
-cdef inline bint half_hard_row(const HalfLossCall *h, Py_ssize_t i, Py_ssize_t stop,
-                               float *block) noexcept nogil:
-    """hard_row of row i of a plain call, its passes over the 16-bit logits; False (nothing
-    written) for a row to widen instead: ignored, or a max that is not finite."""
+cdef inline bint half_hard_row(const HalfLossCall *h, const fsce_hard_targets *targets,
+                               Py_ssize_t i, Py_ssize_t stop, float *block) noexcept nogil:
+    """hard_rows' row i of a plain call, its passes over the 16-bit logits, finished by
+    the float32 table's hard_row_end; False (nothing written) for a row to widen instead:
+    ignored, or a max that is not finite."""
     cdef const LossCall *c = &h.loss
     cdef const fsce_ops_half *ops = half_ops(h.format)
     cdef Py_ssize_t n = c.n_classes, t = c.index[i]
@@ -81,7 +82,8 @@ cdef inline bint half_hard_row(const HalfLossCall *h, Py_ssize_t i, Py_ssize_t s
     cdef float *g = NULL
     cdef float *float_grad
     cdef float m, z_t
-    cdef double eps = c.smoothing, mean_gap = 0.0, total, log_total, other = -1.0, lse, w_t
+    cdef fsce_row_sums sums
+    cdef double lse
     if t == c.ignore_index:
         return False
     m = ops.row_max(x, n)
@@ -90,42 +92,44 @@ cdef inline bint half_hard_row(const HalfLossCall *h, Py_ssize_t i, Py_ssize_t s
     if c.grad != NULL:
         g = block if h.half_grad else <float *>c.grad + i * n
     ops.widen(x + t, 1, &z_t)
-    if eps != 0.0:
-        mean_gap = -ops.row_sum(x, n, m, <float>(1.0 / n))
-    total = ops.row_exp_sum(x, n, m, g, next)
-    if total < FSCE_CONFIDENT_TOTAL:             # rare: see log_of_total
+    sums.m = m
+    sums.z_t = z_t
+    sums.mean_gap = -ops.row_sum(x, n, m, <float>(1.0 / n)) if targets.eps != 0.0 else 0.0
+    sums.total = ops.row_exp_sum(x, n, m, g, next)
+    sums.other = -1.0
+    if sums.total < FSCE_CONFIDENT_TOTAL:             # rare: see log_of_total
         if g == NULL:
             ops.widen(x, n, block)
-        log_total = log_of_total(block if g == NULL else g, n, m, 1, g == NULL, total, &other)
+        sums.log_total = log_of_total(block if g == NULL else g, n, m, 1, g == NULL, sums.total,
+                                      &sums.other)
     else:
-        log_total = fsce_log_total(total, -1.0)
-    w_t = c.weight[t] if c.weight != NULL else 1.0
+        sums.log_total = fsce_log_total(sums.total, -1.0)
     float_grad = NULL if h.half_grad else g     # a 16-bit gradient: half_hard_grad below
-    c.row_loss[i] = hard_row_end(n, t, w_t, eps, c.z_loss, c.grad_scale, float_grad, 0.0, &lse,
-                                 m, z_t, mean_gap, total, log_total, other)
+    c.row_loss[i] = fsce_get_ops_f32().hard_row_end(n, t, targets, &sums, 0.0, float_grad, &lse)
     if c.row_lse != NULL:
         c.row_lse[i] = lse
     if h.half_grad:
-        half_hard_grad(h.format, g, n, t, w_t * (1.0 - eps), eps,
-                       fsce_weighted(2.0 * c.z_loss, lse), c.grad_scale, m, z_t, total, other,
-                       <uint16_t *>c.grad + i * n)
+        half_hard_grad(h.format, g, n, t,
+                       (c.weight[t] if c.weight != NULL else 1.0) * (1.0 - targets.eps),
+                       targets.eps, fsce_weighted(2.0 * targets.z_loss, lse), targets.scale,
+                       &sums, <uint16_t *>c.grad + i * n)
     return True
 
 
 cdef inline void half_hard_grad(HalfFormat format, const float *exps, Py_ssize_t n,
                                 Py_ssize_t t, double target_mass, double eps,
-                                double z_loss_term, double scale, double m, double z_t,
-                                double total, double other, uint16_t *out) noexcept nogil:
+                                double z_loss_term, double scale, const fsce_row_sums *sums,
+                                uint16_t *out) noexcept nogil:
     """The gradient hard_row_end writes, from the row's stored exps, rounded to the 16-bit
     format in the same pass (affine_narrow: its row_affine, narrowed): the float32 values
-    of hard_row_end, then one rounding."""
-    cdef float a = <float>(scale * (target_mass + eps + z_loss_term) / total)
+    of hard_row_end (csrc/fsce_rows_impl.h), then one rounding."""
+    cdef float a = <float>(scale * (target_mass + eps + z_loss_term) / sums.total)
     cdef float c = <float>(scale * eps / n)
     cdef float g_t
     half_ops(format).affine_narrow(exps, n, a, c, out)
-    if other >= 0.0 and z_t == m:              # a confident row whose target is the max
-        g_t = <float>fsce_confident_target_grad(scale, target_mass, eps, z_loss_term, other,
-                                                total, n)
+    if sums.other >= 0.0 and sums.z_t == sums.m:  # a confident row whose target is the max
+        g_t = <float>fsce_confident_target_grad(scale, target_mass, eps, z_loss_term,
+                                                sums.other, sums.total, n)
     else:
         row_affine(exps + t, 1, 0, a, c, &g_t)
         g_t -= <float>(scale * target_mass)
@@ -144,8 +148,15 @@ cdef void half_loss_range(void *call, Py_ssize_t start, Py_ssize_t stop,
     cdef float *block
     cdef LossCall rows
     cdef bint plain = plain_rows(c)
+    cdef fsce_hard_targets targets
+    targets.target = <const int64_t *>c.index
+    targets.ignore_index = c.ignore_index
+    targets.weight = c.weight
+    targets.eps = c.smoothing
+    targets.z_loss = c.z_loss
+    targets.scale = c.grad_scale                # inv_temperature is 1 for plain rows
     while first < stop:
-        if plain and half_hard_row(h, first, stop, scratch + h.scratch_elements):
+        if plain and half_hard_row(h, &targets, first, stop, scratch + h.scratch_elements):
             first += 1
             continue
         n_rows = 1 if plain else min(h.block_rows, stop - first)

@@ -70,59 +70,12 @@ cdef enum:
 # ---------------------------------------------------------------------------
 # one row
 
-cdef inline double hard_row(const floating *z, Py_ssize_t n, Py_ssize_t t, double w_t,
-                            double eps, double z_loss, double scale, floating *grad,
-                            double z_shift, double *lse, const floating *next) noexcept nogil:
-    """Loss of one row with b = w_t (1 - eps) onehot(t) + eps / n; gradient into grad.
-
-    z is the row's z minus z_shift (the loss does not depend on a shift; lse does); next is
-    the input row read after this one (NULL if none), prefetched meanwhile."""
-    cdef floating m = row_max_for_lse(z, n)
-    cdef double z_t = z[t]                       # read before grad may overwrite z
-    cdef double mean_gap = 0.0                   # m - mean_j z_j, for smoothing
-    if eps != 0.0:
-        mean_gap = -row_sum(z, n, m, <floating>(1.0 / n))   # shifted and scaled: no overflow
-    cdef double total = row_exp_sum(z, n, m, 1, grad, next)
-    cdef double other
-    if total < FSCE_CONFIDENT_TOTAL:             # rare: see log_of_total
-        log_total = log_of_total(grad if grad != NULL else z, n, m, 1, grad == NULL, total,
-                                 &other)
-        return hard_row_end(n, t, w_t, eps, z_loss, scale, grad, z_shift, lse, m, z_t,
-                            mean_gap, total, log_total, other)
-    return hard_row_end(n, t, w_t, eps, z_loss, scale, grad, z_shift, lse, m, z_t, mean_gap,
-                        total, fsce_log_total(total, -1.0), -1.0)
-
-
-cdef inline double hard_row_end(Py_ssize_t n, Py_ssize_t t, double w_t, double eps,
-                                double z_loss, double scale, floating *grad, double z_shift,
-                                double *lse, double m, double z_t, double mean_gap,
-                                double total, double log_total, double other) noexcept nogil:
-    """hard_row once the exps are summed (total = S = 1 + S', log_total = log S; other =
-    S' for a confident row, -1 otherwise: inlined once per case, the common one without
-    the confident branch)."""
-    lse[0] = fsce_lse(m, log_total) + z_shift
-    cdef double z_loss_term = fsce_weighted(2.0 * z_loss, lse[0])
-    cdef double target_mass = w_t * (1.0 - eps)
-    if grad != NULL:
-        # grad_j = scale ((w_t (1 - eps) + eps + 2 lambda lse) s_j - eps / n)
-        #          - scale w_t (1 - eps) [j = t]
-        row_affine(grad, n, 0, <floating>(scale * (target_mass + eps + z_loss_term) / total),
-                   <floating>(scale * eps / n), grad)
-        if other >= 0.0 and z_t == m:          # a confident row whose target is the max
-            grad[t] = <floating>fsce_confident_target_grad(scale, target_mass, eps, z_loss_term,
-                                                           other, total, n)
-        else:
-            grad[t] -= <floating>(scale * target_mass)
-    # loss = w_t (1 - eps) (lse - z_t) + eps (lse - mean_j z_j) + lambda lse^2
-    return (fsce_hard_target_loss(target_mass, eps, m, z_t, log_total, mean_gap)
-            + fsce_weighted(z_loss, lse[0] * lse[0]))
-
-
 cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b, double z_loss,
                              double scale, floating *grad, double z_shift,
                              double *lse, const floating *next) noexcept nogil:
     """Loss of one row with an explicit target distribution b; gradient into grad
-    (z shifted and next prefetched as in hard_row)."""
+    z is the row's z minus z_shift (the loss does not depend on a shift; lse does); next is
+    the input row read after this one (NULL if none), prefetched meanwhile."""
     cdef floating m = row_max_for_lse(z, n)
     cdef double mass = row_sum(b, n, 0, 1)          # A = sum_j b_j
     cdef double gap = row_dot(z, b, n, m)        # sum_j b_j (z_j - m), read before grad
@@ -145,16 +98,6 @@ cdef inline double dense_row(const floating *z, Py_ssize_t n, const floating *b,
     # loss = sum_j b_j (lse - z_j) + lambda lse^2
     #      = A log(total) - sum_j b_j (z_j - m) + lambda lse^2
     return mass * log_total - gap + fsce_weighted(z_loss, lse[0] * lse[0])
-
-
-cdef inline double lse_only(const floating *z, Py_ssize_t n, const floating *next) noexcept nogil:
-    """log sum_j exp(z_j) (for the lse of rows whose loss is not computed)."""
-    cdef floating m = row_max_for_lse(z, n)
-    cdef double other
-    if not isfinite(m):
-        return m                                # +-inf (fsce_lse), or NaN
-    return fsce_lse(m, log_of_total(z, n, m, 1, True, row_exp_sum(z, n, m, 1, NULL, next),
-                                    &other))
 
 
 cdef inline cnp.int64_t argmax(const floating *z, Py_ssize_t n) noexcept nogil:
@@ -215,19 +158,32 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
     cdef const floating *y
     cdef const floating *next
     cdef floating *g = NULL
-    cdef double eps = c.smoothing, w_t, lse = NAN, loss, z_shift = 0.0
+    cdef double eps = c.smoothing, lse = NAN, loss, z_shift = 0.0
     # the temperature folds into the gradient scale unless softcap multiplies by dz/dx
     cdef double scale = c.grad_scale * (c.inv_temperature if c.softcap == 0.0 else 1.0)
     cdef bint ignored
+    cdef fsce_hard_targets targets
+    targets.ignore_index = c.ignore_index
+    targets.weight = c.weight
+    targets.eps = eps
+    targets.z_loss = c.z_loss
+    targets.scale = scale
+    if grad != NULL:
+        g = grad + start * n
     if (c.index != NULL and n <= FSCE_SMALL_ROW_CLASSES and c.softcap == 0.0
             and c.inv_temperature == 1.0 and c.z_loss == 0.0 and (c.weight == NULL or eps == 0.0)):
         # short rows: one row per vector lane (same results, no per-row reductions)
-        if grad != NULL:
-            g = grad + start * n
         small_rows(x + start * c.x_stride, c.x_stride, stop - start, n,
                    <const int64_t *>c.index + start, c.ignore_index, c.weight, eps, scale,
                    c.row_loss + start, g, NULL if c.row_lse == NULL else c.row_lse + start,
                    NULL if c.row_argmax == NULL else <int64_t *>c.row_argmax + start)
+        return
+    if (c.index != NULL and c.softcap == 0.0 and c.inv_temperature == 1.0
+            and c.row_argmax == NULL and (c.weight == NULL or eps == 0.0)):
+        # the logits are z: the whole range in one call, no per-row step here
+        targets.target = <const int64_t *>c.index + start
+        hard_rows(x + start * c.x_stride, c.x_stride, stop - start, n, &targets, 0.0,
+                  c.row_loss + start, g, NULL if c.row_lse == NULL else c.row_lse + start, NULL)
         return
     for i in range(start, stop):
         x_row = x + i * c.x_stride
@@ -242,16 +198,15 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
         if c.row_argmax != NULL:
             c.row_argmax[i] = argmax(x_row, n)     # of the logits, not of softcapped z
         ignored = c.index != NULL and c.index[i] == c.ignore_index
-        if ignored:
+        if c.index != NULL and (c.weight == NULL or eps == 0.0):
+            targets.target = <const int64_t *>c.index + i
+            hard_rows(z, n, 1, n, &targets, z_shift, &loss, g, &lse, next)
+        elif ignored:
             loss = 0.0
             if c.row_lse != NULL:
-                lse = lse_only(z, n, next) + z_shift       # before g (maybe z itself) is zeroed
+                lse = row_lse(z, n, next) + z_shift       # before g (maybe z itself) is zeroed
             if g != NULL:
                 memset(g, 0, n * sizeof(floating))
-        elif c.index != NULL and (c.weight == NULL or eps == 0.0):
-            t = c.index[i]
-            w_t = c.weight[t] if c.weight != NULL else 1.0
-            loss = hard_row(z, n, t, w_t, eps, c.z_loss, scale, g, z_shift, &lse, next)
         else:
             if c.index != NULL:
                 # b_j = eps w_j / C + (1 - eps) w_t [j = t]
@@ -316,16 +271,25 @@ cdef Py_ssize_t check_class_indices(const cnp.int64_t *index, Py_ssize_t n_rows,
                                     const double *weight, double *kept_weight) noexcept nogil:
     """Index of the first row whose class index is neither in [0, C) nor ignored
     (-1 if none); kept_weight = sum of weight[t] (1 without weights) over the kept rows."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, kept = 0
     cdef cnp.int64_t t
     kept_weight[0] = 0.0
+    if weight == NULL:                  # a count: no float64 addition chained row to row
+        for i in range(n_rows):
+            t = index[i]
+            if t != ignore_index:
+                if t < 0 or t >= n_classes:
+                    return i
+                kept += 1
+        kept_weight[0] = kept
+        return -1
     for i in range(n_rows):
         t = index[i]
         if t == ignore_index:
             continue
         if t < 0 or t >= n_classes:
             return i
-        kept_weight[0] += weight[t] if weight != NULL else 1.0
+        kept_weight[0] += weight[t]
     return -1
 
 
@@ -590,16 +554,19 @@ cdef inline bint plain_options(tuple options) noexcept:
 
 
 def small_call(object logits, object target, object out, bint want_grad, tuple options,
-               object lse_out, object argmax_out, Py_ssize_t max_elements):
-    """The common call on one thread, with no validation layer in Python.
+               object lse_out, object argmax_out, Py_ssize_t max_work,
+               Py_ssize_t row_cost_elements, object threads_for):
+    """The common call, with no validation layer in Python.
 
     Handles plain options (plain_options), no lse_out / argmax_out, 2-D native
-    float32/float64 logits of fewer than max_elements elements and
-    SMALL_CALL_MAX_ROWS rows (rows read in place where they are contiguous,
-    other layouts copied), class indices of any integer dtype but uint64, out
+    float32/float64 logits of at most SMALL_CALL_MAX_ROWS rows (rows read in place where
+    they are contiguous, other layouts copied), class indices of any integer dtype but uint64, out
     None, a separate buffer or the logits themselves.  Returns (loss, grad or
     None), or None when anything is unusual, an invalid class index included:
-    the Python layer then validates (and reports) the call.
+    the Python layer then validates (and reports) the call.  One thread while the work
+    (n_elements + n_rows * row_cost_elements, as fastsce._config.row_work) is below
+    max_work, else threads_for(n_rows, work) threads (fastsce._config.threads_for),
+    with the GIL released for large inputs as on the validating path.
     """
     if lse_out is not None or argmax_out is not None or not plain_options(options):
         return None
@@ -627,7 +594,7 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     cdef cnp.ndarray t = <cnp.ndarray>indices
     cdef Py_ssize_t n_rows = cnp.PyArray_DIM(x, 0), n_classes = cnp.PyArray_DIM(x, 1)
     if (cnp.PyArray_NDIM(t) != 1 or cnp.PyArray_DIM(t, 0) != n_rows or n_classes == 0
-            or n_rows > SMALL_CALL_MAX_ROWS or n_rows * n_classes >= max_elements):
+            or n_rows > SMALL_CALL_MAX_ROWS):
         return None
     cdef cnp.ndarray g = None
     if want_grad:
@@ -651,7 +618,9 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     set_plain_call(&c, x, x_stride, <const cnp.int64_t *>cnp.PyArray_DATA(t), ignore_index,
                    smoothing, grad_scale_of(mean, kept), row_loss,
                    NULL if g is None else cnp.PyArray_DATA(g))
-    loss_range(&c, 0, n_rows, 0)
+    cdef Py_ssize_t work = n_rows * (n_classes + row_cost_elements)
+    run_rows(loss_range, &c, n_rows, n_rows * n_classes,
+             1 if work < max_work else threads_for(n_rows, work))
     return batch_loss(row_loss, n_rows, mean, kept), g
 
 

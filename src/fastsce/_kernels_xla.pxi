@@ -79,17 +79,21 @@ cdef PyThread_type_lock xla_threads_lock = PyThread_allocate_lock()
 # under the lock:
 cdef int xla_threads_busy = 0                 # threads of the XLA calls running now
 cdef int xla_thread_limit = 1                 # fastsce's thread count (set_xla_threads)
-cdef Py_ssize_t xla_parallel_min_elements = 1  # inputs below this size: one thread
+cdef Py_ssize_t xla_parallel_min_elements = 1  # inputs below this work: one thread
+cdef Py_ssize_t xla_row_cost_elements = 0      # a row's fixed cost, in elements
 
 
-def set_xla_threads(int limit, Py_ssize_t parallel_min_elements):
+def set_xla_threads(int limit, Py_ssize_t parallel_min_elements,
+                    Py_ssize_t row_cost_elements):
     """The thread count XLA's calls use from now on (fastsce._config keeps it equal to
-    fastsce's own setting), and the input size below which they use one thread."""
-    global xla_thread_limit, xla_parallel_min_elements
+    fastsce's own setting), and the work below which they use one thread: n_elements +
+    n_rows * row_cost_elements, as fastsce._config.row_work."""
+    global xla_thread_limit, xla_parallel_min_elements, xla_row_cost_elements
     with nogil:
         PyThread_acquire_lock(xla_threads_lock, WAIT_LOCK)
         xla_thread_limit = max(1, limit)
         xla_parallel_min_elements = parallel_min_elements
+        xla_row_cost_elements = row_cost_elements
         PyThread_release_lock(xla_threads_lock)
 
 
@@ -100,7 +104,7 @@ cdef int take_threads(Py_ssize_t n_rows, Py_ssize_t n_elements) noexcept nogil:
     global xla_threads_busy
     cdef int wanted = <int>min(n_rows, fsce_openmp_max_threads())
     PyThread_acquire_lock(xla_threads_lock, WAIT_LOCK)
-    if n_elements < xla_parallel_min_elements:
+    if n_elements + n_rows * xla_row_cost_elements < xla_parallel_min_elements:
         wanted = 1
     cdef int granted = max(1, min(wanted, xla_thread_limit) - xla_threads_busy)
     xla_threads_busy += granted

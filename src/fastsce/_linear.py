@@ -7,7 +7,7 @@ cross-entropy rows of `cross_entropy` on it (the gradient written over it), then
 dX[chunk] = G W, dW += Gᵀ X[chunk] and db += the column sums of G.  The extra memory is
 that buffer, (chunk_rows, V), plus O(n_rows + V).
 
-Validation is `cross_entropy`'s (LossOptions, checked_targets, raise_bad_target: the same
+Validation is `cross_entropy`'s (LossOptions, checked_targets, reported_loss: the same
 types, messages and order), with the logits' shape taken as input.shape[:-1] + (V,);
 targets are checked by the kernel before anything is computed.  The chunk size depends
 only on the shapes, the dtype and `memory_budget`, never on the thread count, and the
@@ -17,7 +17,8 @@ GEMMs are cut into fixed tiles, so results are the same bits for any thread coun
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,13 +26,16 @@ import numpy.typing as npt
 from . import _blas
 from . import _kernels as kernels
 from ._config import threads_for
+from ._keywords import keyword_arguments, keyword_signature
 from ._loss import (
+    LOSS_DEFAULTS,
     LOSS_NOTES,
     OPTION_PARAMETERS,
+    LossKeywords,
     LossOptions,
     _positive_finite,
     checked_targets,
-    raise_bad_target,
+    reported_loss,
 )
 from ._validation import (
     FLOAT32,
@@ -42,6 +46,9 @@ from ._validation import (
     float_dtype_for,
     is_16_bit_float,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _Floats = npt.NDArray[np.floating[Any]]
 
@@ -84,23 +91,25 @@ LINEAR_RAISES = """
         memory_budget not positive and finite."""
 
 
+class LinearKeywords(LossKeywords, total=False):
+    """The keywords of the fused head: the loss keywords, linear_bias and memory_budget."""
+
+    linear_bias: npt.ArrayLike | None
+    memory_budget: float | None
+
+
+#: their defaults, in the order of the signatures
+LINEAR_DEFAULTS: LinearKeywords = {"linear_bias": None, **LOSS_DEFAULTS, "memory_budget": None}
+
+
+@keyword_signature(LinearKeywords, LINEAR_DEFAULTS)
 def linear_cross_entropy(
     input: npt.ArrayLike,
     linear_weight: npt.ArrayLike,
     target: npt.ArrayLike,
-    *,
-    linear_bias: npt.ArrayLike | None = None,
-    weight: npt.ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: Literal["mean", "sum", "none"] = "mean",
-    label_smoothing: float = 0.0,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
-    memory_budget: float | None = None,
+    **keywords: Unpack[LinearKeywords],
 ) -> float | npt.NDArray[np.floating[Any]]:
-    options = (weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss)
-    return _evaluate(input, linear_weight, linear_bias, target, options, memory_budget, False)[0]
+    return _with_keywords(linear_cross_entropy, input, linear_weight, target, keywords, False)[0]
 
 
 linear_cross_entropy.__doc__ = f"""Softmax cross-entropy of the logits
@@ -130,28 +139,21 @@ linear_cross_entropy.__doc__ = f"""Softmax cross-entropy of the logits
     """
 
 
+@keyword_signature(LinearKeywords, LINEAR_DEFAULTS)
 def linear_cross_entropy_with_grad(
     input: npt.ArrayLike,
     linear_weight: npt.ArrayLike,
     target: npt.ArrayLike,
-    *,
-    linear_bias: npt.ArrayLike | None = None,
-    weight: npt.ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: Literal["mean", "sum", "none"] = "mean",
-    label_smoothing: float = 0.0,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
-    memory_budget: float | None = None,
+    **keywords: Unpack[LinearKeywords],
 ) -> tuple[
     float | npt.NDArray[np.floating[Any]],
     npt.NDArray[np.floating[Any]],
     npt.NDArray[np.floating[Any]],
     npt.NDArray[np.floating[Any]] | None,
 ]:
-    options = (weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss)
-    loss, grads = _evaluate(input, linear_weight, linear_bias, target, options, memory_budget, True)
+    loss, grads = _with_keywords(
+        linear_cross_entropy_with_grad, input, linear_weight, target, keywords, True
+    )
     assert grads is not None  # asked for
     return (loss, *grads)
 
@@ -198,6 +200,21 @@ linear_cross_entropy_with_grad.__doc__ = f"""The loss of `linear_cross_entropy` 
     >>> bool(np.allclose(gb.sum(), 0.0))  # the softmax rows sum to 1, the targets too
     True
     """
+
+
+def _with_keywords(
+    function: Callable[..., object],
+    input: npt.ArrayLike,
+    linear_weight: npt.ArrayLike,
+    target: npt.ArrayLike,
+    keywords: LinearKeywords,
+    want_grad: bool,
+) -> tuple[float | _Floats, tuple[_Floats, _Floats, _Floats | None] | None]:
+    """_evaluate with the keywords a call of `function` was given (defaults for the rest)."""
+    arguments: Mapping[str, Any] = keyword_arguments(function, keywords, LINEAR_DEFAULTS)
+    options = tuple(arguments[name] for name in LOSS_DEFAULTS)
+    bias, budget = arguments["linear_bias"], arguments["memory_budget"]
+    return _evaluate(input, linear_weight, bias, target, options, budget, want_grad)
 
 
 def _evaluate(
@@ -252,11 +269,10 @@ def _evaluate(
             grad_bias,
             n_threads,
         )
-    if first_bad >= 0:
-        raise_bad_target(target_array, soft_target, first_bad, n_classes, options.ignore_index)
-    result: float | _Floats = loss
-    if options.reduction == "none":
-        result = row_loss.reshape(leading).astype(dtype, copy=False)
+    logits_shape = (*leading, n_classes)
+    result = reported_loss(
+        first_bad, loss, row_loss, target_array, soft_target, options, logits_shape, dtype
+    )
     if grad_input is None or grad_weight is None:
         return result, None
     shaped_bias = None if grad_bias is None else grad_bias.astype(dtype, copy=False)

@@ -13,13 +13,15 @@ import math
 import operator
 import threading
 import warnings
-from typing import Any, Literal, NoReturn, SupportsIndex
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _kernels as kernels
-from ._config import PARALLEL_MIN_ELEMENTS, threads_for
+from ._config import PARALLEL_MIN_ELEMENTS, ROW_COST_ELEMENTS, row_work, threads_for
+from ._keywords import keyword_arguments, keyword_signature
 from ._validation import (
     FLOAT32,
     FLOAT64,
@@ -42,6 +44,36 @@ INT64_MAX = np.iinfo(np.int64).max
 
 _Floats = npt.NDArray[np.floating[Any]]
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class LossKeywords(TypedDict, total=False):
+    """The loss options, the keyword arguments every loss function takes: their names and
+    types (their defaults: LOSS_DEFAULTS).  cross_entropy and cross_entropy_with_grad write
+    them out (a call there costs about a microsecond); CrossEntropyLoss,
+    linear_cross_entropy, fastsce.dask, fastsce.jax and fastsce.reference take them as
+    ``**options: Unpack[LossKeywords]`` and show them with fastsce._keywords."""
+
+    weight: npt.ArrayLike | None
+    ignore_index: int
+    reduction: Literal["mean", "sum", "none"]
+    label_smoothing: float
+    temperature: float
+    softcap: float | None
+    z_loss: float
+
+
+#: the loss options' defaults, in the order of the signatures and of LossOptions
+LOSS_DEFAULTS: LossKeywords = {
+    "weight": None,
+    "ignore_index": -100,
+    "reduction": "mean",
+    "label_smoothing": 0.0,
+    "temperature": 1.0,
+    "softcap": None,
+    "z_loss": 0.0,
+}
 
 #: the loss options every loss call shares, in numpydoc form (inserted in the docstrings)
 OPTION_PARAMETERS = """
@@ -224,7 +256,16 @@ def evaluate(
     ReusedBuffers from `local` when given.
     """
     result = kernels.small_call(
-        logits, target, out, want_grad, options, lse_out, argmax_out, PARALLEL_MIN_ELEMENTS
+        logits,
+        target,
+        out,
+        want_grad,
+        options,
+        lse_out,
+        argmax_out,
+        PARALLEL_MIN_ELEMENTS,
+        ROW_COST_ELEMENTS,
+        threads_for,
     )
     if result is not None:
         return result
@@ -295,6 +336,12 @@ class LossOptions:
         )
 
 
+def loss_options(function: Callable[..., object], options: LossKeywords) -> LossOptions:
+    """The validated options of a call of `function`, which takes the loss keywords as
+    ``**options`` (the defaults for those not given); TypeError for any other keyword."""
+    return LossOptions(**keyword_arguments(function, options, LOSS_DEFAULTS))
+
+
 def run(
     logits: npt.ArrayLike,
     target: npt.ArrayLike,
@@ -345,7 +392,7 @@ def run(
             argmax_out, array.shape[:-1], INT64, checked, name="argmax_out"
         ).reshape(-1)
 
-    n_threads = threads_for(rows.shape[0], rows.size)
+    n_threads = threads_for(rows.shape[0], row_work(rows.shape[0], rows.size))
     row_loss: npt.NDArray[np.float64] | None = None
     scratch: _Floats | None = None
     if buffers is not None:
@@ -354,7 +401,6 @@ def run(
         )
     if options.reduction == "none":
         row_loss = np.empty(n_rows, FLOAT64)
-    loss: float | _Floats
     first_bad, loss = kernels.cross_entropy(
         rows,
         index,
@@ -367,12 +413,10 @@ def run(
         scratch,
         n_threads,
     )
-    if first_bad >= 0:
-        raise_bad_target(target_array, soft_target, first_bad, n_classes, options.ignore_index)
-    if options.reduction == "none":
-        assert row_loss is not None  # allocated above for reduction='none'
-        loss = row_loss.reshape(array.shape[:-1]).astype(dtype, copy=False)
-    return loss, grad
+    result = reported_loss(
+        first_bad, loss, row_loss, target_array, soft_target, options, array.shape, dtype
+    )
+    return result, grad
 
 
 def checked_targets(
@@ -393,6 +437,28 @@ def checked_targets(
         soft = as_contiguous_rows(as_float_array(target_array, "target", dtype), "target")
         return target_array, None, soft
     return target_array, _class_indices(target_array, logits_shape, options.ignore_index), None
+
+
+def reported_loss(
+    first_bad: int,
+    loss: float,
+    row_loss: npt.NDArray[np.float64] | None,
+    target: npt.NDArray[Any],
+    soft_target: _Floats | None,
+    options: LossOptions,
+    logits_shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+) -> float | _Floats:
+    """The loss of a loss kernel's call from what it reported (the first bad target's row
+    or -1, the reduced loss, the per-row losses): the error for that bad target, else
+    `loss` for "mean" and "sum", the per-row losses for "none" (logits_shape[:-1], in
+    `dtype`)."""
+    if first_bad >= 0:
+        raise_bad_target(target, soft_target, first_bad, logits_shape[-1], options.ignore_index)
+    if options.reduction == "none":
+        assert row_loss is not None  # allocated by the caller for reduction='none'
+        return row_loss.reshape(logits_shape[:-1]).astype(dtype, copy=False)
+    return loss
 
 
 def raise_bad_target(
@@ -473,20 +539,9 @@ class CrossEntropyLoss:
     (0.4757, True)
     """
 
-    def __init__(
-        self,
-        *,
-        weight: npt.ArrayLike | None = None,
-        ignore_index: int = -100,
-        reduction: Literal["mean", "sum", "none"] = "mean",
-        label_smoothing: float = 0.0,
-        temperature: float = 1.0,
-        softcap: float | None = None,
-        z_loss: float = 0.0,
-    ) -> None:
-        self.options = LossOptions(
-            weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
-        )
+    @keyword_signature(LossKeywords, LOSS_DEFAULTS)
+    def __init__(self, **options: Unpack[LossKeywords]) -> None:
+        self.options = loss_options(CrossEntropyLoss.__init__, options)
         self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:

@@ -17,6 +17,22 @@ cdef extern from "fsce_rows.h" nogil:
     enum: FSCE_SMALL_ROW_CLASSES
     double FSCE_CONFIDENT_TOTAL
 
+    ctypedef struct fsce_hard_targets:
+        const int64_t *target
+        int64_t ignore_index
+        const double *weight
+        double eps
+        double z_loss
+        double scale
+
+    ctypedef struct fsce_row_sums:
+        double m
+        double z_t
+        double mean_gap
+        double total
+        double log_total
+        double other
+
     ctypedef struct fsce_ops_f32:
         float (*row_max)(const float *x, Py_ssize_t n) noexcept nogil
         Py_ssize_t (*row_find)(const float *x, Py_ssize_t n, float value) noexcept nogil
@@ -34,8 +50,16 @@ cdef extern from "fsce_rows.h" nogil:
                            const int64_t *target, int64_t ignore_index, const double *weight,
                            double eps, double scale, double *row_loss, float *grad,
                            double *row_lse, int64_t *row_argmax) noexcept nogil
-        double (*row_sum_below_one)(const float *x, Py_ssize_t n, float shift, float scale,
-                                    int exponentiate) noexcept nogil
+        float (*row_max_for_lse)(const float *z, Py_ssize_t n) noexcept nogil
+        double (*row_log_total)(const float *terms, Py_ssize_t n, float shift, float scale,
+                                int exponentiate, double total, double *other) noexcept nogil
+        double (*row_lse)(const float *z, Py_ssize_t n, const float *next) noexcept nogil
+        void (*hard_rows)(const float *z, Py_ssize_t z_stride, Py_ssize_t n_rows, Py_ssize_t n,
+                          const fsce_hard_targets *targets, double z_shift, double *row_loss,
+                          float *grad, double *row_lse, const float *next) noexcept nogil
+        double (*hard_row_end)(Py_ssize_t n, int64_t t, const fsce_hard_targets *targets,
+                               const fsce_row_sums *sums, double z_shift, float *grad,
+                               double *lse) noexcept nogil
 
     ctypedef struct fsce_ops_f64:
         double (*row_max)(const double *x, Py_ssize_t n) noexcept nogil
@@ -55,8 +79,13 @@ cdef extern from "fsce_rows.h" nogil:
                            const int64_t *target, int64_t ignore_index, const double *weight,
                            double eps, double scale, double *row_loss, double *grad,
                            double *row_lse, int64_t *row_argmax) noexcept nogil
-        double (*row_sum_below_one)(const double *x, Py_ssize_t n, double shift, double scale,
-                                    int exponentiate) noexcept nogil
+        double (*row_max_for_lse)(const double *z, Py_ssize_t n) noexcept nogil
+        double (*row_log_total)(const double *terms, Py_ssize_t n, double shift, double scale,
+                                int exponentiate, double total, double *other) noexcept nogil
+        double (*row_lse)(const double *z, Py_ssize_t n, const double *next) noexcept nogil
+        void (*hard_rows)(const double *z, Py_ssize_t z_stride, Py_ssize_t n_rows, Py_ssize_t n,
+                          const fsce_hard_targets *targets, double z_shift, double *row_loss,
+                          double *grad, double *row_lse, const double *next) noexcept nogil
 
     void fsce_init()
     const fsce_ops_f32 *fsce_get_ops_f32()
@@ -84,10 +113,10 @@ cdef inline Py_ssize_t row_find(const floating *x, Py_ssize_t n, floating value)
 cdef inline floating row_max_for_lse(const floating *x, Py_ssize_t n) noexcept nogil:
     """m = max_j x_j for lse = m + log sum_j exp(x_j - m); NaN when m is infinite and the
     row holds a NaN (beside a finite m the NaN reaches the sum by itself)."""
-    cdef floating m = row_max(x, n)
-    if (m == INFINITY or m == -INFINITY) and row_find(x, n, NAN) >= 0:
-        return NAN
-    return m
+    if floating is float:
+        return fsce_get_ops_f32().row_max_for_lse(x, n)
+    else:
+        return fsce_get_ops_f64().row_max_for_lse(x, n)
 
 
 cdef inline double row_exp_sum(const floating *x, Py_ssize_t n, floating shift,
@@ -115,21 +144,35 @@ cdef extern from "fsce_formulas.h" nogil:
 cdef inline double log_of_total(const floating *terms, Py_ssize_t n, floating shift,
                                 floating scale, bint exponentiate, double total,
                                 double *other) noexcept nogil:
-    """log S for the S = total that row_exp_sum returned for this row.
+    """log S for the S = total that row_exp_sum returned for this row, with the digits of
+    a confident row kept (log1p of S' = S - 1 summed without the max's own 1, stored in
+    other; -1 there otherwise): csrc/fsce_rows_impl.h, row_log_total."""
+    if floating is float:
+        return fsce_get_ops_f32().row_log_total(terms, n, shift, scale, exponentiate, total, other)
+    else:
+        return fsce_get_ops_f64().row_log_total(terms, n, shift, scale, exponentiate, total, other)
 
-    S = 1 + S', the 1 being the max's own exp(0).  log(S) loses the digits of S'
-    below the float64 epsilon (a confident row), so below FSCE_CONFIDENT_TOTAL
-    S' is summed again without the 1 (row_sum_below_one over the stored terms, or
-    over exp((x_j - shift) scale) when exponentiate) and log S = log1p(S').
-    other receives S' there, -1 elsewhere.
-    """
-    other[0] = -1.0
-    if total < FSCE_CONFIDENT_TOTAL:
-        if floating is float:
-            other[0] = fsce_get_ops_f32().row_sum_below_one(terms, n, shift, scale, exponentiate)
-        else:
-            other[0] = fsce_get_ops_f64().row_sum_below_one(terms, n, shift, scale, exponentiate)
-    return fsce_log_total(total, other[0])
+
+cdef inline double row_lse(const floating *z, Py_ssize_t n, const floating *next) noexcept nogil:
+    """log sum_j exp(z_j) of one row (next: the row read after it, or NULL)."""
+    if floating is float:
+        return fsce_get_ops_f32().row_lse(z, n, next)
+    else:
+        return fsce_get_ops_f64().row_lse(z, n, next)
+
+
+cdef inline void hard_rows(const floating *z, Py_ssize_t z_stride, Py_ssize_t n_rows,
+                           Py_ssize_t n, const fsce_hard_targets *targets, double z_shift,
+                           double *row_loss, floating *grad, double *row_lse,
+                           const floating *next) noexcept nogil:
+    """Loss (gradient, lse) of rows with class-index targets, each helper inlined:
+    csrc/fsce_rows_impl.h, hard_rows."""
+    if floating is float:
+        fsce_get_ops_f32().hard_rows(z, z_stride, n_rows, n, targets, z_shift, row_loss, grad,
+                                     row_lse, next)
+    else:
+        fsce_get_ops_f64().hard_rows(z, z_stride, n_rows, n, targets, z_shift, row_loss, grad,
+                                     row_lse, next)
 
 
 cdef inline void row_affine(const floating *y, Py_ssize_t n, floating shift, floating a,

@@ -87,7 +87,8 @@ def _format(config: dict[str, dict[str, Any]]) -> str:
     if runtime["openmp"]:
         threads = (
             f"{runtime['num_threads']} (fastsce.set_num_threads(n) changes it; inputs "
-            f"below {_config.PARALLEL_MIN_ELEMENTS} elements use 1)"
+            f"below {_config.PARALLEL_MIN_ELEMENTS} elements use 1, counting "
+            f"{_config.ROW_COST_ELEMENTS} more per row)"
         )
     else:
         threads = "1 (no OpenMP; set_num_threads has no effect)"

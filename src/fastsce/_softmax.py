@@ -17,7 +17,7 @@ import numpy.typing as npt
 from numpy.exceptions import AxisError
 
 from . import _kernels as kernels
-from ._config import threads_for
+from ._config import row_work, threads_for
 from ._validation import (
     as_contiguous_rows,
     as_float_array,
@@ -72,7 +72,7 @@ def _along_axis(
         check_out(out, array.shape, array.dtype, (("x", x),), in_place_ok=x)
     moved = np.moveaxis(array, axis, -1)
     rows = as_rows(moved, "x")
-    n_threads = threads_for(rows.shape[0], rows.size)
+    n_threads = threads_for(rows.shape[0], row_work(rows.shape[0], rows.size))
     if axis == array.ndim - 1:
         result = out if out is not None else np.empty(array.shape, array.dtype)
         kernel(rows, inv_temperature, result.reshape(rows.shape), n_threads)
@@ -231,7 +231,12 @@ def logsumexp(
     axis = _normalize_axis(axis, array.ndim)
     rows = as_rows(np.moveaxis(array, axis, -1), "x")
     reduced = np.empty(rows.shape[0], array.dtype)
-    kernels.logsumexp(rows, inv_temperature, reduced, threads_for(rows.shape[0], rows.size))
+    kernels.logsumexp(
+        rows,
+        inv_temperature,
+        reduced,
+        threads_for(rows.shape[0], row_work(rows.shape[0], rows.size)),
+    )
     shape = list(array.shape)
     if keepdims:
         shape[axis] = 1
@@ -263,7 +268,12 @@ def _backward(
     dtype = np.result_type(v_rows.dtype, g_rows.dtype)
     v_rows, g_rows = v_rows.astype(dtype, copy=False), g_rows.astype(dtype, copy=False)
     out = np.empty(v_array.shape, dtype)
-    kernel(g_rows, v_rows, out.reshape(v_rows.shape), threads_for(v_rows.shape[0], v_rows.size))
+    kernel(
+        g_rows,
+        v_rows,
+        out.reshape(v_rows.shape),
+        threads_for(v_rows.shape[0], row_work(v_rows.shape[0], v_rows.size)),
+    )
     return out
 
 
@@ -374,6 +384,6 @@ def softmax_jacobian(s: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
     kernels.softmax_jacobian(
         rows,
         out.reshape(rows.shape[0], n_classes, n_classes),
-        threads_for(rows.shape[0], rows.size * n_classes),
+        threads_for(rows.shape[0], row_work(rows.shape[0], rows.size * n_classes)),
     )
     return out

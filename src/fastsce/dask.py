@@ -31,22 +31,25 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any, Literal, SupportsIndex
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 import dask.array as da
 import numpy as np
-import numpy.typing as npt
 from dask.layers import ArrayValuesDep
 
 from . import _dask_tasks as tasks
 from . import _sharded as sharded
+from ._keywords import keyword_signature
 from ._loss import (
+    LOSS_DEFAULTS,
     LOSS_PARAMETERS,
+    LossKeywords,
     LossOptions,
     _is_soft,
     check_index_shape,
+    loss_options,
 )
-from ._softmax import _normalize_axis
+from ._softmax import _inverse_temperature, _normalize_axis
 from ._validation import (
     FLOAT64,
     as_array,
@@ -55,6 +58,9 @@ from ._validation import (
     float_dtype_for,
     masked_array_message,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["cross_entropy", "cross_entropy_with_grad", "log_softmax", "logsumexp", "softmax"]
 
@@ -65,40 +71,24 @@ SPLIT_EVERY = 8
 _AXES = "abcdefghijklmnopqrstuvwxy"
 
 
+@keyword_signature(LossKeywords, LOSS_DEFAULTS)
 def cross_entropy(
     logits: Any,
     target: Any,
-    *,
-    weight: npt.ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: Literal["mean", "sum", "none"] = "mean",
-    label_smoothing: float = 0.0,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
+    **options: Unpack[LossKeywords],
 ) -> da.Array:
-    options = LossOptions(
-        weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
-    )
-    return _Problem(logits, target, options).loss(want_grad=False)[0]
+    validated = loss_options(cross_entropy, options)
+    return _Problem(logits, target, validated).loss(want_grad=False)[0]
 
 
+@keyword_signature(LossKeywords, LOSS_DEFAULTS)
 def cross_entropy_with_grad(
     logits: Any,
     target: Any,
-    *,
-    weight: npt.ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: Literal["mean", "sum", "none"] = "mean",
-    label_smoothing: float = 0.0,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
+    **options: Unpack[LossKeywords],
 ) -> tuple[da.Array, da.Array]:
-    options = LossOptions(
-        weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
-    )
-    loss, grad = _Problem(logits, target, options).loss(want_grad=True)
+    validated = loss_options(cross_entropy_with_grad, options)
+    loss, grad = _Problem(logits, target, validated).loss(want_grad=True)
     assert grad is not None  # asked for
     return loss, grad
 
@@ -291,10 +281,9 @@ def _along_axis_input(
 ) -> tuple[da.Array, int, float]:
     """The checks of fastsce.softmax & co, in their order."""
     array = _as_dask_float(x, "x")
-    options = LossOptions(None, -100, "mean", 0.0, temperature, None, 0.0)
-    check_inverse_temperature(options.inv_temperature, array.dtype)
+    inv_temperature = _inverse_temperature(temperature, array.dtype)
     check_class_axis(array.shape, "x")
-    return array, _normalize_axis(axis, array.ndim), options.inv_temperature
+    return array, _normalize_axis(axis, array.ndim), inv_temperature
 
 
 class _Problem:

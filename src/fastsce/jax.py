@@ -26,13 +26,17 @@ start more threads than one.
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import _kernels, _loss, _validation
+from ._keywords import keyword_arguments, keyword_signature
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["cross_entropy"]
 
@@ -169,18 +173,8 @@ def _checked_weight(weight: Any, n_classes: int) -> jax.Array:
     return w.astype(dtype)
 
 
-def cross_entropy(
-    logits: Any,
-    target: Any,
-    *,
-    weight: Any = None,
-    ignore_index: int = -100,
-    reduction: Literal["mean", "sum", "none"] = "mean",
-    label_smoothing: float = 0.0,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
-) -> jax.Array:
+@keyword_signature(_loss.LossKeywords, _loss.LOSS_DEFAULTS)
+def cross_entropy(logits: Any, target: Any, **options: Unpack[_loss.LossKeywords]) -> jax.Array:
     """Softmax cross-entropy of JAX arrays by fastsce's fused kernel, for jax.jit,
     jax.grad / jax.value_and_grad and jax.vmap.
 
@@ -234,18 +228,18 @@ def cross_entropy(
     [[ 0.1297 -0.1473  0.0176]
      [-0.1543  0.0771  0.0771]]
     """
+    given = keyword_arguments(cross_entropy, options, _loss.LOSS_DEFAULTS)
     x = _checked_logits(logits)
     compute = _compute_dtype(x.dtype, "logits")
-    known_weight = None if weight is None or _is_traced(weight) else np.asarray(weight)
-    validated = _loss.LossOptions(
-        known_weight, ignore_index, reduction, label_smoothing, temperature, softcap, z_loss
-    )
+    weight = given["weight"]
+    given["weight"] = None if weight is None or _is_traced(weight) else np.asarray(weight)
+    validated = _loss.LossOptions(**given)
     _validation.check_inverse_temperature(validated.inv_temperature, compute)
     t = _checked_target(target, x.shape, compute)
     w = _checked_weight(weight, x.shape[-1])
     v = validated
-    options = _Options(
+    static = _Options(
         v.reduction, v.ignore_index, v.smoothing, v.inv_temperature, v.softcap, v.z_loss
     )
-    loss = _cross_entropy(x.astype(compute), t, w, options)
+    loss = _cross_entropy(x.astype(compute), t, w, static)
     return loss if jnp.issubdtype(x.dtype, jnp.integer) else loss.astype(x.dtype)

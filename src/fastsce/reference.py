@@ -12,10 +12,16 @@ to get a float64 oracle) and returns the same kinds of values as fastsce.
 
 from __future__ import annotations
 
-from typing import Any, Literal, SupportsIndex, cast
+from typing import TYPE_CHECKING, Any, SupportsIndex, cast
 
 import numpy as np
 import numpy.typing as npt
+
+from ._keywords import keyword_arguments, keyword_signature
+from ._loss import LOSS_DEFAULTS, LossKeywords
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _Floats = npt.NDArray[np.floating[Any]]
 
@@ -123,25 +129,31 @@ def log_softmax_backward(grad_out: npt.ArrayLike, log_s: npt.ArrayLike) -> _Floa
     return grad_x
 
 
-def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike, **options: Any) -> float | _Floats:
+@keyword_signature(LossKeywords, LOSS_DEFAULTS)
+def cross_entropy(
+    logits: npt.ArrayLike,
+    target: npt.ArrayLike,
+    *,
+    lse_out: npt.NDArray[np.float64] | None = None,
+    argmax_out: npt.NDArray[np.int64] | None = None,
+    **options: Unpack[LossKeywords],
+) -> float | _Floats:
     """Loss only: cross_entropy_with_grad's loss (every option and output the same)."""
-    return cross_entropy_with_grad(logits, target, **options)[0]
+    keyword_arguments(cross_entropy, options, LOSS_DEFAULTS)
+    return cross_entropy_with_grad(
+        logits, target, lse_out=lse_out, argmax_out=argmax_out, **options
+    )[0]
 
 
+@keyword_signature(LossKeywords, LOSS_DEFAULTS)
 def cross_entropy_with_grad(
     logits: npt.ArrayLike,
     target: npt.ArrayLike,
     *,
-    weight: npt.ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: Literal["mean", "sum", "none"] = "mean",
-    label_smoothing: float = 0.0,
-    temperature: float = 1.0,
-    softcap: float | None = None,
-    z_loss: float = 0.0,
     out: _Floats | None = None,
     lse_out: npt.NDArray[np.float64] | None = None,
     argmax_out: npt.NDArray[np.int64] | None = None,
+    **options: Unpack[LossKeywords],
 ) -> tuple[float | _Floats, _Floats]:
     """Row by row: z = x / T, or c tanh(x / c) / T with a softcap c (-inf kept);
     y = target distribution, s = softmax(z), lse = log sum exp z,
@@ -149,6 +161,10 @@ def cross_entropy_with_grad(
     grad_z = s (sum_j y_j + 2 z_loss lse) - y, grad_x = grad_z dz/dx;
     'mean' divides both by the summed target weights of the rows kept
     (hard targets) or by the row count (soft targets)."""
+    given = keyword_arguments(cross_entropy_with_grad, options, LOSS_DEFAULTS)
+    weight, ignore_index, reduction = given["weight"], given["ignore_index"], given["reduction"]
+    temperature, softcap, z_loss = given["temperature"], given["softcap"], given["z_loss"]
+    label_smoothing = given["label_smoothing"]
     x = as_float_array(logits, "logits")
     target = np.asarray(target)
     soft = target.dtype.kind == "f"
