@@ -162,7 +162,10 @@ def test_float64_matches_the_unfused_computation(kind, base, transform, reductio
     loss_only = fastsce.linear_cross_entropy(
         x, w, target, linear_bias=b, reduction=reduction, memory_budget=budget, **options
     )
-    np.testing.assert_array_equal(loss_only, result[0])  # the same rows, the same bits
+    # the loss alone, by tiles of classes (1100 > 1024): the same bound
+    assert_matches_unfused(
+        (loss_only, *result[1:]), x, w, b, target, reduction, options, np.float64
+    )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -174,6 +177,12 @@ def test_float32_within_what_the_gemms_allow(kind, base, bias, reduction):
         x, w, target, linear_bias=b, reduction=reduction, memory_budget=1e5, **options
     )
     assert_matches_unfused(result, x, w, b, target, reduction, options, np.float32)
+    loss_only = fastsce.linear_cross_entropy(
+        x, w, target, linear_bias=b, reduction=reduction, memory_budget=1e5, **options
+    )
+    assert_matches_unfused(
+        (loss_only, *result[1:]), x, w, b, target, reduction, options, np.float32
+    )
 
 
 @pytest.mark.parametrize(
@@ -194,6 +203,10 @@ def test_odd_shapes_and_chunk_boundaries(shape, budget):
         x, w, target, linear_bias=b, memory_budget=budget or None, **options
     )
     assert_matches_unfused(result, x, w, b, target, "mean", options, np.float64)
+    loss_only = fastsce.linear_cross_entropy(
+        x, w, target, linear_bias=b, memory_budget=budget or None, **options
+    )
+    assert_matches_unfused((loss_only, *result[1:]), x, w, b, target, "mean", options, np.float64)
 
 
 def test_leading_axes_keep_their_shape():
@@ -279,10 +292,10 @@ def test_bit_identical_on_one_and_two_threads(dtype, kind, base):
     for n_threads in (1, 2):
         fastsce.set_num_threads(n_threads)
         try:
+            kwargs = dict(linear_bias=b, memory_budget=7e5, **options)
+            loss_only = fastsce.linear_cross_entropy(x, w, target, reduction="none", **kwargs)
             results.append(
-                fastsce.linear_cross_entropy_with_grad(
-                    x, w, target, linear_bias=b, memory_budget=7e5, **options
-                )
+                (*fastsce.linear_cross_entropy_with_grad(x, w, target, **kwargs), loss_only)
             )
         finally:
             fastsce.set_num_threads(None)
@@ -347,6 +360,22 @@ def test_16_bit_input_is_widened_a_chunk_at_a_time(dtype, budget):
         )
         for actual, wanted in zip(result, expected):
             np.testing.assert_array_equal(actual, wanted)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("budget", [None, 2e5])
+def test_16_bit_input_of_the_loss_alone_by_tiles(dtype, budget):
+    """The loss alone (1100 classes: tiles) of 16-bit input is that of a float32 copy of
+    the input, bit for bit, with one chunk or several, strided rows included."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x, w, b, target, options = make_problem("hard", "everything", "all", np.float32, (60, 24, 1100))
+    half = x.astype(dtype)
+    for rows in (half, half[::2]):
+        t = target[: len(rows)] if rows is half else target[::2]
+        kwargs = dict(linear_bias=b, reduction="none", memory_budget=budget, **options)
+        expected = fastsce.linear_cross_entropy(rows.astype(np.float32), w, t, **kwargs)
+        np.testing.assert_array_equal(fastsce.linear_cross_entropy(rows, w, t, **kwargs), expected)
 
 
 def test_concurrent_calls_give_the_serial_results():
@@ -422,6 +451,21 @@ def test_allocates_one_chunk_of_logits_not_all_of_them(budget):
     assert extra <= logits_bytes // 10
 
 
+def test_the_loss_alone_holds_small_tiles_of_logits():
+    """By tiles of 1024 classes: buffers within the budget, per-row partials of 9 float64
+    per tile, per-row losses and indices."""
+    n_rows, n_features, n_classes = 4096, 8, 16384  # logits: 256 MiB in float32
+    rng = rng_for("memory", "loss alone")
+    x = rng.standard_normal((n_rows, n_features), dtype=np.float32)
+    w = rng.standard_normal((n_classes, n_features), dtype=np.float32)
+    target = rng.integers(0, n_classes, n_rows)
+    logits_bytes = n_rows * n_classes * 4
+    peak, _ = traced_peak(lambda: fastsce.linear_cross_entropy(x, w, target))
+    partials = n_rows * (n_classes // 1024) * 9 * 8
+    assert peak <= logits_bytes // 12 + 2 * partials + 8 * 8 * n_rows, (peak, partials)
+    assert peak <= logits_bytes // 10
+
+
 # ---------------------------------------------------------------------------
 # errors: cross_entropy's types and messages, nothing written
 
@@ -490,6 +534,23 @@ def test_non_finite_soft_target_raises_as_cross_entropy():
     soft = soft.copy()
     soft[2, 1] = np.inf
     assert_same_error({}, kind="soft", target=soft)
+
+
+@pytest.mark.parametrize("kind", ["hard", "soft"])
+def test_the_loss_alone_by_tiles_raises_as_cross_entropy(kind):
+    x, w, b, target, _ = make_problem(kind, "plain", "none", np.float64, (5, 3, 1100))
+    target = target.copy()
+    if kind == "hard":
+        target[3] = 1100
+    else:
+        target[3, 1050] = np.nan
+    with pytest.raises(ValueError) as expected:
+        fastsce.cross_entropy(x @ w.T + b, target)
+    copies = snapshot(x, w, b, target)
+    with pytest.raises(ValueError) as raised:
+        fastsce.linear_cross_entropy(x, w, target, linear_bias=b)
+    assert str(raised.value) == str(expected.value)
+    assert_unchanged([x, w, b, target], copies)
 
 
 def test_tiny_temperature_for_float32_raises_as_cross_entropy():

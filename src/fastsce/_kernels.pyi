@@ -51,6 +51,9 @@ def small_call(
 def xla_ffi_cross_entropy() -> object: ...  # a PyCapsule (types.CapsuleType)
 def set_xla_threads(limit: int, parallel_min_elements: int, row_cost_elements: int) -> None: ...
 def xla_threads_for(n_rows: int, n_elements: int) -> int: ...
+
+LINEAR_CLASS_TILE: int
+
 def load_blas(capi: dict[str, Any]) -> None: ...
 def linear_cross_entropy(
     x: _Floats,
@@ -66,6 +69,17 @@ def linear_cross_entropy(
     grad_bias: npt.NDArray[np.float64] | None,
     n_threads: int,
 ) -> tuple[int, float]: ...
+def linear_partials(
+    x: _Floats,
+    w: _Floats,
+    bias: _Floats | None,
+    index: npt.NDArray[np.int64] | None,
+    soft_target: _Floats | None,
+    options: Any,  # fastsce._loss.LossOptions (validated)
+    buffers: _Floats,
+    partials: npt.NDArray[np.float64],
+) -> tuple[int, float]: ...
+def reduced_loss(row_loss: npt.NDArray[np.float64], mean: bool, denominator: float) -> float: ...
 def openmp_enabled() -> bool: ...
 def openmp_max_threads() -> int: ...
 def block_partials(

@@ -48,7 +48,8 @@ ctypedef struct BlockCall:
     Py_ssize_t col0               # the block's first column in the row
     Py_ssize_t n_classes          # C, the row's length
     const cnp.int64_t *index      # IN class index per row, or NULL
-    const void *soft_target       # IN (n_rows, n) C-contiguous probabilities, or NULL
+    const void *soft_target       # IN (n_rows, n) probabilities, or NULL
+    Py_ssize_t soft_stride        # elements between their rows (>= n)
     const double *weight          # IN the class weights of the block's columns, or NULL
     cnp.int64_t ignore_index
     double smoothing              # eps
@@ -102,7 +103,7 @@ cdef inline void dense_target(const BlockCall *c, Py_ssize_t i, Py_ssize_t t,
             b[t] = <floating>(b[t] + (1.0 - eps) * c.weight[t])
         return
     # b_j = w_j ((1 - eps) y_j + eps / C)
-    y = <const floating *>c.soft_target + i * n
+    y = <const floating *>c.soft_target + i * c.soft_stride
     for j in range(n):
         b[j] = <floating>((1.0 - eps) * y[j] + eps / c.n_classes)
         if c.weight != NULL:
@@ -254,6 +255,7 @@ cdef run_block(BlockOp op, cnp.ndarray x, object index, object soft_target, obje
     c.n_classes = n_classes
     c.index = <const cnp.int64_t *>data_or_null(index)
     c.soft_target = data_or_null(soft_target)
+    c.soft_stride = c.n
     c.weight = <const double *>data_or_null(weight)
     c.ignore_index = options.ignore_index if options is not None else 0
     c.smoothing = options.smoothing if options is not None else 0.0

@@ -7,6 +7,14 @@ cross-entropy rows of `cross_entropy` on it (the gradient written over it), then
 dX[chunk] = G W, dW += Gᵀ X[chunk] and db += the column sums of G.  The extra memory is
 that buffer, (chunk_rows, V), plus O(n_rows + V).
 
+The loss alone never needs a row whole: with more than one tile of classes, each chunk's
+logits go tile by tile into one small buffer per thread, whose block partials (as
+fastsce.dask's, _kernels_blocks.pxi) are taken while it is in cache, and
+`_sharded.combine` merges a row's tiles in order into its loss.  Its chunks are larger
+(`tile_chunks`: TILE_BUFFERS buffers of (rows, CLASS_TILE) in the budget), so W is read
+fewer times; its values are those of the rows' kernel up to rounding (the order of the
+exp sums), not the same bits.
+
 Validation is `cross_entropy`'s (LossOptions, checked_targets, reported_loss: the same
 types, messages and order), with the logits' shape taken as input.shape[:-1] + (V,);
 targets are checked by the kernel before anything is computed.  The chunk size depends
@@ -23,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _blas
+from . import _blas, _sharded
 from . import _kernels as kernels
 from ._config import threads_for
 from ._keywords import keyword_arguments, keyword_signature
@@ -56,6 +64,9 @@ _Floats = npt.NDArray[np.floating[Any]]
 #: and the O(n_rows + V) rest stay under a tenth of the logits), and at least this many bytes
 DEFAULT_BUDGET_FRACTION = 1 / 12
 DEFAULT_BUDGET_MIN = 16 * 2**20
+#: the loss alone: the budget holds this many buffers of (chunk rows, CLASS_TILE) logits,
+#: one per thread (chunks of budget / (TILE_BUFFERS CLASS_TILE itemsize) rows)
+TILE_BUFFERS = 8
 
 LINEAR_PARAMETERS = (
     """
@@ -238,6 +249,10 @@ def _evaluate(
     target_array, index, soft_target = checked_targets(
         target, (*leading, n_classes), dtype, options
     )
+    logits_shape = (*leading, n_classes)
+    if not want_grad and n_classes > kernels.LINEAR_CLASS_TILE:
+        tiled = (target_array, index, soft_target)
+        return _loss_by_tiles(x, w, bias, tiled, options, memory_budget, logits_shape), None
     rows = chunk_rows(memory_budget, n_rows, n_classes, dtype.itemsize)
     # a chunk's work, in elements of the row kernel (about 16 flops each): its logits,
     # plus the GEMMs' 6 H flops per logit; threads share out the tiles and rows
@@ -269,7 +284,6 @@ def _evaluate(
             grad_bias,
             n_threads,
         )
-    logits_shape = (*leading, n_classes)
     result = reported_loss(
         first_bad, loss, row_loss, target_array, soft_target, options, logits_shape, dtype
     )
@@ -279,16 +293,71 @@ def _evaluate(
     return result, (grad_input.reshape(np.shape(input)), grad_weight, shaped_bias)
 
 
-def chunk_rows(memory_budget: object, n_rows: int, n_classes: int, itemsize: int) -> int:
-    """Rows per chunk: as many as `memory_budget` bytes of logits hold (the default:
-    DEFAULT_BUDGET_FRACTION of all the logits, at least DEFAULT_BUDGET_MIN), at least 1
-    and at most n_rows."""
-    row_bytes = n_classes * itemsize
+def _loss_by_tiles(
+    x: _Floats,
+    w: _Floats,
+    bias: _Floats | None,
+    targets: tuple[npt.NDArray[Any], npt.NDArray[np.int64] | None, _Floats | None],
+    options: LossOptions,
+    memory_budget: float | None,
+    logits_shape: tuple[int, ...],
+) -> float | _Floats:
+    """The loss alone, from the block partials of every tile of classes of every row
+    (targets: checked_targets's)."""
+    target_array, index, soft_target = targets
+    n_rows, n_features = x.shape
+    n_classes, dtype = w.shape[0], w.dtype
+    tile = kernels.LINEAR_CLASS_TILE
+    n_tiles = -(-n_classes // tile)
+    rows, n_buffers = tile_chunks(memory_budget, n_rows, n_classes, dtype.itemsize)
+    work = rows * n_classes * (1 + 6 * n_features // 16)  # as for the rows' chunks
+    n_threads = min(threads_for(rows * n_classes, work), n_tiles, n_buffers)
+    buffers = np.empty((n_threads, rows, tile), dtype)
+    partials = np.empty((n_tiles, n_rows, _sharded.PARTIAL_FIELDS))
+    with _blas.one_thread():
+        first_bad, denominator = kernels.linear_partials(
+            x, w, bias, index, soft_target, options, buffers, partials
+        )
+    row_loss, loss = None, math.nan
+    if first_bad < 0:
+        unit = 1.0 if options.softcap else options.inv_temperature
+        merged = _sharded.combine(partials, 0, unit, n_classes)[0]
+        hard = index is not None and (options.weight is None or options.smoothing == 0.0)
+        state = _sharded.row_state(merged, index, options, hard)
+        row_loss = np.ascontiguousarray(state[:, _sharded.S_LOSS])
+        loss = kernels.reduced_loss(row_loss, options.reduction == "mean", denominator)
+    return reported_loss(
+        first_bad, loss, row_loss, target_array, soft_target, options, logits_shape, dtype
+    )
+
+
+def _budget_bytes(memory_budget: object, n_rows: int, row_bytes: int) -> float:
+    """`memory_budget`, or the default: DEFAULT_BUDGET_FRACTION of all the logits, at
+    least DEFAULT_BUDGET_MIN."""
     if memory_budget is None:
-        budget = max(n_rows * row_bytes * DEFAULT_BUDGET_FRACTION, DEFAULT_BUDGET_MIN)
-    else:
-        budget = _positive_finite(memory_budget, "memory_budget")
-    return max(1, min(n_rows, int(budget // row_bytes)))
+        return max(n_rows * row_bytes * DEFAULT_BUDGET_FRACTION, DEFAULT_BUDGET_MIN)
+    return _positive_finite(memory_budget, "memory_budget")
+
+
+def chunk_rows(memory_budget: object, n_rows: int, n_classes: int, itemsize: int) -> int:
+    """Rows per chunk: as many as the budget's bytes of logits hold, at least 1 and at
+    most n_rows."""
+    row_bytes = n_classes * itemsize
+    return max(1, min(n_rows, int(_budget_bytes(memory_budget, n_rows, row_bytes) // row_bytes)))
+
+
+def tile_chunks(
+    memory_budget: object, n_rows: int, n_classes: int, itemsize: int
+) -> tuple[int, int]:
+    """(rows per chunk, buffers) of the loss alone: chunks of equal size (the last one
+    shorter by less than their number) of at most budget / (TILE_BUFFERS tile) rows, tile
+    = CLASS_TILE itemsize bytes, and as many (rows, CLASS_TILE) buffers as the budget
+    holds (at least 1).  Neither depends on the thread count."""
+    budget = _budget_bytes(memory_budget, n_rows, n_classes * itemsize)
+    tile_bytes = kernels.LINEAR_CLASS_TILE * itemsize
+    most = max(1, min(n_rows, int(budget // (TILE_BUFFERS * tile_bytes))))
+    rows = -(-n_rows // -(-n_rows // most)) if n_rows else 1
+    return rows, max(1, int(budget // (rows * tile_bytes)))
 
 
 def _operands(
