@@ -87,9 +87,9 @@ ctypedef struct LinearCall:
     const void *bias              # IN (V,), or NULL
     Py_ssize_t n_classes          # V
     Py_ssize_t n_features         # H
-    void *logits                  # (chunk_rows, V) C-contiguous: L, then G in place; the
-                                  # loss alone: (workers, chunk_rows, CLASS_TILE)
-    Py_ssize_t n_rows
+    void *logits                  # (chunk_rows, V) C-contiguous: L, then G in place, or
+    #                               the loss alone's (workers, chunk_rows, CLASS_TILE)
+    Py_ssize_t n_rows             # all the rows
     Py_ssize_t start              # the chunk: rows [start, start + rows)
     Py_ssize_t rows
     bint first                    # the first chunk: dW and db are set, not added to
