@@ -66,7 +66,7 @@ DEFAULT_BUDGET_FRACTION = 1 / 12
 DEFAULT_BUDGET_MIN = 16 * 2**20
 #: the loss alone: the budget holds this many buffers of (chunk rows, CLASS_TILE) logits,
 #: one per thread (chunks of budget / (TILE_BUFFERS CLASS_TILE itemsize) rows)
-TILE_BUFFERS = 8
+TILE_BUFFERS = 4
 
 LINEAR_PARAMETERS = (
     """
