@@ -136,7 +136,9 @@ linear_cross_entropy.__doc__ = f"""Softmax cross-entropy of the logits
         an array of shape input.shape[:-1] in the compute dtype.
 {LINEAR_RAISES}
 {LOSS_NOTES}
-    The logits are computed chunk by chunk (BLAS GEMMs) and never held whole.
+    The logits are computed chunk by chunk (BLAS GEMMs) and never held whole; beyond
+    1024 classes, by tiles of 1024 classes reduced to per-row partials, so the loss is
+    that of `linear_cross_entropy_with_grad` up to rounding, not bit for bit.
 
     Examples
     --------
