@@ -31,12 +31,12 @@ Design
 """
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ QUIET_PROBE_SECONDS = 0.2
 MISSING = "—"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Section:
     """One task: the systems that perform it and the floor they are measured against."""
 
@@ -98,12 +98,9 @@ LOSS_ONLY = Section(
 
 
 #: rows of 17-512 classes, whose fixed cost per row long rows amortise
-SHORT_ROWS = Section(
+SHORT_ROWS = dataclasses.replace(
+    LOSS_AND_GRAD,
     title="Short rows: loss + gradient (reduction='mean'), per element",
-    systems=LOSS_AND_GRAD.systems,
-    floors=LOSS_AND_GRAD.floors,
-    floor_label="bandwidth floor",
-    passes=2,
     sizes=((1024, 17), (1024, 20), (1024, 32), (1024, 64), (1024, 100), (2048, 256), (512, 512)),
     per_element=True,
 )
@@ -185,7 +182,7 @@ PLOTTED = dict.fromkeys(
 COLOURS = {name: f"C{index}" for index, name in enumerate(PLOTTED)}
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Row:
     """Best seconds per call of each system (None: not measured) for one case."""
 

@@ -341,41 +341,30 @@ def test_compute_dtype_follows_input_and_weight():
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("budget", [None, 3e4])
-def test_16_bit_input_is_widened_a_chunk_at_a_time(dtype, budget):
+@pytest.mark.parametrize(
+    ("function", "n_classes", "budget"),
+    [
+        (fastsce.linear_cross_entropy_with_grad, 300, None),
+        (fastsce.linear_cross_entropy_with_grad, 300, 3e4),
+        (fastsce.linear_cross_entropy, 1100, None),  # the loss alone: by tiles
+        (fastsce.linear_cross_entropy, 1100, 2e5),
+    ],
+    ids=["grad-one-chunk", "grad-chunks", "loss-one-chunk", "loss-chunks"],
+)
+def test_16_bit_input_is_widened_a_chunk_at_a_time(dtype, function, n_classes, budget):
     """float16 / bfloat16 input (float32 weight) is converted chunk by chunk (never
     whole): the results of a float32 copy of the input, bit for bit, with one chunk or
-    several, strided rows included."""
+    several, strided rows included, with the gradients and for the loss alone."""
     if dtype == "bfloat16":
         dtype = pytest.importorskip("ml_dtypes").bfloat16
-    x, w, b, target, options = make_problem("hard", "everything", "all", np.float32, (60, 24, 300))
+    x, w, b, target, options = make_problem(
+        "hard", "everything", "all", np.float32, (60, 24, n_classes)
+    )
     half = x.astype(dtype)
-    for rows in (half, half[::2]):
-        t = target[: len(rows)] if rows is half else target[::2]
-        expected = fastsce.linear_cross_entropy_with_grad(
-            rows.astype(np.float32), w, t, linear_bias=b, memory_budget=budget, **options
-        )
-        result = fastsce.linear_cross_entropy_with_grad(
-            rows, w, t, linear_bias=b, memory_budget=budget, **options
-        )
-        for actual, wanted in zip(result, expected):
-            np.testing.assert_array_equal(actual, wanted)
-
-
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("budget", [None, 2e5])
-def test_16_bit_input_of_the_loss_alone_by_tiles(dtype, budget):
-    """The loss alone (1100 classes: tiles) of 16-bit input is that of a float32 copy of
-    the input, bit for bit, with one chunk or several, strided rows included."""
-    if dtype == "bfloat16":
-        dtype = pytest.importorskip("ml_dtypes").bfloat16
-    x, w, b, target, options = make_problem("hard", "everything", "all", np.float32, (60, 24, 1100))
-    half = x.astype(dtype)
-    for rows in (half, half[::2]):
-        t = target[: len(rows)] if rows is half else target[::2]
+    for rows, t in ((half, target), (half[::2], target[::2])):
         kwargs = dict(linear_bias=b, reduction="none", memory_budget=budget, **options)
-        expected = fastsce.linear_cross_entropy(rows.astype(np.float32), w, t, **kwargs)
-        np.testing.assert_array_equal(fastsce.linear_cross_entropy(rows, w, t, **kwargs), expected)
+        expected = function(rows.astype(np.float32), w, t, **kwargs)
+        np.testing.assert_equal(function(rows, w, t, **kwargs), expected)
 
 
 def test_concurrent_calls_give_the_serial_results():
