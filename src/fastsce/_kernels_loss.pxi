@@ -513,22 +513,45 @@ cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b) noexcept:
     return a0 < b1 and b0 < a0 + cnp.PyArray_NBYTES(a)
 
 
-cdef inline object as_int64_indices(object target):
-    """`target` as a C-contiguous native int64 1-D array, converted from any integer
+cdef const cnp.int64_t *int64_indices(object target, Py_ssize_t n_rows,
+                                      cnp.int64_t *buffer) noexcept:
+    """`target`'s n_rows class indices as int64: its own memory when it is a C-contiguous
+    native int64 vector, else converted into buffer (n_rows elements) from any integer
     dtype whose values int64 holds exactly (not uint64, whose large values would wrap
-    onto valid indices or ignore_index); None for anything else."""
+    onto valid indices or ignore_index); NULL for anything else."""
     if type(target) is not cnp.ndarray:
-        return None
+        return NULL
     cdef cnp.ndarray t = <cnp.ndarray>target
     cdef int typenum = cnp.PyArray_TYPE(t)
-    if cnp.PyArray_NDIM(t) != 1 or not cnp.PyArray_ISNOTSWAPPED(t):
-        return None
+    cdef Py_ssize_t i, size = cnp.PyArray_ITEMSIZE(t)
+    if (cnp.PyArray_NDIM(t) != 1 or cnp.PyArray_DIM(t, 0) != n_rows
+            or not cnp.PyArray_ISNOTSWAPPED(t) or not cnp.PyArray_ISALIGNED(t)
+            or not cnp.PyTypeNum_ISINTEGER(typenum)):
+        return NULL
     if typenum == cnp.NPY_INT64 and cnp.PyArray_ISCARRAY_RO(t):
-        return t
-    cdef bint wide_unsigned = cnp.PyTypeNum_ISUNSIGNED(typenum) and cnp.PyArray_ITEMSIZE(t) >= 8
-    if not cnp.PyTypeNum_ISINTEGER(typenum) or wide_unsigned:
-        return None
-    return cnp.PyArray_Cast(t, cnp.NPY_INT64)
+        return <const cnp.int64_t *>cnp.PyArray_DATA(t)
+    cdef const char *data = <const char *>cnp.PyArray_DATA(t)
+    cdef Py_ssize_t stride = cnp.PyArray_STRIDE(t, 0)
+    cdef bint signed = cnp.PyTypeNum_ISSIGNED(typenum)
+    if size == 8 and not signed:
+        return NULL
+    for i in range(n_rows):                 # each width and signedness read as itself
+        if size == 1 and signed:
+            buffer[i] = (<const cnp.int8_t *>data)[0]
+        elif size == 1:
+            buffer[i] = (<const cnp.uint8_t *>data)[0]
+        elif size == 2 and signed:
+            buffer[i] = (<const cnp.int16_t *>data)[0]
+        elif size == 2:
+            buffer[i] = (<const cnp.uint16_t *>data)[0]
+        elif size == 4 and signed:
+            buffer[i] = (<const cnp.int32_t *>data)[0]
+        elif size == 4:
+            buffer[i] = (<const cnp.uint32_t *>data)[0]
+        else:
+            buffer[i] = (<const cnp.int64_t *>data)[0]
+        data += stride
+    return buffer
 
 
 cdef inline bint is_python_real(object value) noexcept:
@@ -588,13 +611,12 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
             x_stride = cnp.PyArray_STRIDE(x, 0) // itemsize    # rows contiguous: read in place
         else:
             x = cnp.PyArray_NewCopy(x, cnp.NPY_CORDER)         # e.g. Fortran order
-    cdef object indices = as_int64_indices(target)
-    if indices is None:
-        return None
-    cdef cnp.ndarray t = <cnp.ndarray>indices
     cdef Py_ssize_t n_rows = cnp.PyArray_DIM(x, 0), n_classes = cnp.PyArray_DIM(x, 1)
-    if (cnp.PyArray_NDIM(t) != 1 or cnp.PyArray_DIM(t, 0) != n_rows or n_classes == 0
-            or n_rows > SMALL_CALL_MAX_ROWS):
+    if n_classes == 0 or n_rows > SMALL_CALL_MAX_ROWS:
+        return None
+    cdef cnp.int64_t index_buffer[SMALL_CALL_MAX_ROWS]
+    cdef const cnp.int64_t *indices = int64_indices(target, n_rows, index_buffer)
+    if indices == NULL:
         return None
     cdef cnp.ndarray g = None
     if want_grad:
@@ -606,16 +628,15 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
             g = <cnp.ndarray>out
             if (not cnp.PyArray_ISWRITEABLE(g) or cnp.PyArray_NDIM(g) != 2
                     or cnp.PyArray_DIM(g, 0) != n_rows or cnp.PyArray_DIM(g, 1) != n_classes
-                    or overlaps(g, t) or overlaps(g, <cnp.ndarray>target)
+                    or overlaps(g, <cnp.ndarray>target)
                     or (overlaps(g, <cnp.ndarray>logits) and g is not logits)):
                 return None
     cdef LossCall c
     cdef double row_loss[SMALL_CALL_MAX_ROWS]
     cdef double kept
-    if check_class_indices(<const cnp.int64_t *>cnp.PyArray_DATA(t), n_rows, n_classes,
-                           ignore_index, NULL, &kept) >= 0:
+    if check_class_indices(indices, n_rows, n_classes, ignore_index, NULL, &kept) >= 0:
         return None
-    set_plain_call(&c, x, x_stride, <const cnp.int64_t *>cnp.PyArray_DATA(t), ignore_index,
+    set_plain_call(&c, x, x_stride, indices, ignore_index,
                    smoothing, grad_scale_of(mean, kept), row_loss,
                    NULL if g is None else cnp.PyArray_DATA(g))
     cdef Py_ssize_t work = n_rows * (n_classes + row_cost_elements)
