@@ -16,6 +16,7 @@
   CPU is free for the second Python thread while the kernel runs.
 """
 
+import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -264,3 +265,44 @@ def test_small_calls_keep_the_gil_and_the_method_detects_it(name):
             SMALL[name]()
 
     assert progress_of_another_thread_during(many_small_calls) == 0
+
+
+RACING_TARGET = """
+import threading
+import numpy as np
+import fastsce
+
+x = np.random.default_rng(0).standard_normal((1024, 2000)).astype(np.float32)
+grad = np.empty_like(x)
+target = np.zeros(1024, np.int64)
+done = False
+
+
+def flip():  # an index out of range, then a valid one, over and over
+    while not done:
+        target[1000] = 2**40
+        target[1000] = 0
+
+
+thread = threading.Thread(target=flip)
+thread.start()
+for _ in range(150):
+    for options in ({}, {"temperature": np.float64(1.0)}):  # the fast path, the other
+        try:
+            fastsce.cross_entropy_with_grad(x, target, out=grad, **options)
+        except ValueError:
+            pass  # the index was out of range when it was checked
+done = True
+thread.join()
+print("ok")
+"""
+
+
+def test_a_target_changed_during_a_call_cannot_crash_it():
+    """The kernels check the class indices, then read them again: they read a copy, so
+    another thread changing the caller's array in between cannot make them index
+    outside a row (run in a child process: the failure it guards against is a crash)."""
+    result = subprocess.run(
+        [sys.executable, "-c", RACING_TARGET], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

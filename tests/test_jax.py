@@ -484,7 +484,8 @@ def test_the_thread_count_is_fastsces_when_the_call_runs(restore_threads):
     limit = min(fastsce._config.USABLE_CPUS, fastsce._kernels.openmp_max_threads())
     for n_threads in (1, 2, None):
         fastsce.set_num_threads(n_threads)
-        expected = fastsce._config.threads_for(n_rows, n_rows * n_classes)
+        work = fastsce._config.row_work(n_rows, n_rows * n_classes)
+        expected = fastsce._config.threads_for(n_rows, work)
         assert fastsce._kernels.xla_threads_for(n_rows, n_rows * n_classes) == expected
         assert expected == min(n_threads or limit, limit)
     assert fastsce._kernels.xla_threads_for(8, 80) == 1  # small: one thread

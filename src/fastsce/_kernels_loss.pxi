@@ -150,9 +150,9 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
                     floating *scratch, floating *grad) noexcept nogil:
     """Rows [start, stop): row_loss (and lse, argmax, gradient when asked)."""
     cdef Py_ssize_t i, j, t, n = c.n_classes
-    cdef floating *b = scratch
-    cdef floating *z_buffer = scratch + n
-    cdef floating *dz_dx = scratch + 2 * n
+    cdef floating *b = scratch                   # NULL when the options need no scratch
+    cdef floating *z_buffer = NULL if scratch == NULL else scratch + n
+    cdef floating *dz_dx = NULL if scratch == NULL else scratch + 2 * n
     cdef const floating *x_row
     cdef const floating *z
     cdef const floating *y
@@ -200,7 +200,8 @@ cdef void loss_rows(const floating *x, const LossCall *c, Py_ssize_t start, Py_s
         ignored = c.index != NULL and c.index[i] == c.ignore_index
         if c.index != NULL and (c.weight == NULL or eps == 0.0):
             targets.target = <const int64_t *>c.index + i
-            hard_rows(z, n, 1, n, &targets, z_shift, &loss, g, &lse, next)
+            hard_rows(z, n, 1, n, &targets, z_shift, &loss, g,
+                      NULL if c.row_lse == NULL else &lse, next)
         elif ignored:
             loss = 0.0
             if c.row_lse != NULL:
@@ -234,11 +235,11 @@ cdef void loss_range(void *call, Py_ssize_t start, Py_ssize_t stop, int worker) 
     cdef const LossCall *c = <const LossCall *>call
     cdef Py_ssize_t offset = worker * SCRATCH_ROWS * c.n_classes
     if c.single:
-        loss_rows(<const float *>c.logits, c, start, stop, <float *>c.scratch + offset,
-                  <float *>c.grad)
+        loss_rows(<const float *>c.logits, c, start, stop,
+                  NULL if c.scratch == NULL else <float *>c.scratch + offset, <float *>c.grad)
     else:
-        loss_rows(<const double *>c.logits, c, start, stop, <double *>c.scratch + offset,
-                  <double *>c.grad)
+        loss_rows(<const double *>c.logits, c, start, stop,
+                  NULL if c.scratch == NULL else <double *>c.scratch + offset, <double *>c.grad)
 
 
 cdef double sum_in_order(const double *values, Py_ssize_t n) noexcept nogil:
@@ -515,10 +516,11 @@ cdef inline bint overlaps(cnp.ndarray a, cnp.ndarray b) noexcept:
 
 cdef const cnp.int64_t *int64_indices(object target, Py_ssize_t n_rows,
                                       cnp.int64_t *buffer) noexcept:
-    """`target`'s n_rows class indices as int64: its own memory when it is a C-contiguous
-    native int64 vector, else converted into buffer (n_rows elements) from any integer
-    dtype whose values int64 holds exactly (not uint64, whose large values would wrap
-    onto valid indices or ignore_index); NULL for anything else."""
+    """`target`'s n_rows class indices copied into buffer as int64, from any integer dtype
+    whose values int64 holds exactly (not uint64, whose large values would wrap onto
+    valid indices or ignore_index); NULL for anything else.  Always a copy: the kernel
+    checks the indices, then reads them again, so another thread changing the caller's
+    array in between cannot make it index outside a row."""
     if type(target) is not cnp.ndarray:
         return NULL
     cdef cnp.ndarray t = <cnp.ndarray>target
@@ -528,8 +530,6 @@ cdef const cnp.int64_t *int64_indices(object target, Py_ssize_t n_rows,
             or not cnp.PyArray_ISNOTSWAPPED(t) or not cnp.PyArray_ISALIGNED(t)
             or not cnp.PyTypeNum_ISINTEGER(typenum)):
         return NULL
-    if typenum == cnp.NPY_INT64 and cnp.PyArray_ISCARRAY_RO(t):
-        return <const cnp.int64_t *>cnp.PyArray_DATA(t)
     cdef const char *data = <const char *>cnp.PyArray_DATA(t)
     cdef Py_ssize_t stride = cnp.PyArray_STRIDE(t, 0)
     cdef bint signed = cnp.PyTypeNum_ISSIGNED(typenum)

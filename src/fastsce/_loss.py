@@ -768,13 +768,13 @@ def _class_indices(
     logits_shape: tuple[int, ...],
     ignore_index: int,
 ) -> npt.NDArray[np.int64]:
-    """Flat int64 class indices, shape-checked (values are checked by the kernel)."""
+    """Flat int64 class indices, shape-checked (values are checked by the kernel), always
+    a copy of the caller's: the kernel checks the values, then reads them again, so
+    another thread changing the caller's array in between cannot make it index outside
+    a row (the copy is a vector per row, small beside the logits)."""
     check_index_shape(target.shape, logits_shape)
     if target.dtype.kind == "u" and target.size and target.max() > INT64_MAX:
         _raise_bad_class_index(
             target, int(np.argmax(target.reshape(-1) > INT64_MAX)), logits_shape[-1], ignore_index
         )
-    index = target if target.ndim == 1 else target.reshape(-1)
-    if index.dtype is not INT64 or not index.flags.c_contiguous:
-        index = np.ascontiguousarray(index, dtype=INT64)
-    return index
+    return np.array(target.reshape(-1), dtype=INT64, order="C")
