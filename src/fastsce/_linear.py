@@ -43,6 +43,7 @@ from ._loss import (
     LossOptions,
     _positive_finite,
     checked_targets,
+    own_indices,
     reported_loss,
 )
 from ._validation import (
@@ -251,6 +252,8 @@ def _evaluate(
     target_array, index, soft_target = checked_targets(
         target, (*leading, n_classes), dtype, options
     )
+    if index is not None:
+        index = own_indices(index, target_array)
     logits_shape = (*leading, n_classes)
     if not want_grad and n_classes > kernels.LINEAR_CLASS_TILE:
         tiled = (target_array, index, soft_target)

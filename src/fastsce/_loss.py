@@ -367,6 +367,8 @@ def run(
     dtype = FLOAT32 if sixteen_bit else array.dtype
     check_inverse_temperature(options.inv_temperature, dtype)
     target_array, index, soft_target = checked_targets(target, array.shape, dtype, options)
+    if index is not None:
+        index = own_indices(index, target_array, buffers)
 
     inputs = (("logits", logits), ("target", target), ("weight", options.weight_input))
     grad: _Floats | None = None
@@ -485,6 +487,15 @@ class ReusedBuffers:
     def __init__(self) -> None:
         self.row_loss = np.empty(0, FLOAT64)
         self.scratch: dict[np.dtype[Any], _Floats] = {}
+        self.index = np.empty(0, INT64)
+
+    def indices(self, index: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """A copy of `index` in the kept int64 array."""
+        if self.index.size < index.size:
+            self.index = np.empty(index.size, INT64)
+        copy = self.index[: index.size]
+        np.copyto(copy, index)
+        return copy
 
     def arrays(
         self, n_rows: int, n_scratch: int, dtype: np.dtype[Any]
@@ -768,13 +779,27 @@ def _class_indices(
     logits_shape: tuple[int, ...],
     ignore_index: int,
 ) -> npt.NDArray[np.int64]:
-    """Flat int64 class indices, shape-checked (values are checked by the kernel), always
-    a copy of the caller's: the kernel checks the values, then reads them again, so
-    another thread changing the caller's array in between cannot make it index outside
-    a row (the copy is a vector per row, small beside the logits)."""
+    """Flat int64 class indices, shape-checked (values are checked by the kernel); the
+    caller's own memory when it is already that (see own_indices)."""
     check_index_shape(target.shape, logits_shape)
     if target.dtype.kind == "u" and target.size and target.max() > INT64_MAX:
         _raise_bad_class_index(
             target, int(np.argmax(target.reshape(-1) > INT64_MAX)), logits_shape[-1], ignore_index
         )
-    return np.array(target.reshape(-1), dtype=INT64, order="C")
+    index = target if target.ndim == 1 else target.reshape(-1)
+    if index.dtype is not INT64 or not index.flags.c_contiguous:
+        index = np.ascontiguousarray(index, dtype=INT64)
+    return index
+
+
+def own_indices(
+    index: npt.NDArray[np.int64], target: object, buffers: ReusedBuffers | None = None
+) -> npt.NDArray[np.int64]:
+    """`index`, or a copy of it when it is the caller's `target` memory: a kernel checks
+    the class indices, then reads them again, so another thread changing the caller's
+    array in between must not reach it (it could make the kernel index outside a row).
+    The copy is one int64 per row, in `buffers` when given (no allocation per call)."""
+    if not np.may_share_memory(index, target):  # already converted: a private array
+        return index
+    copy: npt.NDArray[np.int64] = index.copy() if buffers is None else buffers.indices(index)
+    return copy
