@@ -50,7 +50,7 @@ CYTHON_DEPENDS = sorted(
 )
 #: the row helpers: one translation unit per instruction set, and the dispatcher; then
 #: fsce_xla_ffi.c, the XLA FFI side of fastsce.jax's handler, against the pinned C API
-#: header in csrc/xla_ffi/ (so the build never needs jax)
+#: header in csrc/third_party/xla_ffi/ (so the build never needs jax)
 C_HELPERS = [
     "csrc/fsce_dispatch.c",
     "csrc/fsce_rows_baseline.c",

@@ -6,7 +6,7 @@
  * (XLA's own memory, row-major: no copy), its attributes (the loss options, fixed when
  * the JAX function was traced) and the API table, whose XLA_FFI_Error_Create is the
  * only way a handler reports an error.  This file is the layer that knows the C API
- * (csrc/xla_ffi/c_api.h, pinned): it checks struct sizes, answers XLA's metadata query,
+ * (csrc/third_party/xla_ffi/c_api.h, pinned): it checks struct sizes, answers XLA's metadata query,
  * reads the buffers and attributes into one plain struct, widens what the kernel reads
  * in other types (class indices to int64, class weights to float64) and writes the
  * error messages, which are fastsce's own.  It holds no state: every function works on
@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "xla_ffi/c_api.h"
+#include "third_party/xla_ffi/c_api.h"
 
 enum { FSCE_XLA_NONE = 0, FSCE_XLA_MEAN = 1, FSCE_XLA_SUM = 2 };
 
