@@ -66,17 +66,17 @@ def blocked(logits, target, reduction, options, edges, n_threads=1):
     blocks = list(itertools.pairwise(edges))
 
     def block_of(a, b):
-        """The kernels' arguments for columns [a, b): x, index, soft target, weight, col0, C."""
-        parts = [
+        """The kernels' ColumnBlock of columns [a, b)."""
+        x_block, soft_block, weight_block = [
             None if v is None else np.ascontiguousarray(v[..., a:b])
             for v in (rows, soft_rows, weight)
         ]
-        return parts[0], index, parts[1], parts[2], a, n_classes, validated
+        return sharded.ColumnBlock(x_block, index, soft_block, weight_block, a, n_classes)
 
     partials = []
     for a, b in blocks:
         partial = np.empty((len(rows), sharded.PARTIAL_FIELDS))
-        kernels.block_partials(*block_of(a, b), partial, n_threads)
+        kernels.block_partials(block_of(a, b), validated, partial, n_threads)
         partials.append(partial)
     unit = 1.0 if validated.softcap else validated.inv_temperature
     merged = sharded.combine(np.stack(partials, axis=1), 1, unit, n_classes)[:, 0]
@@ -90,7 +90,7 @@ def blocked(logits, target, reduction, options, edges, n_threads=1):
     grad = np.empty(rows.shape, x.dtype)
     for a, b in blocks:
         block = np.empty((len(rows), b - a), x.dtype)
-        kernels.block_gradient(*block_of(a, b), scale, state, block, n_threads)
+        kernels.block_gradient(block_of(a, b), validated, scale, state, block, n_threads)
         grad[:, a:b] = block
     row_loss = state[:, sharded.S_LOSS]
     if reduction == "none":
@@ -195,8 +195,8 @@ def state_of(x, edges, inv_temperature=1.0):
     partials = []
     for a, b in itertools.pairwise(edges):
         partial = np.empty((len(x), sharded.PARTIAL_FIELDS))
-        block = np.ascontiguousarray(x[:, a:b])
-        kernels.block_partials(block, None, None, None, a, n_classes, options, partial, 1)
+        block = sharded.ColumnBlock(np.ascontiguousarray(x[:, a:b]), None, None, None, a, n_classes)
+        kernels.block_partials(block, options, partial, 1)
         partials.append(partial)
     merged = sharded.combine(np.stack(partials, axis=1), 1, inv_temperature, n_classes)[:, 0]
     return sharded.row_state(merged, None, options, False)

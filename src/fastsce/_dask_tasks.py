@@ -219,6 +219,20 @@ def rows_block(
     return row_loss.reshape(x.shape[:-1]), None if grad is None else grad.reshape(x.shape)
 
 
+def column_block(
+    x: npt.NDArray[Any],
+    target: npt.NDArray[Any] | None,
+    soft: bool,
+    weight: npt.NDArray[np.float64] | None,
+    col0: int,
+    n_classes: int,
+) -> sharded.ColumnBlock:
+    """A block of logits (columns col0 onwards of rows of n_classes) and its targets, as
+    the block kernels read them."""
+    index, soft_rows = target_rows(target, soft)
+    return sharded.ColumnBlock(rows_of(x), index, soft_rows, weight, col0, n_classes)
+
+
 def item(pair: tuple[Any, ...], which: int) -> Any:
     return pair[which]
 
@@ -240,10 +254,9 @@ def partials_block(
     """(*lead, 1, PARTIAL_FIELDS): the block's partials, one kernel call (`checked`: the
     denominator, a dependency that orders the target check first)."""
     del checked
-    rows = rows_of(x)
-    index, soft_rows = target_rows(target, soft)
-    partials = np.empty((rows.shape[0], sharded.PARTIAL_FIELDS))
-    kernels.block_partials(rows, index, soft_rows, weight, col0, n_classes, options, partials, 1)
+    block = column_block(x, target, soft, weight, col0, n_classes)
+    partials = np.empty((block.x.shape[0], sharded.PARTIAL_FIELDS))
+    kernels.block_partials(block, options, partials, 1)
     return partials.reshape(x.shape[:-1] + (1, sharded.PARTIAL_FIELDS))
 
 
@@ -281,16 +294,10 @@ def gradient_block(
     n_classes: int,
 ) -> npt.NDArray[Any]:
     """The block's gradient from its logits and the row state, one kernel call."""
-    rows = rows_of(x)
-    index, soft_rows = target_rows(target, target.ndim == x.ndim)
-    grad = np.empty(rows.shape, x.dtype)
+    block = column_block(x, target, target.ndim == x.ndim, weight, col0, n_classes)
+    grad = np.empty(block.x.shape, x.dtype)
     kernels.block_gradient(
-        rows,
-        index,
-        soft_rows,
-        weight,
-        col0,
-        n_classes,
+        block,
         options,
         float(scale),
         np.ascontiguousarray(state.reshape(-1, sharded.STATE_FIELDS)),

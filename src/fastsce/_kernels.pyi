@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fastsce._sharded import ColumnBlock
+
 _Floats = npt.NDArray[np.floating[Any]]
 
 def softmax(x: _Floats, inv_temperature: float, out: _Floats, n_threads: int) -> None: ...
@@ -83,26 +85,16 @@ def reduced_loss(row_loss: npt.NDArray[np.float64], mean: bool, denominator: flo
 def openmp_enabled() -> bool: ...
 def openmp_max_threads() -> int: ...
 def block_partials(
-    x: _Floats,
-    index: npt.NDArray[np.int64] | None,
-    soft_target: _Floats | None,
-    weight: npt.NDArray[np.float64] | None,
-    col0: int,
-    n_classes: int,
+    block: ColumnBlock,
     options: Any,  # fastsce._loss.LossOptions (validated)
     partials: npt.NDArray[np.float64],
     n_threads: int,
 ) -> None: ...
 def block_gradient(
-    x: _Floats,
-    index: npt.NDArray[np.int64] | None,
-    soft_target: _Floats | None,
-    weight: npt.NDArray[np.float64] | None,
-    col0: int,
-    n_classes: int,
-    options: Any,
+    block: ColumnBlock,
+    options: Any,  # fastsce._loss.LossOptions (validated)
     grad_scale: float,
-    state: npt.NDArray[np.float64],
+    state: npt.NDArray[np.float64],  # fastsce._sharded.row_state of the loss
     out: _Floats,
     n_threads: int,
 ) -> None: ...
@@ -110,7 +102,7 @@ def block_softmax(
     x: _Floats,
     inv_temperature: float,
     log: bool,
-    state: npt.NDArray[np.float64],
+    state: npt.NDArray[np.float64],  # fastsce._sharded.row_state of a log-sum-exp
     out: _Floats,
     n_threads: int,
 ) -> None: ...

@@ -239,12 +239,15 @@ cdef void block_range(void *call, Py_ssize_t start, Py_ssize_t stop, int worker)
         block_rows(<const double *>c.x, c, start, stop, <double *>c.scratch + offset)
 
 
-cdef run_block(BlockOp op, cnp.ndarray x, object index, object soft_target, object weight,
-               Py_ssize_t col0, Py_ssize_t n_classes, object options, double inv_temperature,
+cdef run_block(BlockOp op, object block, object options, double inv_temperature,
                double grad_scale, object state, cnp.ndarray out, int n_threads):
-    """Fill a BlockCall and run it over the rows, with malloc'ed scratch rows (options:
-    ignore_index, smoothing, softcap; None for the softmax family)."""
+    """Fill a BlockCall and run it over the rows, with malloc'ed scratch rows (block: a
+    fastsce._sharded.ColumnBlock, or a tuple of its fields; options: ignore_index,
+    smoothing, softcap; None for the softmax family)."""
     cdef BlockCall c
+    cdef cnp.ndarray x
+    cdef Py_ssize_t col0, n_classes
+    x, index, soft_target, weight, col0, n_classes = block
     cdef Py_ssize_t n_rows = x.shape[0]
     c.op = op
     c.single = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
@@ -278,37 +281,29 @@ cdef run_block(BlockOp op, cnp.ndarray x, object index, object soft_target, obje
 # ---------------------------------------------------------------------------
 # entry points (arrays already validated by fastsce.dask)
 
-def block_partials(cnp.ndarray x, object index, object soft_target, object weight,
-                   Py_ssize_t col0, Py_ssize_t n_classes, object options,
-                   cnp.ndarray partials, int n_threads):
-    """partials (n_rows, PARTIAL_FIELDS) float64 C-contiguous of the block x of columns
-    [col0, col0 + n) of rows of n_classes classes.
-
-    x (n_rows, n) float32/float64 with contiguous rows; index int64 (n_rows,) (any values:
-    a class outside the block is not in it) or None; soft_target (n_rows, n) of x's dtype,
-    C-contiguous, or None (with index None too: the log-sum-exp terms only); weight
-    float64 (n,), the block's class weights, or None; options: ignore_index, smoothing,
-    softcap (0 for none), inv_temperature (fastsce._loss.LossOptions), or None.
-    """
-    run_block(PARTIALS, x, index, soft_target, weight, col0, n_classes, options,
-              options.inv_temperature, 1.0, None, partials, n_threads)
+def block_partials(object block, object options, cnp.ndarray partials, int n_threads):
+    """partials (n_rows, PARTIAL_FIELDS) float64 C-contiguous of the block, a
+    fastsce._sharded.ColumnBlock (its fields' layout there); options: ignore_index,
+    smoothing, softcap (0 for none), inv_temperature (fastsce._loss.LossOptions)."""
+    run_block(PARTIALS, block, options, options.inv_temperature, 1.0, None, partials,
+              n_threads)
 
 
-def block_gradient(cnp.ndarray x, object index, object soft_target, object weight,
-                   Py_ssize_t col0, Py_ssize_t n_classes, object options, double grad_scale,
-                   cnp.ndarray state, cnp.ndarray out, int n_threads):
-    """out (n_rows, n) like x, C-contiguous: the block's gradient of the loss, from the
-    row state (n_rows, >= STATE_FIELDS) float64 C-contiguous (arguments as block_partials;
-    index: valid class indices or ignore_index)."""
-    run_block(GRADIENT, x, index, soft_target, weight, col0, n_classes, options,
-              options.inv_temperature, grad_scale, state, out, n_threads)
+def block_gradient(object block, object options, double grad_scale, cnp.ndarray state,
+                   cnp.ndarray out, int n_threads):
+    """out (n_rows, n) like the block's x, C-contiguous: the block's gradient of the loss,
+    from the row state (n_rows, >= STATE_FIELDS) float64 C-contiguous (arguments as
+    block_partials; index: valid class indices or ignore_index)."""
+    run_block(GRADIENT, block, options, options.inv_temperature, grad_scale, state, out,
+              n_threads)
 
 
 def block_softmax(cnp.ndarray x, double inv_temperature, bint log, cnp.ndarray state,
                   cnp.ndarray out, int n_threads):
     """out (n_rows, n) like x, C-contiguous: softmax (log_softmax when log) of the block x
     of rows whose state is given (the S_* fields of a log-sum-exp, without a softcap)."""
-    run_block(LOG_SOFTMAX_BLOCK if log else SOFTMAX_BLOCK, x, None, None, None, 0, x.shape[1],
+    # the block's fields: x alone, no target or class weights (col0, n_classes unread)
+    run_block(LOG_SOFTMAX_BLOCK if log else SOFTMAX_BLOCK, (x, None, None, None, 0, x.shape[1]),
               None, inv_temperature, 1.0, state, out, n_threads)
 
 

@@ -1,6 +1,7 @@
 """Rows cut into blocks of columns: the partials of the blocks combined into the row state.
 
-The kernel ``block_partials`` gives, per row and block of columns, PARTIAL_FIELDS float64
+A `ColumnBlock` is one block of columns of the rows as the block kernels read it.  The
+kernel ``block_partials`` gives, per row and block of columns, PARTIAL_FIELDS float64
 values (their meaning is at the top of _kernels_blocks.pxi): the block's max m_b, its
 exps split as ONES (the max's own exp(0) = 1) and OTHERS (the sum of the others), and the
 sums the loss needs.  `combine` merges the partials of consecutive blocks of the same rows
@@ -21,7 +22,7 @@ Maxima and the target's value are in units u of the kernels: x values without a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,20 @@ S_MAX, S_TOTAL, S_OTHER, S_ZLT, S_MASS, S_LOSS, S_LSE = range(7)
 STATE_FIELDS = 7
 #: below this S, lse = m + log1p(S') (FSCE_CONFIDENT_TOTAL)
 CONFIDENT_TOTAL = 1.5
+
+
+class ColumnBlock(NamedTuple):
+    """Columns [col0, col0 + n) of rows of n_classes classes and their targets, as the
+    block kernels (block_partials, block_gradient) read them.  A class index outside the
+    block is not in it; no target at all (class_index and soft_target None) gives the
+    log-sum-exp terms only."""
+
+    x: npt.NDArray[Any]  # (n_rows, n) float32 or float64, with contiguous rows
+    class_index: npt.NDArray[np.int64] | None  # (n_rows,) any values, or None
+    soft_target: npt.NDArray[Any] | None  # (n_rows, n) of x's dtype, C-contiguous, or None
+    weight: npt.NDArray[np.float64] | None  # (n,) the block's class weights, or None
+    col0: int  # the block's first column in the row
+    n_classes: int  # C, the row's length
 
 
 def weighted(coefficient: Any, term: Any) -> Any:
