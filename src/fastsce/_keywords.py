@@ -9,8 +9,9 @@ default after the positional parameters, before the function's own keyword-only 
 In its body, ``keyword_arguments`` fills in the defaults and raises Python's own
 TypeError for a keyword the family does not have.  Nothing happens per call beyond that
 one loop over the keywords given, so this is for functions whose calls cost more than a
-microsecond (fastsce.cross_entropy and cross_entropy_with_grad spell the loss keywords
-out instead; tests/test_keywords.py holds every signature to its family).
+microsecond (fastsce.cross_entropy, cross_entropy_with_grad, softmax and log_softmax
+spell their keywords out instead; tests/test_keywords.py holds every signature to its
+family).
 """
 
 from __future__ import annotations

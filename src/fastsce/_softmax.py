@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any, SupportsIndex
+from typing import Any, SupportsIndex, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,21 @@ from ._validation import (
 )
 
 _Floats = npt.NDArray[np.floating[Any]]
+
+
+class SoftmaxKeywords(TypedDict, total=False):
+    """The keywords of softmax and log_softmax: their names and types (their defaults:
+    SOFTMAX_DEFAULTS).  fastsce.softmax and log_softmax write them out (a call there costs
+    about a microsecond); fastsce.reference takes them as
+    ``**options: Unpack[SoftmaxKeywords]`` and shows them with fastsce._keywords."""
+
+    temperature: float
+    out: npt.NDArray[np.floating[Any]] | None
+
+
+#: their defaults, in the order of the signatures
+SOFTMAX_DEFAULTS: SoftmaxKeywords = {"temperature": 1.0, "out": None}
+
 #: a row kernel of _kernels: (x rows, 1 / temperature, out, n_threads)
 _RowKernel = Callable[[_Floats, float, _Floats, int], None]
 #: a backward kernel of _kernels: (upstream gradient, values, out, n_threads)

@@ -12,6 +12,7 @@ to get a float64 oracle) and returns the same kinds of values as fastsce.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, SupportsIndex, cast
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy.typing as npt
 
 from ._keywords import keyword_arguments, keyword_signature
 from ._loss import LOSS_DEFAULTS, LossKeywords
+from ._softmax import SOFTMAX_DEFAULTS, SoftmaxKeywords
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -40,32 +42,36 @@ def as_float_array(x: npt.ArrayLike, name: str) -> _Floats:
     return array.astype(np.float64)
 
 
+@keyword_signature(SoftmaxKeywords, SOFTMAX_DEFAULTS)
 def softmax(
-    x: npt.ArrayLike,
-    axis: SupportsIndex = -1,
-    *,
-    temperature: float = 1.0,
-    out: _Floats | None = None,
+    x: npt.ArrayLike, axis: SupportsIndex = -1, **options: Unpack[SoftmaxKeywords]
 ) -> _Floats:
     """s = exp(z - max z) / sum exp(z - max z), z = x / T, along axis."""
-    z = as_float_array(x, "x") / temperature
-    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
-    result = e / np.sum(e, axis=axis, keepdims=True)
-    return _into(result, out)
+    shifted, out = _shifted(softmax, x, axis, options)
+    e = np.exp(shifted)
+    return _into(e / np.sum(e, axis=axis, keepdims=True), out)
 
 
+@keyword_signature(SoftmaxKeywords, SOFTMAX_DEFAULTS)
 def log_softmax(
-    x: npt.ArrayLike,
-    axis: SupportsIndex = -1,
-    *,
-    temperature: float = 1.0,
-    out: _Floats | None = None,
+    x: npt.ArrayLike, axis: SupportsIndex = -1, **options: Unpack[SoftmaxKeywords]
 ) -> _Floats:
     """log s = (z - max z) - log sum exp(z - max z), z = x / T."""
-    z = as_float_array(x, "x") / temperature
-    shifted = z - np.max(z, axis=axis, keepdims=True)
-    result = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
-    return _into(result, out)
+    shifted, out = _shifted(log_softmax, x, axis, options)
+    return _into(shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True)), out)
+
+
+def _shifted(
+    function: Callable[..., object],
+    x: npt.ArrayLike,
+    axis: SupportsIndex,
+    options: SoftmaxKeywords,
+) -> tuple[_Floats, _Floats | None]:
+    """z - max z along axis, z = x / T, and the `out` given, of a call of `function`
+    (its keywords: SoftmaxKeywords)."""
+    given = keyword_arguments(function, options, SOFTMAX_DEFAULTS)
+    z = as_float_array(x, "x") / given["temperature"]
+    return z - np.max(z, axis=axis, keepdims=True), given["out"]
 
 
 def logsumexp(
