@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fastsce._linear import LinearOperands
 from fastsce._sharded import ColumnBlock
 
 _Floats = npt.NDArray[np.floating[Any]]
@@ -58,9 +59,7 @@ LINEAR_CLASS_TILE: int
 
 def load_blas(capi: dict[str, Any]) -> None: ...
 def linear_cross_entropy(
-    x: _Floats,
-    w: _Floats,
-    bias: _Floats | None,
+    operands: LinearOperands,
     index: npt.NDArray[np.int64] | None,
     soft_target: _Floats | None,
     options: Any,  # fastsce._loss.LossOptions (validated)
@@ -72,9 +71,7 @@ def linear_cross_entropy(
     n_threads: int,
 ) -> tuple[int, float]: ...
 def linear_partials(
-    x: _Floats,
-    w: _Floats,
-    bias: _Floats | None,
+    operands: LinearOperands,
     index: npt.NDArray[np.int64] | None,
     soft_target: _Floats | None,
     options: Any,  # fastsce._loss.LossOptions (validated)

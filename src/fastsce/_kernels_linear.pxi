@@ -257,16 +257,13 @@ cdef void set_chunk(LinearCall *linear, Py_ssize_t start, Py_ssize_t rows, HalfF
     linear.x_rows = widened
 
 
-def linear_cross_entropy(cnp.ndarray x, cnp.ndarray w, object bias, object index,
-                         object soft_target, object options, cnp.ndarray row_loss,
-                         cnp.ndarray buffer, object grad_x, object grad_w, object grad_bias,
-                         int n_threads):
+def linear_cross_entropy(object operands, object index, object soft_target, object options,
+                         cnp.ndarray row_loss, cnp.ndarray buffer, object grad_x,
+                         object grad_w, object grad_bias, int n_threads):
     """Loss (and gradients when their arrays are given) of logits x wᵀ + bias, by chunks.
 
-    x (n_rows, H) and w (V, H) of one dtype, float32/float64 (or x float16/bfloat16 with
-    w float32: each chunk of x widened into a float32 copy of its own), rows contiguous
-    with a positive row stride of at least H (any, for one row); bias (V,) C-contiguous
-    or None;
+    operands: x, w, bias as fastsce._linear.LinearOperands lays them out (each chunk of
+    a float16/bfloat16 x widened into a float32 copy of its own);
     index / soft_target / options as in cross_entropy (soft_target (n_rows, V));
     row_loss float64 (n_rows,); buffer C-contiguous (chunk_rows, V) of w's dtype, the
     chunk; OUT arrays (None for the loss alone, else all three, grad_bias None without a
@@ -278,6 +275,8 @@ def linear_cross_entropy(cnp.ndarray x, cnp.ndarray w, object bias, object index
     cdef LossCall c
     cdef LinearCall linear
     cdef double denominator
+    cdef cnp.ndarray x, w
+    x, w, bias = operands
     cdef Py_ssize_t n_rows = x.shape[0], n_classes = w.shape[0]
     cdef Py_ssize_t chunk_rows = buffer.shape[0]
     cdef bint mean = options.reduction == "mean", want_grad = grad_x is not None
@@ -324,13 +323,12 @@ def linear_cross_entropy(cnp.ndarray x, cnp.ndarray w, object bias, object index
     return -1, batch_loss(work.row_loss, n_rows, mean, denominator)
 
 
-def linear_partials(cnp.ndarray x, cnp.ndarray w, object bias, object index,
-                    object soft_target, object options, cnp.ndarray buffers,
-                    cnp.ndarray partials):
+def linear_partials(object operands, object index, object soft_target, object options,
+                    cnp.ndarray buffers, cnp.ndarray partials):
     """The block partials of every row and tile of CLASS_TILE classes of the logits
     x wᵀ + bias, in chunks of rows (the loss alone; fastsce._sharded merges them).
 
-    x, w, bias, index, soft_target and options as in linear_cross_entropy; buffers
+    operands, index, soft_target and options as in linear_cross_entropy; buffers
     C-contiguous (n_threads, chunk_rows, CLASS_TILE) of w's dtype, one per thread (as
     many threads as buffers); partials float64 (class tiles, n_rows, PARTIAL_FIELDS)
     C-contiguous.  Targets are checked before anything is written: returns
@@ -339,6 +337,8 @@ def linear_partials(cnp.ndarray x, cnp.ndarray w, object bias, object index,
     cdef LinearCall linear
     cdef BlockCall block
     cdef double denominator
+    cdef cnp.ndarray x, w
+    x, w, bias = operands
     cdef Py_ssize_t n_rows = x.shape[0], n_classes = w.shape[0]
     cdef Py_ssize_t chunk_rows = buffers.shape[1]
     cdef int n_threads = <int>buffers.shape[0]

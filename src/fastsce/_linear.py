@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -101,6 +101,16 @@ LINEAR_RAISES = """
         of the wrong shape or with a class index outside [0, V) that is not
         ignore_index, weight not (V,) or not finite, an option out of range,
         memory_budget not positive and finite."""
+
+
+class LinearOperands(NamedTuple):
+    """The linear layer's operands as the kernels take them (`_operands`): in the compute
+    dtype, laid out as BLAS reads them (rows contiguous, a positive row stride of at least
+    H: any, for one row)."""
+
+    x: _Floats  # (n_rows, H); float16 / bfloat16 in a float32 call (widened by chunks)
+    w: _Floats  # (V, H)
+    bias: _Floats | None  # (V,) C-contiguous, or None
 
 
 class LinearKeywords(LossKeywords, total=False):
@@ -243,10 +253,10 @@ def _evaluate(
     """Validate everything, then one kernel call: (loss, (grad_input,
     grad_linear_weight, grad_linear_bias) or None)."""
     options = LossOptions(*option_arguments)
-    x, w, bias = _operands(input, linear_weight, linear_bias)
-    dtype = w.dtype
-    n_rows, n_features = x.shape
-    n_classes = w.shape[0]
+    operands = _operands(input, linear_weight, linear_bias)
+    dtype = operands.w.dtype
+    n_rows, n_features = operands.x.shape
+    n_classes = operands.w.shape[0]
     leading = np.shape(input)[:-1]
     check_inverse_temperature(options.inv_temperature, dtype)
     target_array, index, soft_target = checked_targets(
@@ -257,7 +267,7 @@ def _evaluate(
     logits_shape = (*leading, n_classes)
     if not want_grad and n_classes > kernels.LINEAR_CLASS_TILE:
         tiled = (target_array, index, soft_target)
-        return _loss_by_tiles(x, w, bias, tiled, options, memory_budget, logits_shape), None
+        return _loss_by_tiles(operands, tiled, options, memory_budget, logits_shape), None
     rows = chunk_rows(memory_budget, n_rows, n_classes, dtype.itemsize)
     # a chunk's work, in elements of the row kernel (about 16 flops each): its logits,
     # plus the GEMMs' 6 H flops per logit; threads share out the tiles and rows
@@ -272,13 +282,11 @@ def _evaluate(
         # dW and db are set by the first chunk: zeros when there is none
         new = np.empty if n_rows else np.zeros
         grad_input = np.empty((n_rows, n_features), dtype)
-        grad_weight = new(w.shape, dtype)
-        grad_bias = None if bias is None else new(n_classes, FLOAT64)
+        grad_weight = new(operands.w.shape, dtype)
+        grad_bias = None if operands.bias is None else new(n_classes, FLOAT64)
     with _blas.one_thread():
         first_bad, loss = kernels.linear_cross_entropy(
-            x,
-            w,
-            bias,
+            operands,
             index,
             soft_target,
             options,
@@ -299,9 +307,7 @@ def _evaluate(
 
 
 def _loss_by_tiles(
-    x: _Floats,
-    w: _Floats,
-    bias: _Floats | None,
+    operands: LinearOperands,
     targets: tuple[npt.NDArray[Any], npt.NDArray[np.int64] | None, _Floats | None],
     options: LossOptions,
     memory_budget: float | None,
@@ -310,8 +316,8 @@ def _loss_by_tiles(
     """The loss alone, from the block partials of every tile of classes of every row
     (targets: checked_targets's)."""
     target_array, index, soft_target = targets
-    n_rows, n_features = x.shape
-    n_classes, dtype = w.shape[0], w.dtype
+    n_rows, n_features = operands.x.shape
+    n_classes, dtype = operands.w.shape[0], operands.w.dtype
     tile = kernels.LINEAR_CLASS_TILE
     n_tiles = -(-n_classes // tile)
     rows, n_buffers = tile_chunks(memory_budget, n_rows, n_classes, dtype.itemsize)
@@ -321,7 +327,7 @@ def _loss_by_tiles(
     partials = np.empty((n_tiles, n_rows, _sharded.PARTIAL_FIELDS))
     with _blas.one_thread():
         first_bad, denominator = kernels.linear_partials(
-            x, w, bias, index, soft_target, options, buffers, partials
+            operands, index, soft_target, options, buffers, partials
         )
     row_loss, loss = None, math.nan
     if first_bad < 0:
@@ -367,10 +373,10 @@ def tile_chunks(
 
 def _operands(
     input: npt.ArrayLike, linear_weight: npt.ArrayLike, linear_bias: npt.ArrayLike | None
-) -> tuple[_Floats, _Floats, _Floats | None]:
-    """(x as (n_rows, H) rows, w (V, H), bias (V,) or None) in the compute dtype, laid
-    out as BLAS reads them (a copy only when needed); float16 / bfloat16 x of a float32
-    call stays as it is (the kernel widens one chunk of rows at a time)."""
+) -> LinearOperands:
+    """The LinearOperands of a call: x as (n_rows, H) rows, w, bias (a copy only when
+    needed); float16 / bfloat16 x of a float32 call stays as it is (the kernel widens one
+    chunk of rows at a time)."""
     x = as_logits_array(input, "input")
     w = as_float_array(linear_weight, "linear_weight")
     if x.ndim == 0:
@@ -395,7 +401,7 @@ def _operands(
     if not (single and is_16_bit_float(x.dtype)):  # 16-bit: widened a chunk at a time
         x = x.astype(dtype, copy=False)
     rows = x.reshape(math.prod(x.shape[:-1]), n_features)
-    return _blas_rows(rows), _blas_rows(w.astype(dtype, copy=False)), bias
+    return LinearOperands(_blas_rows(rows), _blas_rows(w.astype(dtype, copy=False)), bias)
 
 
 def _blas_rows(rows: npt.NDArray[Any]) -> _Floats:
