@@ -105,12 +105,15 @@ FSCE_INLINE VEC NAME(vexp)(VEC t)
 
 #ifndef FSCE_LOG_TOTALS_DEFINED /* once per translation unit: float64 for both dtypes */
 #define FSCE_LOG_TOTALS_DEFINED
+#if FSCE_SMALL_ROW_CLASSES >= 181 /* sqrt2 2**7: fsce_log_totals' halving steps reach no further */
+#error "fsce_log_totals needs more halving steps for rows this long"
+#endif
 /*
- * out_i = log S_i for n float64 row sums S_i >= 1 (a row's exps, among them the max's
- * own exp(0) = 1) or NaN, FSCE_F64_LANES at a time (n a multiple of it), without a
- * libm call per row:
- *   S = 2**k f,  f in [1/sqrt2, sqrt2)  (k by halving steps of 2**32, 2**16, ..., 2;
- *                                        exact: powers of two)
+ * out_i = log S_i for n float64 row sums 1 <= S_i <= FSCE_SMALL_ROW_CLASSES (a short
+ * row's exps, each at most 1, among them the max's own exp(0) = 1) or NaN,
+ * FSCE_F64_LANES at a time (n a multiple of it), without a libm call per row:
+ *   S = 2**k f,  f in [1/sqrt2, sqrt2)  (k by halving steps of 2**4, 2**2, 2: enough
+ *                                        below sqrt2 2**7; exact: powers of two)
  *   log S = k ln2 + log f,  ln2 in two parts (k ln2_hi exact)
  *   log f = 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + ... + s^20/21),  s = (f - 1) / (f + 1)
  * |s| <= (sqrt2 - 1) / (sqrt2 + 1) = 0.172, so the series' remainder (s^22/23) is below
@@ -119,15 +122,14 @@ FSCE_INLINE VEC NAME(vexp)(VEC t)
  */
 static void fsce_log_totals(const double *totals, double *out, ptrdiff_t n)
 {
-    static const double step_at[6] = {/* sqrt2 2**(p-1) for p = 32, 16, 8, 4, 2, 1 */
-        3037000499.97605, 46340.950011841578, 181.01933598375617, 11.313708498984761,
-        2.8284271247461903, 1.4142135623730951};
-    static const double step_scale[6] = {0x1p-32, 0x1p-16, 0x1p-8, 0x1p-4, 0x1p-2, 0x1p-1};
-    static const double step_k[6] = {32, 16, 8, 4, 2, 1};
+    static const double step_at[3] = {/* sqrt2 2**(p-1) for p = 4, 2, 1 */
+        11.313708498984761, 2.8284271247461903, 1.4142135623730951};
+    static const double step_scale[3] = {0x1p-4, 0x1p-2, 0x1p-1};
+    static const double step_k[3] = {4, 2, 1};
     const f64v one = f64_splat(1.0);
     for (ptrdiff_t i = 0; i < n; i += FSCE_F64_LANES) {
         f64v f = f64_load(totals + i), k = f64_splat(0.0);
-        for (int q = 0; q < 6; ++q) {
+        for (int q = 0; q < 3; ++q) {
             const f64m big = f64_ge(f, f64_splat(step_at[q]));
             f = f64_select(big, f64_mul(f, f64_splat(step_scale[q])), f);
             k = f64_select(big, f64_add(k, f64_splat(step_k[q])), k);
