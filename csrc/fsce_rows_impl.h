@@ -496,11 +496,22 @@ static void NAME(small_rows)(const REAL *x, ptrdiff_t x_stride, ptrdiff_t n_rows
         }
         VEC best = V(splat)(-(REAL)INFINITY), best_index = zero, first_nan = zero, index = zero;
         MASK any_nan = V(lt)(zero, zero); /* no lane set */
-        if (row_argmax == NULL) {
-            for (ptrdiff_t j = 0; j < n; ++j) {
+        if (row_argmax == NULL) { /* two running maxima: half the dependency chain */
+            VEC other_best = best;
+            MASK other_nan = any_nan;
+            ptrdiff_t j = 0;
+            for (; j + 2 <= n; j += 2) {
+                any_nan = V(mask_or)(any_nan, V(ne)(column[j], column[j]));
+                best = V(select)(V(gt)(column[j], best), column[j], best);
+                other_nan = V(mask_or)(other_nan, V(ne)(column[j + 1], column[j + 1]));
+                other_best = V(select)(V(gt)(column[j + 1], other_best), column[j + 1], other_best);
+            }
+            if (j < n) {
                 any_nan = V(mask_or)(any_nan, V(ne)(column[j], column[j]));
                 best = V(select)(V(gt)(column[j], best), column[j], best);
             }
+            any_nan = V(mask_or)(any_nan, other_nan);
+            best = V(select)(V(gt)(other_best, best), other_best, best);
         } else {
             for (ptrdiff_t j = 0; j < n; ++j, index = V(add)(index, one)) {
                 const MASK larger = V(gt)(column[j], best), nan_here = V(ne)(column[j], column[j]);
