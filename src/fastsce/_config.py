@@ -12,7 +12,9 @@ on any thread and the batch loss is summed in row order.
 
 The kernel calls XLA makes for fastsce.jax run on XLA's threads, without
 Python: set_num_threads publishes the count to the kernel module
-(_kernels.set_xla_threads), where those calls read it when they run.
+(_kernels.set_xla_threads), where those calls read it when they run.  The kernel
+module's fast path of small calls takes this module's rule once, at import
+(_kernels.set_small_call_policy: the threshold, a row's cost and threads_for).
 
 Forked children.  Once a kernel has run on several threads, the OpenMP
 runtime holds a thread pool; GNU libgomp cannot use it, nor build a new one,
@@ -37,7 +39,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 
-from ._kernels import openmp_max_threads, set_xla_threads
+from ._kernels import openmp_max_threads, set_small_call_policy, set_xla_threads
 
 #: values of FASTSCE_SIMD the kernels understand ("avx512": no cap, as unset)
 SIMD_CAPS = ("baseline", "avx2", "avx512")
@@ -211,3 +213,4 @@ def threads_for(n_rows: int, work: int) -> int:
 
 
 _publish_xla_threads()
+set_small_call_policy(PARALLEL_MIN_ELEMENTS, ROW_COST_ELEMENTS, threads_for)

@@ -47,10 +47,10 @@ def small_call(
     options: tuple[object, ...],
     lse_out: object,
     argmax_out: object,
-    max_work: int,
-    row_cost_elements: int,
-    threads_for: Callable[[int, int], int],
 ) -> tuple[float, _Floats | None] | None: ...
+def set_small_call_policy(
+    max_work: int, row_cost_elements: int, threads_for: Callable[[int, int], int]
+) -> None: ...
 def xla_ffi_cross_entropy() -> object: ...  # a PyCapsule (types.CapsuleType)
 def set_xla_threads(limit: int, parallel_min_elements: int, row_cost_elements: int) -> None: ...
 def xla_threads_for(n_rows: int, n_elements: int) -> int: ...

@@ -576,9 +576,24 @@ cdef inline bint plain_options(tuple options) noexcept:
             and is_python_real(z_loss) and z_loss == 0)
 
 
+cdef Py_ssize_t small_call_max_work = 0           # set_small_call_policy's
+cdef Py_ssize_t small_call_row_cost = 0
+cdef object small_call_threads_for = None
+
+
+def set_small_call_policy(Py_ssize_t max_work, Py_ssize_t row_cost_elements,
+                          object threads_for):
+    """How small_call chooses its threads (fastsce._config sets it once, at import): one
+    while the work (n_elements + n_rows * row_cost_elements, as fastsce._config.row_work)
+    is below max_work, else threads_for(n_rows, work)."""
+    global small_call_max_work, small_call_row_cost, small_call_threads_for
+    small_call_max_work = max_work
+    small_call_row_cost = row_cost_elements
+    small_call_threads_for = threads_for
+
+
 def small_call(object logits, object target, object out, bint want_grad, tuple options,
-               object lse_out, object argmax_out, Py_ssize_t max_work,
-               Py_ssize_t row_cost_elements, object threads_for):
+               object lse_out, object argmax_out):
     """The common call, with no validation layer in Python.
 
     Handles plain options (plain_options), no lse_out / argmax_out, 2-D native
@@ -586,10 +601,9 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     they are contiguous, other layouts copied), class indices of any integer dtype but uint64, out
     None, a separate buffer or the logits themselves.  Returns (loss, grad or
     None), or None when anything is unusual, an invalid class index included:
-    the Python layer then validates (and reports) the call.  One thread while the work
-    (n_elements + n_rows * row_cost_elements, as fastsce._config.row_work) is below
-    max_work, else threads_for(n_rows, work) threads (fastsce._config.threads_for),
-    with the GIL released for large inputs as on the validating path.
+    the Python layer then validates (and reports) the call.  Its threads follow
+    set_small_call_policy, with the GIL released for large inputs as on the validating
+    path.
     """
     if lse_out is not None or argmax_out is not None or not plain_options(options):
         return None
@@ -639,9 +653,10 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     set_plain_call(&c, x, x_stride, indices, ignore_index,
                    smoothing, grad_scale_of(mean, kept), row_loss,
                    NULL if g is None else cnp.PyArray_DATA(g))
-    cdef Py_ssize_t work = n_rows * (n_classes + row_cost_elements)
+    cdef Py_ssize_t work = n_rows * (n_classes + small_call_row_cost)
     run_rows(loss_range, &c, n_rows, n_rows * n_classes,
-             1 if work < max_work else threads_for(n_rows, work))
+             1 if work < small_call_max_work or small_call_threads_for is None
+             else small_call_threads_for(n_rows, work))
     return batch_loss(row_loss, n_rows, mean, kept), g
 
 
