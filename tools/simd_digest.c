@@ -15,7 +15,7 @@
  * with 1 if anything disagrees.  It also runs under
  * qemu-aarch64 for the NEON path:
  *
- *   cc -O2 -ffp-contract=fast -Icsrc tools/simd_digest.c csrc/fsce_rows*.c -lm
+ *   cc -O2 -ffp-contract=fast -Icsrc tools/simd_digest.c csrc/fsce_dispatch.c csrc/fsce_rows*.c -lm
  *   FASTSCE_SIMD=baseline ./a.out
  *   aarch64-linux-gnu-gcc -static ... && qemu-aarch64 ./a.out
  */
@@ -114,7 +114,7 @@ static void agree(const char *what, ptrdiff_t n, double a, double b, double tol)
                 h[8] = hash_bytes(h[8], out, (size_t)n * sizeof(REAL));                            \
             }                                                                                      \
         }                                                                                          \
-        /* small_rows (1..16 classes) and hard_rows (1..80), 1..37 rows, with and without options */ \
+        /* small_rows (up to FSCE_SMALL_ROW_CLASSES classes), hard_rows (1..80), 1..37 rows, options */ \
         for (ptrdiff_t n = 1; n <= 80; ++n)                                                        \
             for (ptrdiff_t rows = 1; rows <= 37; rows += 4)                                        \
                 for (int variant = 0; variant < 4; ++variant) {                                    \
