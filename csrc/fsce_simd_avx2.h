@@ -176,8 +176,13 @@ FSCE_INLINE void acc_lanes(acc64 acc, double *lanes, ptrdiff_t n_lanes)
    float16 needs F16C, which fsce_init checks apart from AVX2 */
 FSCE_INLINE f32v f32_load_bf16(const uint16_t *p)
 {
-    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+    /* the 8 values in both 128-bit lanes (a plain load), then one in-lane byte shuffle moves
+       lane 0's first 4 and lane 1's last 4 to the high halves of their 32-bit slots (-1: a
+       zero byte): one vector operation where a widening and a shift take two */
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    const __m256i to_high = _mm256_setr_epi8(-1, -1, 0, 1, -1, -1, 2, 3, -1, -1, 4, 5, -1, -1, 6, 7,
+                                             -1, -1, 8, 9, -1, -1, 10, 11, -1, -1, 12, 13, -1, -1, 14, 15);
+    return _mm256_castsi256_ps(_mm256_shuffle_epi8(both, to_high));
 }
 FSCE_INLINE void f32_store_bf16(uint16_t *p, f32v v)
 {
