@@ -190,8 +190,11 @@ FSCE_INLINE void f32_store_bf16(uint16_t *p, f32v v)
     const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), low_bit));
     const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
     const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    const __m256i top = _mm256_srai_epi32(_mm256_blendv_epi8(rounded, quiet, nan), 16); /* int16 range: packs keeps it */
-    _mm_storeu_si128((__m128i *)p, _mm_packs_epi32(_mm256_castsi256_si128(top), _mm256_extracti128_si256(top, 1)));
+    /* each 32-bit slot's high half, a lane's 4 into its low 8 bytes, the lanes' low 8 bytes joined */
+    const __m256i from_high = _mm256_setr_epi8(2, 3, 6, 7, 10, 11, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1,
+                                               2, 3, 6, 7, 10, 11, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i halves = _mm256_shuffle_epi8(_mm256_blendv_epi8(rounded, quiet, nan), from_high);
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(_mm256_permute4x64_epi64(halves, 0x08)));
 }
 FSCE_INLINE f32v f32_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 FSCE_INLINE void f32_store_f16(uint16_t *p, f32v v)
