@@ -82,15 +82,19 @@ static double NAME16(row_sum)(const uint16_t *x, ptrdiff_t n, float shift, float
 /* row_exp_sum_f32 of the widened row with scale 1: sum_j exp(x_j - shift) in float64, each
    exp stored into out (float32) unless NULL; next (may be NULL): the 16-bit row read after
    this one, prefetched meanwhile when the row is 16 KB to 256 KB long (as row_exp_sum_f32
-   does for its rows) */
+   does for its rows); fill (may be NULL; only with out): the 16-bit row the caller writes
+   next from out (a 16-bit gradient), its cache lines fetched meanwhile, so that the
+   narrowing pass's stores do not each wait for memory while this compute-bound pass leaves
+   it idle (a float32 gradient gets this for free: its exps are stored in place here) */
 FSCE_INLINE double NAME16(exp_sum_body)(const uint16_t *x, ptrdiff_t n, float shift, float *out,
-                                        const uint16_t *next)
+                                        const uint16_t *next, const uint16_t *fill)
 {
     const f32v vshift = f32_splat(shift);
     acc64 acc = acc_zero();
     ptrdiff_t j = 0;
     for (; j + LANES16 <= n; j += LANES16) {
         if (next) FSCE_PREFETCH(next + j);
+        if (fill) FSCE_PREFETCH(fill + j);
         const f32v e = vexp_f32(f32_sub(LOAD16(x + j), vshift));
         if (out) f32_store(out + j, e);
         f32_acc_add(&acc, e);
@@ -103,12 +107,14 @@ FSCE_INLINE double NAME16(exp_sum_body)(const uint16_t *x, ptrdiff_t n, float sh
     return acc_total(acc);
 }
 
-static double NAME16(row_exp_sum)(const uint16_t *x, ptrdiff_t n, float shift, float *out, const uint16_t *next)
+static double NAME16(row_exp_sum)(const uint16_t *x, ptrdiff_t n, float shift, float *out, const uint16_t *next,
+                                  const uint16_t *fill)
 {
     const size_t bytes = (size_t)n * sizeof(float);
     if (next == NULL || bytes < 16384 || bytes > 262144) next = NULL;
-    if (next) return out ? NAME16(exp_sum_body)(x, n, shift, out, next) : NAME16(exp_sum_body)(x, n, shift, NULL, next);
-    return out ? NAME16(exp_sum_body)(x, n, shift, out, NULL) : NAME16(exp_sum_body)(x, n, shift, NULL, NULL);
+    if (out && fill) return NAME16(exp_sum_body)(x, n, shift, out, next, fill);
+    if (next) return out ? NAME16(exp_sum_body)(x, n, shift, out, next, NULL) : NAME16(exp_sum_body)(x, n, shift, NULL, next, NULL);
+    return out ? NAME16(exp_sum_body)(x, n, shift, out, NULL, NULL) : NAME16(exp_sum_body)(x, n, shift, NULL, NULL, NULL);
 }
 
 /* out_j = x_j rounded to the 16-bit format, to nearest even */

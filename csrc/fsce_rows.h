@@ -80,7 +80,8 @@ typedef struct {
     void (*narrow)(const float *x, ptrdiff_t n, uint16_t *out);
     float (*row_max)(const uint16_t *x, ptrdiff_t n);
     double (*row_sum)(const uint16_t *x, ptrdiff_t n, float shift, float scale);
-    double (*row_exp_sum)(const uint16_t *x, ptrdiff_t n, float shift, float *out, const uint16_t *next);
+    double (*row_exp_sum)(const uint16_t *x, ptrdiff_t n, float shift, float *out, const uint16_t *next,
+                          const uint16_t *fill);
     void (*affine_narrow)(const float *y, ptrdiff_t n, float a, float c, uint16_t *out);
 } fsce_ops_half;
 

@@ -224,7 +224,7 @@ static long digest_half(const char *format, const fsce_ops_half *ops, float (*wi
             double total = ops->row_sum(x, n, m, 0.7f);
             mismatches += total != f32->row_sum(wide, n, m, 0.7f) && total == total;
             h[3] = hash_bytes(h[3], &total, sizeof total);
-            total = ops->row_exp_sum(x, n, m, out, n > 1 ? x : NULL);
+            total = ops->row_exp_sum(x, n, m, out, n > 1 ? x : NULL, n > 2 ? x : NULL);
             const double expected_total = f32->row_exp_sum(wide, n, m, 1, expected, NULL);
             mismatches += !(total == expected_total || (total != total && expected_total != expected_total));
             for (ptrdiff_t j = 0; j < n; ++j) mismatches += !same_float(out[j], expected[j]);

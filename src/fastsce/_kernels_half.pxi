@@ -95,7 +95,8 @@ cdef inline bint half_hard_row(const HalfLossCall *h, const fsce_hard_targets *t
     sums.m = m
     sums.z_t = z_t
     sums.mean_gap = -ops.row_sum(x, n, m, <float>(1.0 / n)) if targets.eps != 0.0 else 0.0
-    sums.total = ops.row_exp_sum(x, n, m, g, next)
+    sums.total = ops.row_exp_sum(x, n, m, g, next,
+                                 <uint16_t *>c.grad + i * n if h.half_grad else NULL)
     sums.other = -1.0
     if sums.total < FSCE_CONFIDENT_TOTAL:             # rare: see log_of_total
         if g == NULL:

@@ -285,7 +285,7 @@ cdef extern from "fsce_rows.h" nogil:
         float (*row_max)(const uint16_t *x, Py_ssize_t n) noexcept nogil
         double (*row_sum)(const uint16_t *x, Py_ssize_t n, float shift, float scale) noexcept nogil
         double (*row_exp_sum)(const uint16_t *x, Py_ssize_t n, float shift, float *out,
-                              const uint16_t *next) noexcept nogil
+                              const uint16_t *next, const uint16_t *fill) noexcept nogil
         void (*affine_narrow)(const float *y, Py_ssize_t n, float a, float c,
                               uint16_t *out) noexcept nogil
 
