@@ -10,8 +10,6 @@ test here checks the 16-bit results against it too.  bfloat16 is ml_dtypes'
 (an optional dependency: its cases skip without it).
 """
 
-import contextlib
-
 import numpy as np
 import pytest
 
@@ -137,6 +135,7 @@ def test_tiny_gradients_round_to_nearest_even(dtype):
     assert_same_as_float32(x16, target, {"reduction": "sum"}, out16=True)
 
 
+@pytest.mark.usefixtures("restore_threads")
 @pytest.mark.parametrize("dtype", HALF_DTYPES)
 def test_layouts_and_threads(dtype):
     """Strided rows and a Fortran-order copy; a call large enough for two threads gives the
@@ -144,20 +143,10 @@ def test_layouts_and_threads(dtype):
     rng = np.random.default_rng(3)
     x16 = (3 * rng.standard_normal((300, 1000))).astype(half(dtype))
     target = rng.integers(0, 1000, 300)
-    with two_threads():
-        assert_same_as_float32(x16, target, {}, out16=True)
-        assert_same_as_float32(x16[::2, :500], target[::2] % 500, {})
-        assert_same_as_float32(np.asfortranarray(x16[:10]), target[:10], {})
-
-
-@contextlib.contextmanager
-def two_threads():
-    before = fastsce.get_num_threads()
     fastsce.set_num_threads(2)
-    try:
-        yield
-    finally:
-        fastsce.set_num_threads(before)
+    assert_same_as_float32(x16, target, {}, out16=True)
+    assert_same_as_float32(x16[::2, :500], target[::2] % 500, {})
+    assert_same_as_float32(np.asfortranarray(x16[:10]), target[:10], {})
 
 
 @pytest.mark.parametrize("dtype", HALF_DTYPES)
