@@ -27,6 +27,7 @@ from _helpers import (
     oracle,
     run_with_simd,
 )
+from fastsce import _loss
 
 try:
     import ml_dtypes
@@ -184,6 +185,39 @@ def test_in_place_16_bit_gradient(dtype):
     _, grad = fastsce.cross_entropy_with_grad(x16, target, out=x16)
     assert grad is x16
     same_bits(x16, expected)
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+@pytest.mark.parametrize("out", ["none", "float32", "16-bit", "logits"])
+@pytest.mark.parametrize("shape", [(1, 1), (64, 10), (9, 65), (300, 1000)], ids=str)
+def test_small_calls_take_the_fast_path_with_the_same_bits(monkeypatch, dtype, out, shape):
+    """A small 16-bit call skips the validating path (made to fail here) and gives its
+    bits (reached with lse_out=, which the fast path does not take); 300 x 1000 runs on
+    two threads."""
+    rng = np.random.default_rng(11)
+    x16 = (3 * rng.standard_normal(shape)).astype(half(dtype))
+    target = rng.integers(0, shape[1], shape[0]).astype(np.int32)
+    target[::4] = -100
+
+    def call(x, **extra):
+        outputs = {
+            "none": {},
+            "float32": {"out": np.empty(shape, np.float32)},
+            "16-bit": {"out": np.empty_like(x)},
+            "logits": {"out": x},
+        }[out]
+        return fastsce.cross_entropy_with_grad(x, target, label_smoothing=0.1, **outputs, **extra)
+
+    slow_loss, slow_grad = call(x16.copy(), lse_out=np.empty(shape[0]))
+
+    def no_validating_path(*args, **kwargs):
+        raise AssertionError("the validating path was taken")
+
+    monkeypatch.setattr(_loss, "run", no_validating_path)
+    loss, grad = call(x16.copy())
+    same_bits(np.float64(loss), np.float64(slow_loss))
+    same_bits(grad, slow_grad)
+    same_bits(np.float64(fastsce.cross_entropy(x16, target, label_smoothing=0.1)), np.float64(loss))
 
 
 @pytest.mark.parametrize("dtype", HALF_DTYPES)

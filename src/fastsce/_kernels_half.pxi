@@ -29,15 +29,24 @@ ctypedef struct HalfLossCall:
     Py_ssize_t worker_elements    # float32 elements per worker: scratch rows and block
 
 
+cdef object known_bfloat16 = None    # ml_dtypes' bfloat16 dtype, once half_format has met it
+
+
 cdef HalfFormat half_format(cnp.ndarray a):
     """FLOAT16 or BFLOAT16 for arrays of those dtypes (bfloat16: ml_dtypes', known by
-    its name without importing it), NOT_HALF otherwise."""
+    its name without importing it, then by identity), NOT_HALF otherwise."""
+    global known_bfloat16
     if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT16:
         return FLOAT16
     if cnp.PyArray_ITEMSIZE(a) != 2:
         return NOT_HALF
-    cdef object dtype = a.dtype
-    return BFLOAT16 if dtype.kind == "V" and dtype.name == "bfloat16" else NOT_HALF
+    cdef object dtype = <object>cnp.PyArray_DESCR(a)
+    if dtype is known_bfloat16:
+        return BFLOAT16
+    if dtype.kind == "V" and dtype.name == "bfloat16":
+        known_bfloat16 = dtype
+        return BFLOAT16
+    return NOT_HALF
 
 
 cdef inline void block_call(LossCall *rows, const LossCall *c, Py_ssize_t first,
@@ -174,6 +183,17 @@ cdef void half_loss_range(void *call, Py_ssize_t start, Py_ssize_t stop,
         first += n_rows
 
 
+cdef void set_half_call(HalfLossCall *h, HalfFormat format, bint half_grad,
+                        Py_ssize_t n_classes, bint need_scratch) noexcept nogil:
+    """The 16-bit fields of h (h.loss is the caller's): the format, the gradient's width,
+    the block of short rows and the float32 elements each worker needs."""
+    h.format = format
+    h.half_grad = half_grad
+    h.block_rows = max(1, HALF_BLOCK_ELEMENTS // n_classes)
+    h.scratch_elements = SCRATCH_ROWS * n_classes if need_scratch else 0
+    h.worker_elements = h.scratch_elements + h.block_rows * n_classes
+
+
 cdef Workspace run_half_loss(cnp.ndarray logits, HalfFormat format,
                              const cnp.int64_t *indices, object soft_target, object options,
                              double grad_scale, object row_loss, object grad, object row_lse,
@@ -182,12 +202,8 @@ cdef Workspace run_half_loss(cnp.ndarray logits, HalfFormat format,
     dtype); the float32 scratch is the call's own."""
     cdef HalfLossCall h
     cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
-    h.format = format
-    h.half_grad = grad is not None and (<cnp.ndarray>grad).itemsize == 2
-    h.block_rows = max(1, HALF_BLOCK_ELEMENTS // n_classes)
-    h.scratch_elements = (SCRATCH_ROWS * n_classes
-                          if options_need_scratch(options, soft_target is not None) else 0)
-    h.worker_elements = h.scratch_elements + h.block_rows * n_classes
+    set_half_call(&h, format, grad is not None and (<cnp.ndarray>grad).itemsize == 2, n_classes,
+                  options_need_scratch(options, soft_target is not None))
     cdef Workspace work = Workspace(row_loss, n_rows, None,
                                     n_threads * h.worker_elements * sizeof(float))
     set_call(&h.loss, logits, indices, data_or_null(soft_target), options, grad_scale, work,
@@ -196,3 +212,20 @@ cdef Workspace run_half_loss(cnp.ndarray logits, HalfFormat format,
     h.loss.row_argmax = <cnp.int64_t *>data_or_null(row_argmax)
     run_rows(half_loss_range, &h, n_rows, n_rows * n_classes, n_threads)
     return work
+
+
+cdef int run_half_plain(const LossCall *c, HalfFormat format, bint half_grad,
+                        int n_threads) except -1:
+    """small_call's LossCall c (plain options: no scratch rows) over 16-bit logits, with a
+    float32 block per worker of its own."""
+    cdef HalfLossCall h
+    set_half_call(&h, format, half_grad, c.n_classes, False)
+    h.loss = c[0]
+    h.loss.scratch = malloc(n_threads * h.worker_elements * sizeof(float))
+    if h.loss.scratch == NULL:
+        raise MemoryError("fastsce: cannot allocate the per-call workspace")
+    try:
+        run_rows(half_loss_range, &h, c.n_rows, c.n_rows * c.n_classes, n_threads)
+    finally:
+        free(h.loss.scratch)
+    return 0

@@ -597,7 +597,8 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     """The common call, with no validation layer in Python.
 
     Handles plain options (plain_options), no lse_out / argmax_out, 2-D native
-    float32/float64 logits of at most SMALL_CALL_MAX_ROWS rows (rows read in place where
+    float32/float64 logits, or float16/bfloat16 ones (a float32 gradient, or one of their
+    dtype with such an out), of at most SMALL_CALL_MAX_ROWS rows (rows read in place where
     they are contiguous, other layouts copied), class indices of any integer dtype but uint64, out
     None, a separate buffer or the logits themselves.  Returns (loss, grad or
     None), or None when anything is unusual, an invalid class index included:
@@ -610,13 +611,19 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     cdef bint mean = options[2] == "mean"
     cdef cnp.int64_t ignore_index = options[1]
     cdef double smoothing = options[3]
-    cdef int typenum
+    cdef int typenum, grad_typenum
+    cdef HalfFormat format = NOT_HALF
     if type(logits) is not cnp.ndarray:
         return None
     cdef cnp.ndarray x = <cnp.ndarray>logits
-    typenum = cnp.PyArray_TYPE(x)
-    if ((typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(x) != 2
-            or not cnp.PyArray_ISALIGNED(x) or not cnp.PyArray_ISNOTSWAPPED(x)):
+    typenum = grad_typenum = cnp.PyArray_TYPE(x)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        format = half_format(x)
+        if format == NOT_HALF:
+            return None
+        grad_typenum = cnp.NPY_FLOAT32       # the default gradient of 16-bit logits
+    if (cnp.PyArray_NDIM(x) != 2 or not cnp.PyArray_ISALIGNED(x)
+            or not cnp.PyArray_ISNOTSWAPPED(x)):
         return None
     cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x), x_stride = cnp.PyArray_DIM(x, 1)
     if not cnp.PyArray_IS_C_CONTIGUOUS(x):
@@ -635,9 +642,10 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     cdef cnp.ndarray g = None
     if want_grad:
         if out is None:
-            g = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x), typenum, 0)
+            g = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x), grad_typenum, 0)
         else:
-            if not is_plain(out, typenum):
+            if not is_plain(out, grad_typenum) and not (format != NOT_HALF
+                                                        and is_plain(out, typenum)):
                 return None
             g = <cnp.ndarray>out
             if (not cnp.PyArray_ISWRITEABLE(g) or cnp.PyArray_NDIM(g) != 2
@@ -654,9 +662,12 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
                    smoothing, grad_scale_of(mean, kept), row_loss,
                    NULL if g is None else cnp.PyArray_DATA(g))
     cdef Py_ssize_t work = n_rows * (n_classes + small_call_row_cost)
-    run_rows(loss_range, &c, n_rows, n_rows * n_classes,
-             1 if work < small_call_max_work or small_call_threads_for is None
-             else small_call_threads_for(n_rows, work))
+    cdef int n_threads = (1 if work < small_call_max_work or small_call_threads_for is None
+                          else small_call_threads_for(n_rows, work))
+    if format == NOT_HALF:
+        run_rows(loss_range, &c, n_rows, n_rows * n_classes, n_threads)
+    else:
+        run_half_plain(&c, format, g is not None and cnp.PyArray_ITEMSIZE(g) == 2, n_threads)
     return batch_loss(row_loss, n_rows, mean, kept), g
 
 
