@@ -1,7 +1,8 @@
 """A small workload for valgrind memcheck: every public function on row lengths around
 the vector widths (tails of every length), float32 and float64, contiguous and strided
 inputs, hard and soft targets, every option, out= (fresh and in place), error paths
-(which must write nothing) and one call large enough to run on several OpenMP threads.
+(which must write nothing), 16-bit logits (float16; bfloat16 when ml_dtypes is there)
+with every kind of gradient, and one call large enough to run on several OpenMP threads.
 Every result is compared with fastsce.reference, so memcheck also sees whether any
 output element was left uninitialised (the comparison branches on every value).
 
@@ -25,6 +26,14 @@ def close(actual, expected, rtol):
     expected = np.asarray(expected, np.float64)
     if not np.allclose(actual, expected, rtol=rtol, atol=1e-6, equal_nan=True):
         raise SystemExit(f"mismatch: {actual} vs {expected}")
+
+
+def half_dtypes():
+    try:
+        import ml_dtypes
+    except ImportError:
+        return [np.float16]
+    return [np.float16, ml_dtypes.bfloat16]
 
 
 def main():
@@ -97,6 +106,23 @@ def main():
                     else:
                         raise SystemExit("bad class index accepted")
                     close(out, np.full(x.shape, 5.0), 0)
+    for dtype in half_dtypes():
+        for n_classes in [3, 9, 17, 70, 130]:
+            x16 = (2 * rng.standard_normal((5, n_classes))).astype(dtype)
+            t = rng.integers(0, n_classes, 5)
+            e_loss, e_grad = reference.cross_entropy_with_grad(x16.astype(np.float64), t)
+            for out_kind in ["none", "float32", "16-bit", "in place"]:
+                for extra in [{}, {"lse_out": np.empty(5)}]:  # the fast and validating paths
+                    logits = x16.copy()
+                    out = {
+                        "none": None,
+                        "float32": np.empty(x16.shape, np.float32),
+                        "16-bit": np.empty_like(x16),
+                        "in place": logits,
+                    }[out_kind]
+                    loss, grad = fastsce.cross_entropy_with_grad(logits, t, out=out, **extra)
+                    close(loss, e_loss, 1e-3)
+                    close(grad.astype(np.float32), e_grad, 1e-2)
     # one call large enough for the OpenMP threads and the GIL release
     fastsce.set_num_threads(2)
     x = rng.standard_normal((130, 520)).astype(np.float32)
