@@ -80,7 +80,7 @@ def client():
             processes=True,
             threads_per_worker=1,
             memory_limit=WORKER_MEMORY,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: None still takes 8787, failing if it is busy
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
     ):
