@@ -183,44 +183,35 @@ cdef void half_loss_range(void *call, Py_ssize_t start, Py_ssize_t stop,
         first += n_rows
 
 
-cdef void set_half_call(HalfLossCall *h, HalfFormat format, bint half_grad,
-                        Py_ssize_t n_classes, bint need_scratch) noexcept nogil:
-    """The 16-bit fields of h (h.loss is the caller's): the format, the gradient's width,
-    the block of short rows and the float32 elements each worker needs."""
-    h.format = format
-    h.half_grad = half_grad
-    h.block_rows = max(1, HALF_BLOCK_ELEMENTS // n_classes)
-    h.scratch_elements = SCRATCH_ROWS * n_classes if need_scratch else 0
-    h.worker_elements = h.scratch_elements + h.block_rows * n_classes
-
-
 cdef Workspace run_half_loss(cnp.ndarray logits, HalfFormat format,
                              const cnp.int64_t *indices, object soft_target, object options,
                              double grad_scale, object row_loss, object grad, object row_lse,
                              object row_argmax, int n_threads):
     """run_loss for 16-bit logits (soft_target float32; grad float32 or of the logits'
-    dtype); the float32 scratch is the call's own."""
-    cdef HalfLossCall h
-    cdef Py_ssize_t n_rows = logits.shape[0], n_classes = logits.shape[1]
-    set_half_call(&h, format, grad is not None and (<cnp.ndarray>grad).itemsize == 2, n_classes,
-                  options_need_scratch(options, soft_target is not None))
-    cdef Workspace work = Workspace(row_loss, n_rows, None,
-                                    n_threads * h.worker_elements * sizeof(float))
-    set_call(&h.loss, logits, indices, data_or_null(soft_target), options, grad_scale, work,
+    dtype)."""
+    cdef LossCall c
+    cdef Workspace work = Workspace(row_loss, logits.shape[0], None, 0)
+    set_call(&c, logits, indices, data_or_null(soft_target), options, grad_scale, work,
              data_or_null(grad))
-    h.loss.row_lse = <double *>data_or_null(row_lse)
-    h.loss.row_argmax = <cnp.int64_t *>data_or_null(row_argmax)
-    run_rows(half_loss_range, &h, n_rows, n_rows * n_classes, n_threads)
+    c.row_lse = <double *>data_or_null(row_lse)
+    c.row_argmax = <cnp.int64_t *>data_or_null(row_argmax)
+    run_half_rows(&c, format, grad is not None and (<cnp.ndarray>grad).itemsize == 2,
+                  options_need_scratch(options, soft_target is not None), n_threads)
     return work
 
 
-cdef int run_half_plain(const LossCall *c, HalfFormat format, bint half_grad,
-                        int n_threads) except -1:
-    """small_call's LossCall c (plain options: no scratch rows) over 16-bit logits, with a
-    float32 block per worker of its own."""
+cdef int run_half_rows(const LossCall *c, HalfFormat format, bint half_grad, bint need_scratch,
+                       int n_threads) except -1:
+    """Every row of c (its logits of the 16-bit format; its gradient of that format when
+    half_grad, else float32), with the float32 scratch of its own each worker needs:
+    loss_rows's scratch rows when need_scratch, then the block of widened rows."""
     cdef HalfLossCall h
-    set_half_call(&h, format, half_grad, c.n_classes, False)
     h.loss = c[0]
+    h.format = format
+    h.half_grad = half_grad
+    h.block_rows = max(1, HALF_BLOCK_ELEMENTS // c.n_classes)
+    h.scratch_elements = SCRATCH_ROWS * c.n_classes if need_scratch else 0
+    h.worker_elements = h.scratch_elements + h.block_rows * c.n_classes
     h.loss.scratch = malloc(n_threads * h.worker_elements * sizeof(float))
     if h.loss.scratch == NULL:
         raise MemoryError("fastsce: cannot allocate the per-call workspace")

@@ -667,7 +667,8 @@ def small_call(object logits, object target, object out, bint want_grad, tuple o
     if format == NOT_HALF:
         run_rows(loss_range, &c, n_rows, n_rows * n_classes, n_threads)
     else:
-        run_half_plain(&c, format, g is not None and cnp.PyArray_ITEMSIZE(g) == 2, n_threads)
+        run_half_rows(&c, format, g is not None and cnp.PyArray_ITEMSIZE(g) == 2, False,
+                      n_threads)
     return batch_loss(row_loss, n_rows, mean, kept), g
 
 
